@@ -1,0 +1,58 @@
+"""The composition root: `create_app(settings)` wires the contexts into one ASGI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from cityops import __version__
+from cityops.auth import api as auth_api
+from cityops.auth import flows as auth_flows
+from cityops.core import ops
+from cityops.core.clock import Clock
+from cityops.core.config import Settings
+from cityops.core.errors import install_error_handlers
+from cityops.core.logging import configure_logging
+from cityops.core.metrics import RequestContextMiddleware
+from cityops.core.runtime import Runtime
+from cityops.registry import MESSAGE_PACKAGES, import_models
+from cityops.units import api as units_api
+
+API_PREFIX = "/api/v1"
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """Build the runtime shared by the app, the command line and background jobs."""
+    import_models()
+    runtime = Runtime.build(settings, packages=MESSAGE_PACKAGES, clock=clock)
+    auth_flows.install(runtime)
+    return runtime
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    configure_logs: bool = False,
+) -> FastAPI:
+    """Create the CityOps application for the given settings."""
+    settings = settings or Settings()
+    if configure_logs:
+        configure_logging(settings.log_level, json_lines=bool(settings.log_json))
+    runtime = build_runtime(settings, clock=clock)
+    app = FastAPI(
+        title="CityOps",
+        version=__version__,
+        description="Intelligent Operations Center for Đồng Nai: platform API.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app, runtime.translate)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=runtime.metrics, negotiate=runtime.translate.negotiate
+    )
+    app.include_router(ops.router)
+    app.include_router(auth_api.router, prefix=API_PREFIX)
+    app.include_router(units_api.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,67 @@
+"""The in-process event bus: typed events, published after their transaction commits."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened: a type name, a payload and a correlation id for tracing."""
+
+    type: str
+    data: dict[str, Any]
+    at: datetime
+    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+Handler = Callable[[Event], None]
+
+
+class EventBus:
+    """Publish/subscribe inside one process. Handlers must not raise; failures are logged."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+
+    def subscribe(self, event_type: str, handler: Handler) -> Callable[[], None]:
+        """Call `handler` for every event of `event_type` ('*' for all); return an unsubscriber."""
+        self._handlers[event_type].append(handler)
+        return lambda: self._handlers[event_type].remove(handler)
+
+    def publish(self, event: Event) -> None:
+        """Deliver an event to its handlers now."""
+        for handler in [*self._handlers.get(event.type, ()), *self._handlers.get("*", ())]:
+            try:
+                handler(event)
+            except Exception:
+                log.exception("event handler failed", extra={"event_type": event.type})
+
+    def publish_after_commit(self, session: Session, event: Event) -> None:
+        """Deliver an event once the session's transaction commits (never if it rolls back)."""
+        pending: list[Event] = session.info.setdefault("pending_events", [])
+        pending.append(event)
+        if not session.info.get("events_hooked"):
+            session.info["events_hooked"] = True
+            sa_event.listen(session, "after_commit", self._flush_pending)
+            sa_event.listen(session, "after_rollback", _drop_pending)
+
+    def _flush_pending(self, session: Session) -> None:
+        events: list[Event] = session.info.pop("pending_events", [])
+        for item in events:
+            self.publish(item)
+
+
+def _drop_pending(session: Session) -> None:
+    session.info.pop("pending_events", None)

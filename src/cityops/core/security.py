@@ -1,0 +1,166 @@
+"""Who is calling and what they may do: permissions, scopes, principals and `require(...)`.
+
+The vocabulary lives here so every context can guard its routes without importing `auth`;
+`auth` decides which roles hold which permissions and authenticates requests
+(it installs the authenticator on the runtime at start-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import ColumnElement, false, true
+from sqlalchemy.orm import Session
+
+from cityops.core.deps import SessionDep, get_runtime
+from cityops.core.errors import Forbidden, Unauthorized
+
+
+class Permission(StrEnum):
+    """Things a principal may do. Names are `<resource>:<action>`."""
+
+    UNIT_UPDATE = "unit:update"  # edit a unit's contact details and population (in scope)
+    UNIT_ADMIN = "unit:admin"  # create units, import boundaries, manage areas
+    DEPARTMENT_UPDATE = "department:update"  # edit a department's contact details (in scope)
+    DEPARTMENT_ADMIN = "department:admin"  # create, rename, delete departments and sectors
+    USER_READ = "user:read"
+    USER_ADMIN = "user:admin"
+    APIKEY_ADMIN = "apikey:admin"
+    AUDIT_READ = "audit:read"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The records a principal reaches: a set of unit codes (None: all) and/or one department."""
+
+    unit_codes: frozenset[str] | None = None
+    department_code: str | None = None
+
+    @property
+    def is_global(self) -> bool:
+        """Whether nothing restricts this scope."""
+        return self.unit_codes is None and self.department_code is None
+
+    def covers_unit(self, unit_code: str | None) -> bool:
+        """Whether a record of this unit is in scope (a record with no unit: only global scope)."""
+        if self.unit_codes is None:
+            return True
+        return unit_code is not None and unit_code in self.unit_codes
+
+    def covers_department(self, department_code: str | None) -> bool:
+        """Whether a record of this department is in scope."""
+        if self.department_code is None:
+            return True
+        return department_code == self.department_code
+
+    def covers(self, *, unit_code: str | None = None, department_code: str | None = None) -> bool:
+        """Whether a record with this unit and department is in scope on both axes."""
+        unit_ok = self.unit_codes is None or self.covers_unit(unit_code)
+        dept_ok = self.department_code is None or self.covers_department(department_code)
+        return unit_ok and dept_ok
+
+    def unit_filter(self, column: Any) -> ColumnElement[bool]:
+        """A SQL condition keeping rows whose unit column is in scope."""
+        if self.unit_codes is None:
+            return true()
+        if not self.unit_codes:
+            return false()
+        return column.in_(sorted(self.unit_codes))  # type: ignore[no-any-return]
+
+    def department_filter(self, column: Any) -> ColumnElement[bool]:
+        """A SQL condition keeping rows whose department column is in scope."""
+        if self.department_code is None:
+            return true()
+        return column == self.department_code  # type: ignore[no-any-return]
+
+
+GLOBAL_SCOPE = Scope()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: a user (bearer token or web session) or a machine (API key)."""
+
+    kind: str  # "user" | "api_key" | "system"
+    id: int
+    name: str
+    role: str
+    permissions: frozenset[str]
+    scope: Scope = GLOBAL_SCOPE
+    tenant: str | None = None
+    session_id: str | None = None
+    via: str = "bearer"  # "bearer" | "cookie" | "api_key" | "cli"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def can(self, permission: str) -> bool:
+        """Whether this principal holds a permission."""
+        return permission in self.permissions
+
+    def check(self, permission: str) -> None:
+        """Raise 403 unless this principal holds a permission."""
+        if not self.can(permission):
+            raise Forbidden("error.forbidden.detail")
+
+    def check_scope(
+        self, *, unit_code: str | None = None, department_code: str | None = None
+    ) -> None:
+        """Raise 403 unless a record of this unit/department is within the principal's scope."""
+        if not self.scope.covers(unit_code=unit_code, department_code=department_code):
+            raise Forbidden("error.forbidden.scope")
+
+
+SYSTEM_PRINCIPAL = Principal(
+    kind="system", id=0, name="system", role="system", permissions=frozenset(), via="cli"
+)
+
+Authenticator = Callable[[Request, Session], Principal | None]
+
+
+def optional_principal(request: Request, session: SessionDep) -> Principal | None:
+    """The caller if credentials were sent and are valid; None for anonymous callers."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    authenticate: Authenticator | None = get_runtime(request).authenticator
+    if authenticate is None:
+        return None
+    principal = authenticate(request, session)
+    if principal is not None:
+        request.state.principal = principal
+        session.info["actor"] = principal
+    return principal
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def current_principal(principal: OptionalPrincipal) -> Principal:
+    """The caller; 401 without valid credentials."""
+    if principal is None:
+        raise Unauthorized(
+            "error.unauthorized.detail", headers={"WWW-Authenticate": 'Bearer realm="cityops"'}
+        )
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(*permissions: Permission | str) -> Callable[[Principal], Principal]:
+    """A dependency that lets the request through only if the caller holds every permission."""
+
+    def dependency(principal: CurrentPrincipal) -> Principal:
+        for permission in permissions:
+            principal.check(permission)
+        return principal
+
+    return dependency
+
+
+def permission_names(values: Iterable[Permission | str]) -> frozenset[str]:
+    """Permissions as plain strings."""
+    return frozenset(str(v) for v in values)

@@ -1,0 +1,17 @@
+"""The bounded contexts this build of CityOps is made of, in dependency order."""
+
+from __future__ import annotations
+
+import importlib
+
+# Imports point downward in this list, never up (ARCHITECTURE.md).
+CONTEXTS: tuple[str, ...] = ("cityops.units", "cityops.auth")
+
+# Packages whose `locales/` folders hold message catalogues.
+MESSAGE_PACKAGES: list[str] = ["cityops.core", *CONTEXTS]
+
+
+def import_models() -> None:
+    """Import every context's tables so the metadata is complete (migrations, create_all)."""
+    for package in CONTEXTS:
+        importlib.import_module(f"{package}.models")

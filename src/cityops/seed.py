@@ -1,0 +1,19 @@
+"""Seeding a profile (the Đồng Nai one by default): what a province would configure."""
+
+from __future__ import annotations
+
+from cityops.core.db import unit_of_work
+from cityops.core.runtime import Runtime
+from cityops.core.security import SYSTEM_PRINCIPAL
+from cityops.units import flows as units_flows
+
+
+def seed(runtime: Runtime, *, profile: str | None = None) -> dict[str, int]:
+    """Load the profile's reference data; running it again changes nothing that is already there."""
+    with unit_of_work(runtime.session_factory) as session:
+        # Reference data from the profile is not an operator's action: it is not audited.
+        session.info["actor"] = SYSTEM_PRINCIPAL
+        session.info["audit"] = False
+        return units_flows.seed_profile(
+            session=session, profile=profile or runtime.settings.profile, clock=runtime.clock
+        )
