@@ -1,0 +1,53 @@
+# CityOps: two commands do all the set-up on a fresh Debian machine with Python 3.11.
+#   make demo   install, migrate and seed the Đồng Nai profile on SQLite, serve on :8000
+#   make test   install, start what the tests need, run lint, types and the suite (SQLite + PostgreSQL)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install -q -c constraints.txt
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-test lint typecheck test-sqlite test-postgres bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(BIN)/cityops demo
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install-test
+	$(BIN)/mypy
+
+test-sqlite: install-test
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+test-postgres: install-test
+	bash scripts/system-deps.sh
+	bash scripts/with-postgres.sh $(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+test: lint typecheck test-sqlite test-postgres
+
+bench: install-test
+	$(BIN)/python bench/bench_locate.py
+	$(BIN)/python bench/bench_units_search.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
