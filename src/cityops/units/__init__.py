@@ -1,0 +1,1 @@
+"""Units: administrative units, their history and boundaries, areas and departments."""
