@@ -1,0 +1,1 @@
+"""Users, roles and scopes, sessions and tokens, API keys, login throttling and the audit log."""

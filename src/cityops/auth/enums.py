@@ -1,0 +1,63 @@
+"""Roles and the permissions each holds, session kinds, audit actions and languages."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from cityops.core.security import Permission
+
+
+class Role(StrEnum):
+    """What a user does in the operations centre; each role is a fixed set of permissions."""
+
+    ADMIN = "admin"
+    LEADER = "leader"
+    OPERATOR = "operator"
+    DEPARTMENT_OFFICER = "department_officer"
+    UNIT_OFFICER = "unit_officer"
+    VIEWER = "viewer"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
+    Role.ADMIN: frozenset(str(p) for p in Permission),
+    Role.LEADER: frozenset({Permission.USER_READ, Permission.AUDIT_READ}),
+    # Province operators act on incidents and alerts, which later contexts add permissions for.
+    Role.OPERATOR: frozenset(),
+    Role.DEPARTMENT_OFFICER: frozenset({Permission.DEPARTMENT_UPDATE}),
+    Role.UNIT_OFFICER: frozenset({Permission.UNIT_UPDATE}),
+    Role.VIEWER: frozenset(),
+}
+
+
+def role_permissions(role: str) -> frozenset[str]:
+    """Return the permissions of a role (none for an unknown role)."""
+    try:
+        return ROLE_PERMISSIONS[Role(role)]
+    except ValueError:
+        return frozenset()
+
+
+class Language(StrEnum):
+    """Languages a user may prefer."""
+
+    VI = "vi"
+    EN = "en"
+
+
+class SessionKind(StrEnum):
+    """How a login session is carried: bearer tokens (API clients) or a cookie (web pages)."""
+
+    BEARER = "bearer"
+    COOKIE = "cookie"
+
+
+class AuditAction(StrEnum):
+    """What an audit entry records."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    TOKEN_REUSE = "token_reuse"  # noqa: S105 - an action name, not a secret

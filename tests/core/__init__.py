@@ -1,0 +1,1 @@
+"""Tests of the cross-cutting core: errors, i18n, operations endpoints."""
