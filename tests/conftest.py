@@ -41,6 +41,8 @@ def _settings(database_url: str, data_dir: Path) -> Settings:
         # Cheap hashing keeps the suite fast; production uses argon2's defaults.
         password_time_cost=1,
         password_memory_kib=64,
+        # Each test builds its app; the locator index is built on first use instead.
+        warm_start=False,
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,15 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Settings:
     monkeypatch.setenv("CITYOPS_PASSWORD_TIME_COST", "1")
     monkeypatch.setenv("CITYOPS_PASSWORD_MEMORY_KIB", "64")
     return settings
+
+
+@contextmanager
+def api(settings: Settings) -> Iterator[TestClient]:
+    """The HTTP API on the same database the command line wrote to."""
+    application = create_app(settings)
+    with TestClient(application) as client:
+        yield client
+    application.state.runtime.engine.dispose()
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
@@ -53,12 +64,19 @@ def test_migrate_is_idempotent_and_seed_twice_changes_nothing(cli_env: Settings)
 
 def test_user_create_then_log_in_over_the_api(cli_env: Settings) -> None:
     code, output = run(
-        "user", "create", "tranbien.op", "--role", "unit_officer", "--unit", "26041",
-        "--password-stdin", stdin=PASSWORD + "\n",
+        "user",
+        "create",
+        "tranbien.op",
+        "--role",
+        "unit_officer",
+        "--unit",
+        "26041",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
     )
     assert code == 0, output
     assert "created user tranbien.op" in output
-    with TestClient(create_app(cli_env)) as client:
+    with api(cli_env) as client:
         response = client.post(
             "/api/v1/auth/token", data={"username": "tranbien.op", "password": PASSWORD}
         )
@@ -77,8 +95,15 @@ def test_user_create_refuses_a_weak_password_and_creates_nothing(cli_env: Settin
 
 def test_user_create_refuses_an_unknown_unit(cli_env: Settings) -> None:
     code, output = run(
-        "user", "create", "nobody", "--role", "unit_officer", "--unit", "99999",
-        "--password-stdin", stdin=PASSWORD + "\n",
+        "user",
+        "create",
+        "nobody",
+        "--role",
+        "unit_officer",
+        "--unit",
+        "99999",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
     )
     assert code == 2
     assert "99999" in output or "unit" in output.lower()
@@ -88,7 +113,7 @@ def test_apikey_create_prints_a_working_key_once(cli_env: Settings) -> None:
     code, output = run("apikey", "create", "tram-quan-trac", "--scope", "user:read")
     assert code == 0, output
     key = next(line.strip() for line in output.splitlines() if line.strip().startswith("cok_"))
-    with TestClient(create_app(cli_env)) as client:
+    with api(cli_env) as client:
         assert client.get("/api/v1/users", headers={"X-API-Key": key}).status_code == 200
         assert client.get("/api/v1/users", headers={"X-API-Key": key + "x"}).status_code == 401
 
@@ -118,7 +143,7 @@ def test_import_boundaries_rejects_a_bad_file_and_keeps_the_demo_ones(
     code, output = run("import", "boundaries", str(bad))
     assert code == 2
     assert "features[0]" in output
-    with TestClient(create_app(cli_env)) as client:
+    with api(cli_env) as client:
         feature = client.get("/api/v1/units/26041/geometry").json()
         assert feature["properties"]["boundary_source"] == "demo"
 

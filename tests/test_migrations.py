@@ -30,7 +30,7 @@ def test_database_is_at_the_shipped_head(database_url: str) -> None:
 def test_downgrade_to_nothing_and_upgrade_again(database_url: str) -> None:
     import_models()
     engine = create_engine(database_url)
-    migrate.upgrade(engine, "base")
+    migrate.downgrade(engine, "base")
     left = set(inspect(engine).get_table_names()) - {"alembic_version"}
     assert left == set()
     migrate.upgrade(engine, "head")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from cityops import __version__
 from cityops.auth import api as auth_api
@@ -16,6 +21,8 @@ from cityops.core.metrics import RequestContextMiddleware
 from cityops.core.runtime import Runtime
 from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
+from cityops.units import service as unit_service
+from cityops.web import api as web_api
 
 API_PREFIX = "/api/v1"
 
@@ -39,6 +46,15 @@ def create_app(
     if configure_logs:
         configure_logging(settings.log_level, json_lines=bool(settings.log_json))
     runtime = build_runtime(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Build the point → unit index before the first request rather than during it.
+        if settings.warm_start:
+            with runtime.session_factory() as session:
+                unit_service.get_locator(session=session, caches=runtime.caches)
+        yield
+
     app = FastAPI(
         title="CityOps",
         version=__version__,
@@ -46,6 +62,7 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
     install_error_handlers(app, runtime.translate)
@@ -55,4 +72,10 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(auth_api.router, prefix=API_PREFIX)
     app.include_router(units_api.router, prefix=API_PREFIX)
+    app.include_router(web_api.router)
+    app.mount(
+        "/static",
+        StaticFiles(directory=str(resources.files("cityops.web") / "static")),
+        name="static",
+    )
     return app

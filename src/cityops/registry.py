@@ -8,7 +8,7 @@ import importlib
 CONTEXTS: tuple[str, ...] = ("cityops.units", "cityops.auth")
 
 # Packages whose `locales/` folders hold message catalogues.
-MESSAGE_PACKAGES: list[str] = ["cityops.core", *CONTEXTS]
+MESSAGE_PACKAGES: list[str] = ["cityops.core", *CONTEXTS, "cityops.web"]
 
 
 def import_models() -> None:

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65536, ge=8)
     secure_cookies: bool | None = None
+    # Build in-memory indexes (point → unit) at start-up instead of on the first request.
+    warm_start: bool = True
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

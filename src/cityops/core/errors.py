@@ -147,7 +147,7 @@ def _validation_errors(
         loc = [str(part) for part in err.get("loc", ())]
         where = loc[0] if loc else "body"
         field = ".".join(loc[1:]) if len(loc) > 1 else where
-        ctx = {k: v for k, v in (err.get("ctx") or {}).items()}
+        ctx = dict(err.get("ctx") or {})
         if "error" in ctx:
             ctx["message"] = str(ctx.pop("error"))
         if err.get("type") == "value_error" and "message" not in ctx:
@@ -159,6 +159,16 @@ def _validation_errors(
         elif err.get("type") == "value_error":
             message = message.removeprefix("Value error, ")
         out.append({"field": field, "in": where, "message": message, "type": err.get("type")})
+    return out
+
+
+def translate_error(error: dict[str, Any], translate: Translator, lang: str) -> dict[str, Any]:
+    """Render a field error given by message key (`key`, `params`) in a language, as `message`."""
+    if "key" not in error or "message" in error:
+        return error
+    out = {k: v for k, v in error.items() if k not in ("key", "params")}
+    out["message"] = translate(error["key"], lang, **(error.get("params") or {}))
+    out.setdefault("type", error["key"])
     return out
 
 
@@ -209,7 +219,7 @@ def install_error_handlers(
             slug=exc.slug,
             title_key=exc.title_key,
             detail=detail,
-            errors=exc.errors,
+            errors=[translate_error(error, translate, lang) for error in exc.errors],
             headers=exc.headers,
         )
 
@@ -252,7 +262,9 @@ def install_error_handlers(
             status=500,
             slug="internal-error",
             title_key="error.internal",
-            detail=translate("error.internal.detail", request_language(request), request_id=request_id),
+            detail=translate(
+                "error.internal.detail", request_language(request), request_id=request_id
+            ),
             errors=[],
         )
 

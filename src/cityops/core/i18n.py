@@ -48,6 +48,16 @@ class Translator:
         return self.default_language
 
 
+def format_number(value: float | int | None, lang: str = "vi", digits: int = 0) -> str:
+    """Format a number for readers of `lang`: 12.737,2 in Vietnamese, 12,737.2 in English."""
+    if value is None:
+        return "—"
+    text = f"{value:,.{digits}f}"
+    if lang == "vi":
+        text = text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+    return text
+
+
 def load_catalogs(packages: Iterable[str], default_language: str) -> Translator:
     """Load `<package>/locales/<lang>.json` for every package given (missing files are fine)."""
     catalogs: dict[str, dict[str, str]] = {lang: {} for lang in LANGUAGES}

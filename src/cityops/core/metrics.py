@@ -39,12 +39,22 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def route_template(scope: Scope) -> str:
+    """The path template that served a request (`/api/v1/units/{code}`): few label values."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not path:
+        return "<unmatched>"
+    # FastAPI keeps an included router's prefix on the inclusion, not on its routes.
+    included = (scope.get("fastapi") or {}).get("included_router")
+    prefix = getattr(getattr(included, "include_context", None), "prefix", "") or ""
+    return f"{prefix}{path}"
+
+
 class RequestContextMiddleware:
     """Give each request an id and a language, and count and time it by route template."""
 
-    def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, negotiate: Callable[..., str]
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, negotiate: Callable[..., str]) -> None:
         self.app = app
         self.metrics = metrics
         self.negotiate = negotiate
@@ -87,8 +97,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            template = route_template(scope)
             method = scope.get("method", "GET")
             self.metrics.requests.labels(method, template, str(status_holder["status"])).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)

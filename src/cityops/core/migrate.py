@@ -27,6 +27,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Downgrade the database behind `engine` to `revision` ("base": an empty schema)."""
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
 def head_revision() -> str | None:
     """The newest migration shipped with this version of CityOps."""
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))

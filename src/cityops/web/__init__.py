@@ -1,0 +1,1 @@
+"""Web pages: server-rendered HTML in Vietnamese (English available), static assets."""

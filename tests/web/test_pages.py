@@ -1,0 +1,65 @@
+"""The unit directory page: what a visitor sees without logging in."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+
+def test_home_leads_to_the_unit_directory(client: TestClient) -> None:
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == "/units"
+
+
+def test_directory_lists_the_95_communes_and_wards_in_vietnamese(client: TestClient) -> None:
+    response = client.get("/units")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    assert '<html lang="vi">' in html
+    assert "Thành phố Đồng Nai" in html
+    assert "95 đơn vị" in html
+    assert "Phường Trấn Biên" in html
+    assert "Xã Nam Cát Tiên" in html
+    assert "Thành phố Biên Hòa" in html  # a legacy unit, in the "formed from" column
+    assert "Biên Hòa (thành phố cũ)" in html
+    assert "Sở Y tế" in html
+    assert "không phải ranh giới pháp lý" in html
+
+
+def test_search_without_diacritics_narrows_the_table(client: TestClient) -> None:
+    html = client.get("/units", params={"q": "long khanh"}).text
+    assert "<td>Phường Long Khánh</td>" in html
+    assert "<td>Phường Trấn Biên</td>" not in html
+
+
+def test_search_with_no_match_says_so(client: TestClient) -> None:
+    html = client.get("/units", params={"q": "zzzz"}).text
+    assert "Không có xã, phường nào khớp" in html
+
+
+def test_search_text_is_escaped(client: TestClient) -> None:
+    html = client.get("/units", params={"q": "<script>alert(1)</script>"}).text
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_language_switch_remembers_english(client: TestClient) -> None:
+    response = client.get("/lang/en", params={"next": "/units"}, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/units"
+    html = client.get("/units").text  # the client keeps the cookie
+    assert '<html lang="en">' in html
+    assert "Communes and wards" in html
+    assert "Department of Health" in html or "Health" in html
+
+
+def test_language_switch_never_redirects_off_site(client: TestClient) -> None:
+    response = client.get("/lang/vi", params={"next": "//evil.example/"}, follow_redirects=False)
+    assert response.headers["location"] == "/"
+
+
+def test_stylesheet_is_served_locally(client: TestClient) -> None:
+    response = client.get("/static/cityops.css")
+    assert response.status_code == 200
+    assert "text/css" in response.headers["content-type"]
