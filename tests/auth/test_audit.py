@@ -255,3 +255,20 @@ def test_json_safe_turns_values_into_json() -> None:
         "f": "nan",
         "3": None,
     }
+
+
+def test_a_unit_edit_is_logged_under_that_unit(
+    client: TestClient, login_as: Callable[..., dict[str, str]]
+) -> None:
+    officer = login_as("unit_officer", unit_code=UNIT_A)
+    response = client.patch(
+        f"{API}/units/{UNIT_A}", json={"contact": {"phone": "0251 3822 111"}}, headers=officer
+    )
+    assert response.status_code == 200, response.text
+    admin = login_as("admin")
+    entries = client.get(
+        f"{API}/audit", params={"resource_type": "admin_unit"}, headers=admin
+    ).json()["items"]
+    assert entries[0]["resource_id"] == UNIT_A
+    assert entries[0]["unit_code"] == UNIT_A
+    assert entries[0]["after"]["contact"] == {"phone": "0251 3822 111"}

@@ -682,7 +682,7 @@ def install_audit(factory: sessionmaker[Session], *, clock: Clock) -> None:
                 after = _snapshot(obj)
             elif change.action is AuditAction.UPDATE:
                 before, after = {**key, **(before or {})}, {**key, **(after or {})}
-            unit_code = getattr(obj, "unit_code", None)
+            unit_code = getattr(obj, obj.__audit_unit__, None)
             rows.append(
                 {
                     "at": now,

@@ -35,10 +35,12 @@ class Base(DeclarativeBase):
 class Audited:
     """Marker mixin: every insert, update and delete of this table is written to the audit log.
 
-    `__audit_exclude__` names columns never copied into the log (hashes, secrets).
+    `__audit_exclude__` names columns never copied into the log (hashes, secrets);
+    `__audit_unit__` names the attribute holding the row's unit code, so the log can be scoped.
     """
 
     __audit_exclude__: frozenset[str] = frozenset()
+    __audit_unit__: str = "unit_code"
 
 
 class UTCDateTime(TypeDecorator[datetime]):

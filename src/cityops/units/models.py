@@ -17,6 +17,8 @@ class AdminUnit(Audited, Base):
     __tablename__ = "admin_unit"
     # Geometry is large and re-derivable; the audit log records that it changed, not its content.
     __audit_exclude__ = frozenset({"geometry"})
+    # The unit a row of this table belongs to is the row itself.
+    __audit_unit__ = "code"
 
     code: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
