@@ -15,10 +15,17 @@ from cityops.core.i18n import Translator
 from cityops.core.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     """The runtime of the app serving this request."""
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+# Dependencies that do no I/O are `async def`: FastAPI then runs them on the event loop
+# instead of sending each one through the thread pool (about 0.5 ms apiece under load).
+async def get_runtime(request: Request) -> Runtime:
+    """The runtime of the app serving this request."""
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -26,7 +33,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the route returns, rolled back on error."""
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
     session = runtime.session_factory()
     session.info["request"] = request
     try:
@@ -44,27 +51,33 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings of this app."""
-    return get_runtime(request).settings
+    return runtime_of(request).settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     """The clock of this app."""
-    return get_runtime(request).clock
+    return runtime_of(request).clock
 
 
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def get_translator(request: Request) -> Translator:
+async def get_translator(request: Request) -> Translator:
     """The message catalogue of this app."""
-    return get_runtime(request).translate
+    return runtime_of(request).translate
 
 
 TranslatorDep = Annotated[Translator, Depends(get_translator)]
 
-LangDep = Annotated[str, Depends(request_language)]
+
+async def get_language(request: Request) -> str:
+    """The language negotiated for this request."""
+    return request_language(request)
+
+
+LangDep = Annotated[str, Depends(get_language)]

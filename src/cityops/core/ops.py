@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from cityops.core import migrate
-from cityops.core.deps import get_runtime
+from cityops.core.deps import runtime_of
 from cityops.core.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["operations"])
@@ -24,7 +24,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="Readiness: database reachable and migrated to head")
 def readyz(request: Request) -> Response:
     """Answer 200 only when the database answers and its schema is at the shipped head."""
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
     checks: dict[str, Any] = {}
     ready = True
     try:
@@ -46,4 +46,4 @@ def readyz(request: Request) -> Response:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     """Expose request counts and latencies in the Prometheus text format."""
-    return Response(get_runtime(request).metrics.render(), media_type=CONTENT_TYPE)
+    return Response(runtime_of(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from sqlalchemy import ColumnElement, false, true
 from sqlalchemy.orm import Session
 
-from cityops.core.deps import SessionDep, get_runtime
+from cityops.core.deps import SessionDep, runtime_of
 from cityops.core.errors import Forbidden, Unauthorized
 
 
@@ -125,7 +125,7 @@ def optional_principal(request: Request, session: SessionDep) -> Principal | Non
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    authenticate: Authenticator | None = get_runtime(request).authenticator
+    authenticate: Authenticator | None = runtime_of(request).authenticator
     if authenticate is None:
         return None
     principal = authenticate(request, session)

@@ -65,7 +65,7 @@ UnitAdmin = Annotated[Principal, Depends(require(Permission.UNIT_ADMIN))]
 DepartmentAdmin = Annotated[Principal, Depends(require(Permission.DEPARTMENT_ADMIN))]
 
 
-def valid_on_date(
+async def valid_on_date(
     runtime: RuntimeDep,
     clock: ClockDep,
     translate: TranslatorDep,
