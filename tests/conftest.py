@@ -27,6 +27,8 @@ from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL
 from cityops.seed import seed
 
+from .broker import Broker
+
 PG_URL = os.environ.get("CITYOPS_TEST_DATABASE_URL", "")
 TEST_PASSWORD = "Dong-Nai-2026!"
 # A fixed instant (10:00 in Đồng Nai, 2026-11-20) so tests do not depend on the wall clock.
@@ -43,6 +45,8 @@ def _settings(database_url: str, data_dir: Path) -> Settings:
         password_memory_kib=64,
         # Each test builds its app; the locator index is built on first use instead.
         warm_start=False,
+        # Tests drive jobs by hand (runtime.jobs.run_due) instead of a background thread.
+        background_jobs=False,
     )
 
 
@@ -177,3 +181,13 @@ def login_as(client: TestClient, make_user: Callable[..., str]) -> UserFactory:
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     return factory
+
+
+@pytest.fixture
+def mqtt_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real Mosquitto broker for this test (restartable: `mqtt_broker.restart()`)."""
+    broker = Broker(tmp_path / "mosquitto")
+    broker.folder.mkdir()
+    broker.start()
+    yield broker
+    broker.stop()

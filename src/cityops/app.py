@@ -53,7 +53,12 @@ def create_app(
         if settings.warm_start:
             with runtime.session_factory() as session:
                 unit_service.get_locator(session=session, caches=runtime.caches)
-        yield
+        if settings.background_jobs:
+            runtime.jobs.start()
+        try:
+            yield
+        finally:
+            runtime.jobs.stop()
 
     app = FastAPI(
         title="CityOps",

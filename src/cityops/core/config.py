@@ -32,7 +32,18 @@ class Settings(BaseSettings):
     profile: str = "dongnai"
     log_level: str = "INFO"
     log_json: bool | None = None
+    # MQTT broker the ingest bridge subscribes to (mqtt:// or mqtts://, user:password@ allowed).
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # Run the MQTT bridge inside the server process.
+    mqtt_bridge: bool = False
+    # Run background jobs (device health, notification delivery) inside the server process.
+    background_jobs: bool = True
+    # Folder of JSON-LD context documents preloaded at start-up (file name = URL-encoded URL).
+    contexts_dir: Path | None = None
+    # Time allowed to fetch a JSON-LD context that is neither shipped nor cached.
+    context_fetch_timeout: float = Field(default=2.0, gt=0, le=30)
+    # Largest page an NGSI-LD query may ask for (400 TooManyResults above it).
+    ngsild_max_limit: int = Field(default=1000, ge=1, le=100_000)
     map_tile_url: str = ""
 
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)

@@ -14,6 +14,7 @@ from cityops.core.config import Settings
 from cityops.core.db import create_db_engine, create_session_factory
 from cityops.core.events import EventBus
 from cityops.core.i18n import Translator, load_catalogs
+from cityops.core.jobs import JobRunner
 from cityops.core.metrics import Metrics
 
 
@@ -29,6 +30,7 @@ class Runtime:
     bus: EventBus = field(default_factory=EventBus)
     metrics: Metrics = field(default_factory=Metrics)
     caches: dict[str, Any] = field(default_factory=dict)
+    jobs: JobRunner = field(default_factory=JobRunner)
     # Set by the composition root to auth's authenticator: (request, session) -> Principal | None.
     authenticator: Callable[..., Any] | None = None
 
