@@ -63,3 +63,9 @@ def test_stylesheet_is_served_locally(client: TestClient) -> None:
     response = client.get("/static/cityops.css")
     assert response.status_code == 200
     assert "text/css" in response.headers["content-type"]
+
+
+def test_pages_stay_vietnamese_for_a_browser_with_an_english_locale(client: TestClient) -> None:
+    html = client.get("/units", headers={"Accept-Language": "en-US,en;q=0.9"}).text
+    assert '<html lang="vi">' in html
+    assert "Xã, phường" in html

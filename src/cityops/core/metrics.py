@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Paths served to programs rather than people: their language follows Accept-Language.
+MACHINE_PREFIXES = ("/api/", "/ngsi-ld/", "/open311/", "/healthz", "/readyz", "/metrics")
 
 
 class Metrics:
@@ -77,9 +79,12 @@ class RequestContextMiddleware:
                 cookie_lang = jar["cityops_lang"].value
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
-        state["lang"] = self.negotiate(
-            (query.get("lang") or [None])[0], cookie_lang, headers.get("accept-language")
-        )
+        # Machine clients say what they read with Accept-Language; people on the web pages get
+        # the deployment's language (Vietnamese) until they pick another with the switch, since
+        # many browsers here run with an English locale.
+        path = scope.get("path", "")
+        accept = headers.get("accept-language") if path.startswith(MACHINE_PREFIXES) else None
+        state["lang"] = self.negotiate((query.get("lang") or [None])[0], cookie_lang, accept)
         status_holder = {"status": 500}
 
         async def send_wrapper(message: Message) -> None:
