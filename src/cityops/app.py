@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from cityops import __version__
 from cityops.auth import api as auth_api
 from cityops.auth import flows as auth_flows
+from cityops.context import api as context_api
 from cityops.core import ops
 from cityops.core.clock import Clock
 from cityops.core.config import Settings
@@ -19,6 +20,9 @@ from cityops.core.errors import install_error_handlers
 from cityops.core.logging import configure_logging
 from cityops.core.metrics import RequestContextMiddleware
 from cityops.core.runtime import Runtime
+from cityops.ingest import api as ingest_api
+from cityops.ingest import jobs as ingest_jobs
+from cityops.ingest.mqtt import MqttBridge
 from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
 from cityops.units import service as unit_service
@@ -46,6 +50,7 @@ def create_app(
     if configure_logs:
         configure_logging(settings.log_level, json_lines=bool(settings.log_json))
     runtime = build_runtime(settings, clock=clock)
+    ingest_jobs.register(runtime)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -55,9 +60,15 @@ def create_app(
                 unit_service.get_locator(session=session, caches=runtime.caches)
         if settings.background_jobs:
             runtime.jobs.start()
+        # Ingest: the MQTT bridge runs on its own threads inside the server when enabled.
+        bridge = MqttBridge(runtime) if settings.mqtt_bridge else None
+        if bridge is not None:
+            bridge.start()
         try:
             yield
         finally:
+            if bridge is not None:
+                bridge.stop()
             runtime.jobs.stop()
 
     app = FastAPI(
@@ -70,13 +81,17 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    install_error_handlers(app, runtime.translate)
+    install_error_handlers(
+        app, runtime.translate, renderers={"/ngsi-ld/": context_api.render_error}
+    )
     app.add_middleware(
         RequestContextMiddleware, metrics=runtime.metrics, negotiate=runtime.translate.negotiate
     )
     app.include_router(ops.router)
     app.include_router(auth_api.router, prefix=API_PREFIX)
     app.include_router(units_api.router, prefix=API_PREFIX)
+    app.include_router(context_api.router)
+    app.include_router(ingest_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",

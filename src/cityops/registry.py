@@ -5,7 +5,12 @@ from __future__ import annotations
 import importlib
 
 # Imports point downward in this list, never up (ARCHITECTURE.md).
-CONTEXTS: tuple[str, ...] = ("cityops.units", "cityops.auth")
+CONTEXTS: tuple[str, ...] = (
+    "cityops.units",
+    "cityops.auth",
+    "cityops.context",
+    "cityops.ingest",
+)
 
 # Packages whose `locales/` folders hold message catalogues.
 MESSAGE_PACKAGES: list[str] = ["cityops.core", *CONTEXTS, "cityops.web"]

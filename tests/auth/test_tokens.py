@@ -31,7 +31,7 @@ def test_password_login_returns_tokens_that_authorise(
     assert me.status_code == 200
     assert me.json()["name"] == username
     assert me.json()["role"] == "leader"
-    assert me.json()["permissions"] == ["audit:read", "user:read"]
+    assert me.json()["permissions"] == ["audit:read", "context:read", "user:read"]
     assert me.json()["user"]["username"] == username
 
 

@@ -20,12 +20,14 @@ class Role(StrEnum):
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset(str(p) for p in Permission),
-    Role.LEADER: frozenset({Permission.USER_READ, Permission.AUDIT_READ}),
+    Role.LEADER: frozenset(
+        {Permission.USER_READ, Permission.AUDIT_READ, Permission.CONTEXT_READ}
+    ),
     # Province operators act on incidents and alerts, which later contexts add permissions for.
-    Role.OPERATOR: frozenset(),
-    Role.DEPARTMENT_OFFICER: frozenset({Permission.DEPARTMENT_UPDATE}),
-    Role.UNIT_OFFICER: frozenset({Permission.UNIT_UPDATE}),
-    Role.VIEWER: frozenset(),
+    Role.OPERATOR: frozenset({Permission.CONTEXT_READ}),
+    Role.DEPARTMENT_OFFICER: frozenset({Permission.DEPARTMENT_UPDATE, Permission.CONTEXT_READ}),
+    Role.UNIT_OFFICER: frozenset({Permission.UNIT_UPDATE, Permission.CONTEXT_READ}),
+    Role.VIEWER: frozenset({Permission.CONTEXT_READ}),
 }
 
 

@@ -31,6 +31,9 @@ class Permission(StrEnum):
     USER_ADMIN = "user:admin"
     APIKEY_ADMIN = "apikey:admin"
     AUDIT_READ = "audit:read"
+    CONTEXT_READ = "context:read"  # read NGSI-LD entities, history and types (in scope)
+    CONTEXT_WRITE = "context:write"  # create, update and delete NGSI-LD entities (in scope)
+    INGEST_ADMIN = "ingest:admin"  # register devices, change their maps, rotate their keys
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Context hub: NGSI-LD entities, attributes and their history; the NGSI-LD API."""

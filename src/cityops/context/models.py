@@ -1,0 +1,123 @@
+"""Tables of the context hub: tenants, entities, current attributes, history and JSON-LD contexts.
+
+Entity types and attribute names are stored expanded (full IRIs), so two clients using different
+`@context`s for the same IRI share data. Values are split into a numeric column and a short text
+column (both indexed with the attribute name, for `q`) beside the full JSON value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cityops.core.db import Base, JSONType, UTCDateTime
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Longest text value kept in the indexed text column; longer strings are matched on the JSON.
+TEXT_INDEX_LENGTH = 256
+
+
+class Tenant(Base):
+    """An NGSI-LD tenant (created by its first write)."""
+
+    __tablename__ = "ngsild_tenant"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Entity(Base):
+    """An NGSI-LD entity of one tenant, with its located point, bounding box and unit."""
+
+    __tablename__ = "ngsild_entity"
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("ngsild_tenant.id", ondelete="CASCADE")
+    )
+    entity_id: Mapped[str] = mapped_column(String(512))
+    type: Mapped[str] = mapped_column(String(512))
+    # Commune/ward holding the entity's location (None outside the province or unlocated).
+    unit_code: Mapped[str | None] = mapped_column(String(16), index=True)
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    min_lon: Mapped[float | None] = mapped_column(Float)
+    min_lat: Mapped[float | None] = mapped_column(Float)
+    max_lon: Mapped[float | None] = mapped_column(Float)
+    max_lat: Mapped[float | None] = mapped_column(Float)
+    scopes: Mapped[list[str] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_ngsild_entity_tenant_id_entity_id", "tenant_id", "entity_id", unique=True),
+        Index("ix_ngsild_entity_tenant_type", "tenant_id", "type", "entity_id"),
+        Index("ix_ngsild_entity_bbox", "tenant_id", "min_lat", "max_lat", "min_lon", "max_lon"),
+    )
+
+
+class Attribute(Base):
+    """The current value of one attribute instance (name + datasetId) of an entity."""
+
+    __tablename__ = "ngsild_attribute"
+
+    entity_pk: Mapped[int] = mapped_column(
+        BigId, ForeignKey("ngsild_entity.pk", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    # "" is the default instance (no datasetId): a primary key column cannot be NULL.
+    dataset_id: Mapped[str] = mapped_column(String(512), primary_key=True, default="")
+    attr_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    value_num: Mapped[float | None] = mapped_column(Float)
+    value_text: Mapped[str | None] = mapped_column(String(TEXT_INDEX_LENGTH))
+    unit_code: Mapped[str | None] = mapped_column(String(16))
+    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sub_attrs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_ngsild_attribute_name_num", "name", "value_num"),
+        Index("ix_ngsild_attribute_name_text", "name", "value_text"),
+    )
+
+
+class History(Base):
+    """One attribute instance as observed (append-only)."""
+
+    __tablename__ = "ngsild_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # No foreign key: history outlives a deleted entity row and inserts stay cheap.
+    entity_pk: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(512))
+    dataset_id: Mapped[str] = mapped_column(String(512), default="")
+    # Milliseconds since the Unix epoch (UTC): portable, cheap to bucket and to index.
+    observed_ms: Mapped[int] = mapped_column(BigInteger)
+    value_num: Mapped[float | None] = mapped_column(Float)
+    value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    unit_code: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (
+        Index("ix_ngsild_history_entity_name_time", "entity_pk", "name", "observed_ms"),
+    )
+
+
+class LdContext(Base):
+    """A JSON-LD context document the server holds: hosted, preloaded or cached after a fetch."""
+
+    __tablename__ = "ngsild_ldcontext"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    # "hosted" (POSTed to /jsonldContexts), "preloaded" (operator), "cached" (fetched).
+    kind: Mapped[str] = mapped_column(String(16))
+    document: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

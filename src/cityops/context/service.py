@@ -1,0 +1,972 @@
+"""Database work of the context hub: tenants, batch writes of entities, queries and history.
+
+Hot paths are set-based: a batch resolves its entity keys in one SELECT, writes current state with
+one multi-row INSERT … ON CONFLICT DO UPDATE and appends history with one multi-row INSERT.
+Functions flush, never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from cityops.context.errors import (
+    AlreadyExists,
+    BadRequestData,
+    Forbidden,
+    NgsiLdError,
+    ResourceNotFound,
+)
+from cityops.context.models import Attribute, Entity, History, LdContext, Tenant
+from cityops.context.normalize import AttributeIn, EntityIn, ms_of
+from cityops.core.security import GLOBAL_SCOPE, Scope
+
+# Rows per statement: below SQLite's and PostgreSQL's bound-parameter limits for every table.
+CHUNK = 500
+MODES = frozenset({"create", "upsert", "update", "replace", "merge", "patch", "append"})
+DEFAULT_TENANT = "default"
+# Core tables for the hot paths (executemany without ORM bookkeeping).
+ENTITY_TABLE: Table = Entity.__table__  # type: ignore[assignment]
+ATTRIBUTE_TABLE: Table = Attribute.__table__  # type: ignore[assignment]
+HISTORY_TABLE: Table = History.__table__  # type: ignore[assignment]
+
+
+# --- tenants ---------------------------------------------------------------------------------
+
+
+def get_tenant(*, session: Session, name: str) -> Tenant | None:
+    """Return a tenant by name."""
+    return session.execute(select(Tenant).where(Tenant.name == name)).scalar_one_or_none()
+
+
+def get_or_create_tenant(*, session: Session, name: str, now: datetime) -> Tenant:
+    """Return a tenant, creating it on first use (safe against a concurrent creator)."""
+    tenant = get_tenant(session=session, name=name)
+    if tenant is not None:
+        return tenant
+    dialect = session.get_bind().dialect.name
+    maker = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        maker(Tenant)
+        .values(name=name, created_at=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    tenant = get_tenant(session=session, name=name)
+    assert tenant is not None
+    return tenant
+
+
+def get_all_tenants(*, session: Session) -> list[Tenant]:
+    """Return every tenant."""
+    return list(session.execute(select(Tenant).order_by(Tenant.name)).scalars())
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+@dataclass
+class AttributeChange:
+    """An attribute instance whose value or metadata changed (or was deleted)."""
+
+    entity: EntityIn
+    entity_type: str
+    unit_code: str | None
+    point: tuple[float, float] | None
+    attr: AttributeIn
+    previous: Any
+    observed_at: datetime
+    deleted: bool = False
+
+
+@dataclass
+class WriteResult:
+    """What a batch write did: entity ids written, errors, changes and created/deleted entities."""
+
+    success: list[str] = field(default_factory=list)
+    errors: list[tuple[str | None, NgsiLdError, str]] = field(default_factory=list)
+    changes: list[AttributeChange] = field(default_factory=list)
+    created: list[tuple[str, str, str | None]] = field(default_factory=list)
+    not_updated: dict[str, list[str]] = field(default_factory=dict)
+    observations: int = 0
+
+
+def _dialect_insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- driver-level statements of the write path ------------------------------------------------
+#
+# The write path runs a handful of fixed statements with thousands of rows. SQLAlchemy's
+# per-row parameter handling (construct_params, bind processors) cost more than the database
+# work, so these statements are plain SQL executed with the driver's executemany (sqlite3 loops
+# in C, psycopg pipelines) or COPY, with values encoded by the columns' own bind processors so
+# the stored bytes are exactly what the ORM would store. Identifiers in this SQL are module
+# constants; every value is a bound parameter.
+
+ATTRIBUTE_COLUMNS = (
+    "entity_pk",
+    "name",
+    "dataset_id",
+    "attr_type",
+    "value",
+    "value_num",
+    "value_text",
+    "unit_code",
+    "observed_at",
+    "sub_attrs",
+    "created_at",
+    "modified_at",
+)
+HISTORY_COLUMNS = (
+    "entity_pk",
+    "name",
+    "dataset_id",
+    "observed_ms",
+    "value_num",
+    "value",
+    "unit_code",
+)
+# Updated on conflict; created_at keeps the first write's time.
+ATTRIBUTE_UPDATED = (
+    "attr_type",
+    "value",
+    "value_num",
+    "value_text",
+    "unit_code",
+    "observed_at",
+    "sub_attrs",
+    "modified_at",
+)
+# From this many history rows on, PostgreSQL appends them with COPY.
+COPY_THRESHOLD = 64
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _processor(table: Table, column: str, dialect: Any) -> Any:
+    """Return a column's bind processor for a dialect (identity when it has none)."""
+    process = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+    return process or _identity
+
+
+@dataclass(frozen=True)
+class _WriteSql:
+    """The write path's SQL and value encoders for one dialect (built once per dialect)."""
+
+    postgresql: bool
+    upsert_attribute: str
+    insert_history: str
+    copy_history: str
+    select_previous: str
+    encode_json: Any
+    encode_time: Any
+
+
+_WRITE_SQL: dict[str, _WriteSql] = {}
+
+
+def _write_sql(session: Session) -> _WriteSql:
+    dialect = session.get_bind().dialect
+    found = _WRITE_SQL.get(dialect.name)
+    if found is not None:
+        return found
+    mark = "%s" if dialect.name == "postgresql" else "?"
+    attribute = ATTRIBUTE_TABLE.name
+    updates = ", ".join(f"{c} = excluded.{c}" for c in ATTRIBUTE_UPDATED)
+    upsert = (
+        f"INSERT INTO {attribute} ({', '.join(ATTRIBUTE_COLUMNS)}) "  # noqa: S608 (fixed identifiers)
+        f"VALUES ({', '.join([mark] * len(ATTRIBUTE_COLUMNS))}) "
+        f"ON CONFLICT (entity_pk, name, dataset_id) DO UPDATE SET {updates}"
+    )
+    history = HISTORY_TABLE.name
+    found = _WriteSql(
+        postgresql=dialect.name == "postgresql",
+        upsert_attribute=upsert,
+        insert_history=(
+            f"INSERT INTO {history} ({', '.join(HISTORY_COLUMNS)}) "  # noqa: S608 (fixed identifiers)
+            f"VALUES ({', '.join([mark] * len(HISTORY_COLUMNS))})"
+        ),
+        copy_history=f"COPY {history} ({', '.join(HISTORY_COLUMNS)}) FROM STDIN",
+        select_previous=(
+            "SELECT entity_pk, name, dataset_id, attr_type, value, unit_code, sub_attrs, "  # noqa: S608 (fixed identifiers)
+            f"modified_at FROM {attribute} WHERE entity_pk IN "
+        ),
+        encode_json=_processor(ATTRIBUTE_TABLE, "value", dialect),
+        encode_time=_processor(ATTRIBUTE_TABLE, "modified_at", dialect),
+    )
+    _WRITE_SQL[dialect.name] = found
+    return found
+
+
+class _EntityKey(NamedTuple):
+    """The columns of a stored entity the write path needs."""
+
+    pk: int
+    entity_id: str
+    type: str
+    unit_code: str | None
+
+
+class _Previous(NamedTuple):
+    """The stored current value of an attribute instance (modified_at as the driver gives it)."""
+
+    attr_type: str
+    value: Any
+    unit_code: str | None
+    sub_attrs: dict[str, Any] | None
+    modified_at: Any
+
+
+def _entity_keys(session: Session, tenant_id: int, entity_ids: Sequence[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for part in _chunks(list(dict.fromkeys(entity_ids))):
+        rows = session.execute(
+            select(Entity.pk, Entity.entity_id, Entity.type, Entity.unit_code).where(
+                Entity.tenant_id == tenant_id, Entity.entity_id.in_(part)
+            )
+        )
+        for row in rows:
+            found[row[1]] = _EntityKey(*row)
+    return found
+
+
+def get_entity_rows(
+    *, session: Session, tenant_id: int, entity_ids: Sequence[str]
+) -> dict[str, Entity]:
+    """Return the stored entities of a tenant with these ids, keyed by id."""
+    found: dict[str, Entity] = {}
+    for part in _chunks(list(dict.fromkeys(entity_ids))):
+        rows = session.execute(
+            select(Entity).where(Entity.tenant_id == tenant_id, Entity.entity_id.in_(part))
+        ).scalars()
+        for row in rows:
+            found[row.entity_id] = row
+    return found
+
+
+def _sqlite_json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _previous_attributes(
+    session: Session, sql: _WriteSql, pks: Sequence[int]
+) -> dict[tuple[int, str, str], _Previous]:
+    previous: dict[tuple[int, str, str], _Previous] = {}
+    connection = session.connection()
+    mark = "%s" if sql.postgresql else "?"
+    # SQLite hands JSON back as text (numbers as numbers: the column has numeric affinity);
+    # psycopg has already decoded JSONB.
+    decode = _identity if sql.postgresql else _sqlite_json
+    for part in _chunks(list(dict.fromkeys(pks))):
+        statement = sql.select_previous + f"({', '.join([mark] * len(part))})"
+        for pk, name, dataset, kind, value, unit, subs, modified in connection.exec_driver_sql(
+            statement, tuple(part)
+        ):
+            previous[(pk, name, dataset)] = _Previous(
+                kind,
+                None if value is None else decode(value),
+                unit,
+                None if subs is None else decode(subs),
+                modified,
+            )
+    return previous
+
+
+def write(
+    *,
+    session: Session,
+    tenant_id: int,
+    entities: Sequence[EntityIn],
+    mode: str,
+    now: datetime,
+    units: dict[str, str | None],
+    scope: Scope = GLOBAL_SCOPE,
+    no_overwrite: bool = False,
+) -> WriteResult:
+    """Write validated entities in one set-based pass; one bad entity never blocks the others.
+
+    Modes: create, upsert (create or merge), update (must exist, merge), replace (create or
+    replace every attribute), merge (update; null deletes), patch (only existing attributes),
+    append (must exist; add or overwrite attributes).
+    """
+    if mode not in MODES:
+        raise BadRequestData("context.batch.bad_mode", mode=mode)
+    result = WriteResult()
+    # An id repeated within one batch is written in a later round, after the first.
+    rounds: list[list[EntityIn]] = []
+    seen: dict[str, int] = defaultdict(int)
+    for entity in entities:
+        index = seen[entity.id]
+        seen[entity.id] += 1
+        while len(rounds) <= index:
+            rounds.append([])
+        rounds[index].append(entity)
+    for batch in rounds:
+        _write_round(session, tenant_id, batch, mode, now, units, scope, no_overwrite, result)
+    return result
+
+
+def _write_round(
+    session: Session,
+    tenant_id: int,
+    batch: Sequence[EntityIn],
+    mode: str,
+    now: datetime,
+    units: dict[str, str | None],
+    scope: Scope,
+    no_overwrite: bool,
+    result: WriteResult,
+) -> None:
+    sql = _write_sql(session)
+    existing = _entity_keys(session, tenant_id, [e.id for e in batch])
+    accepted: list[EntityIn] = []
+    new_rows: list[dict[str, Any]] = []
+    moved: list[dict[str, Any]] = []
+    for entity in batch:
+        row = existing.get(entity.id)
+        error = _check(entity, row, mode, units, scope)
+        if error is not None:
+            result.errors.append((entity.id, error[0], error[1]))
+            continue
+        accepted.append(entity)
+        if row is None:
+            new_rows.append(
+                {
+                    "tenant_id": tenant_id,
+                    "entity_id": entity.id,
+                    "type": entity.type,
+                    "unit_code": units.get(entity.id),
+                    **_geo_columns(entity),
+                    "scopes": entity.scopes,
+                    "created_at": now,
+                    "modified_at": now,
+                }
+            )
+        else:
+            values: dict[str, Any] = {"pk": row.pk, "modified_at": now}
+            if entity.point is not None:
+                values.update(_geo_columns(entity), unit_code=units.get(entity.id))
+            elif mode == "replace" or any(
+                a.delete and a.name.endswith("/location") for a in entity.attrs
+            ):
+                values.update(_geo_columns(entity), unit_code=None)
+            if entity.scopes is not None:
+                values["scopes"] = entity.scopes
+            moved.append(values)
+    if not accepted:
+        return
+    pks: dict[str, int] = {eid: row.pk for eid, row in existing.items()}
+    types: dict[str, str] = {eid: row.type for eid, row in existing.items()}
+    unit_of: dict[str, str | None] = {eid: row.unit_code for eid, row in existing.items()}
+    for part in _chunks(new_rows):
+        returned = session.execute(
+            insert(Entity).returning(Entity.pk, Entity.entity_id), list(part)
+        ).all()
+        for pk, entity_id in returned:
+            pks[entity_id] = pk
+        for row_in in part:
+            types[row_in["entity_id"]] = row_in["type"]
+            unit_of[row_in["entity_id"]] = row_in["unit_code"]
+            result.created.append((row_in["entity_id"], row_in["type"], row_in["unit_code"]))
+    _update_entities(session, sql, moved)
+    if moved:
+        id_of = {pks[e.id]: e.id for e in accepted}
+        for values in moved:
+            if "unit_code" in values:
+                unit_of[id_of[values["pk"]]] = values["unit_code"]
+    existing_pks = [pks[e.id] for e in accepted if e.id in existing]
+    previous = _previous_attributes(session, sql, existing_pks) if existing_pks else {}
+    if mode == "replace" and existing_pks:
+        for part in _chunks(existing_pks):
+            session.execute(delete(Attribute).where(Attribute.entity_pk.in_(part)))
+    encode_json = sql.encode_json
+    now_stored = sql.encode_time(now)
+    # A batch's observations mostly share a few timestamps: encode each one once.
+    times: dict[datetime, Any] = {}
+
+    def stored_time(at: datetime) -> Any:
+        found = times.get(at)
+        if found is None:
+            found = times[at] = sql.encode_time(at)
+        return found
+
+    null_json = encode_json(None)
+    # SQLite stores the JSON text the processor makes: one serialization serves both tables.
+    shared_json = not sql.postgresql
+    current: list[tuple[Any, ...]] = []
+    history: list[tuple[Any, ...]] = []
+    deletions: list[tuple[int, str, str]] = []
+    replace = mode == "replace"
+    changes = result.changes
+    for entity in accepted:
+        pk = pks[entity.id]
+        entity_type = types[entity.id]
+        entity_unit = unit_of.get(entity.id)
+        kept: list[AttributeIn] = []
+        for attr in entity.attrs:
+            key = (pk, attr.name, attr.dataset_id)
+            prev = previous.get(key)
+            if attr.delete:
+                if prev is None and mode != "merge":
+                    result.not_updated.setdefault(entity.id, []).append(attr.name)
+                    continue
+                if prev is not None:
+                    deletions.append(key)
+                    changes.append(
+                        AttributeChange(
+                            entity,
+                            entity_type,
+                            entity_unit,
+                            entity.point,
+                            attr,
+                            prev.value,
+                            now,
+                            deleted=True,
+                        )
+                    )
+                continue
+            if (mode == "patch" and prev is None) or (no_overwrite and prev is not None):
+                result.not_updated.setdefault(entity.id, []).append(attr.name)
+                continue
+            kept.append(attr)
+            observed = attr.observed_at or now
+            value = attr.value
+            changed = (
+                prev is None
+                or replace
+                or prev.value != value
+                or prev.attr_type != attr.attr_type
+                or prev.unit_code != attr.unit_code
+                or (prev.sub_attrs or None) != (attr.sub_attrs or None)
+            )
+            if changed:
+                changes.append(
+                    AttributeChange(
+                        entity,
+                        entity_type,
+                        entity_unit,
+                        entity.point,
+                        attr,
+                        None if prev is None else prev.value,
+                        observed,
+                    )
+                )
+            value_num = attr.value_num
+            stored_value = encode_json(value)
+            current.append(
+                (
+                    pk,
+                    attr.name,
+                    attr.dataset_id,
+                    attr.attr_type,
+                    stored_value,
+                    value_num,
+                    attr.value_text,
+                    attr.unit_code,
+                    None if attr.observed_at is None else stored_time(attr.observed_at),
+                    null_json if attr.sub_attrs is None else encode_json(attr.sub_attrs),
+                    # created_at is kept on conflict, so only a new row's value matters.
+                    now_stored,
+                    now_stored if changed or prev is None else prev.modified_at,
+                )
+            )
+            history.append(
+                (
+                    pk,
+                    attr.name,
+                    attr.dataset_id,
+                    ms_of(observed),
+                    value_num,
+                    stored_value if shared_json else value,
+                    attr.unit_code,
+                )
+            )
+        entity.attrs = kept
+        result.success.append(entity.id)
+    connection = session.connection()
+    if current:
+        connection.exec_driver_sql(sql.upsert_attribute, current)
+    if history:
+        _append_history_rows(connection, sql, history)
+    result.observations += len(history)
+    for part in _chunks(deletions):
+        session.execute(
+            delete(Attribute).where(
+                tuple_(Attribute.entity_pk, Attribute.name, Attribute.dataset_id).in_(list(part))
+            )
+        )
+    session.flush()
+
+
+def _append_history_rows(connection: Any, sql: _WriteSql, rows: list[tuple[Any, ...]]) -> None:
+    """Append history rows (value as stored text on SQLite, as a Python value on PostgreSQL)."""
+    if not sql.postgresql:
+        connection.exec_driver_sql(sql.insert_history, rows)
+        return
+    if len(rows) < COPY_THRESHOLD:
+        encode = sql.encode_json
+        connection.exec_driver_sql(sql.insert_history, [(*r[:5], encode(r[5]), r[6]) for r in rows])
+        return
+    # COPY in text format: the JSON column takes the serialized document.
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy(sql.copy_history) as copy:
+            for row in rows:
+                copy.write_row((*row[:5], json.dumps(row[5]), row[6]))
+    finally:
+        cursor.close()
+
+
+def _check(
+    entity: EntityIn,
+    row: Any,
+    mode: str,
+    units: dict[str, str | None],
+    scope: Scope,
+) -> tuple[NgsiLdError, str] | None:
+    if row is not None and not scope.covers_unit(row.unit_code):
+        # Out of scope reads as absent: the caller must not learn the entity exists.
+        return ResourceNotFound("context.entity.not_found", id=entity.id), "not found"
+    if mode == "create" and row is not None:
+        return AlreadyExists("context.entity.exists", id=entity.id), "already exists"
+    if mode in ("update", "merge", "patch", "append") and row is None:
+        return ResourceNotFound("context.entity.not_found", id=entity.id), "not found"
+    if row is None and entity.type is None:
+        return BadRequestData("context.entity.bad_type"), "type is required"
+    if row is not None and entity.type is not None and entity.type != row.type:
+        return BadRequestData("context.entity.type_mismatch"), "entity type cannot change"
+    unit = units.get(entity.id) if entity.point is not None else (row.unit_code if row else None)
+    if not scope.covers_unit(unit):
+        return Forbidden("context.entity.out_of_scope", id=entity.id), "outside your units"
+    return None
+
+
+def _geo_columns(entity: EntityIn) -> dict[str, Any]:
+    lon, lat = entity.point if entity.point else (None, None)
+    box = entity.bbox or (None, None, None, None)
+    return {
+        "lon": lon,
+        "lat": lat,
+        "min_lon": box[0],
+        "min_lat": box[1],
+        "max_lon": box[2],
+        "max_lat": box[3],
+    }
+
+
+def _update_entities(session: Session, sql: _WriteSql, moved: list[dict[str, Any]]) -> None:
+    # One driver executemany per distinct set of columns (no per-row SQLAlchemy work).
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for values in moved:
+        groups[tuple(sorted(k for k in values if k != "pk"))].append(values)
+    mark = "%s" if sql.postgresql else "?"
+    connection = session.connection()
+    encoders = {"modified_at": sql.encode_time, "scopes": sql.encode_json}
+    for columns, rows in groups.items():
+        statement = (
+            f"UPDATE {ENTITY_TABLE.name} SET {', '.join(f'{c} = {mark}' for c in columns)} "  # noqa: S608 (fixed identifiers)
+            f"WHERE pk = {mark}"
+        )
+        coders = [encoders.get(c, _identity) for c in columns]
+        connection.exec_driver_sql(
+            statement,
+            [
+                (*[code(row[c]) for code, c in zip(coders, columns, strict=True)], row["pk"])
+                for row in rows
+            ],
+        )
+
+
+def delete_entities(
+    *, session: Session, tenant_id: int, entity_ids: Sequence[str], scope: Scope = GLOBAL_SCOPE
+) -> tuple[list[Entity], list[str]]:
+    """Delete entities (and their current attributes); return those deleted and ids missing."""
+    rows = get_entity_rows(session=session, tenant_id=tenant_id, entity_ids=entity_ids)
+    visible = [row for row in rows.values() if scope.covers_unit(row.unit_code)]
+    missing = [
+        eid for eid in dict.fromkeys(entity_ids) if eid not in {r.entity_id for r in visible}
+    ]
+    pks = [row.pk for row in visible]
+    for part in _chunks(pks):
+        session.execute(delete(Attribute).where(Attribute.entity_pk.in_(part)))
+        session.execute(delete(Entity).where(Entity.pk.in_(part)))
+    session.flush()
+    return visible, missing
+
+
+def delete_attribute(
+    *, session: Session, entity: Entity, name: str, dataset_id: str | None, delete_all: bool
+) -> list[Attribute]:
+    """Delete one attribute instance (or all its instances); return the rows deleted."""
+    conditions = [Attribute.entity_pk == entity.pk, Attribute.name == name]
+    if not delete_all:
+        conditions.append(Attribute.dataset_id == (dataset_id or ""))
+    rows = list(session.execute(select(Attribute).where(*conditions)).scalars())
+    if rows:
+        session.execute(delete(Attribute).where(*conditions))
+        if name.endswith("/location") and name.startswith("https://uri.etsi.org/ngsi-ld/"):
+            session.execute(
+                update(Entity)
+                .where(Entity.pk == entity.pk)
+                .values(
+                    lon=None,
+                    lat=None,
+                    min_lon=None,
+                    min_lat=None,
+                    max_lon=None,
+                    max_lat=None,
+                    unit_code=None,
+                )
+            )
+        session.flush()
+    return rows
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def get_entity(
+    *, session: Session, tenant_id: int, entity_id: str, scope: Scope = GLOBAL_SCOPE
+) -> Entity | None:
+    """Return one entity if it exists and is in scope."""
+    row = session.execute(
+        select(Entity).where(
+            Entity.tenant_id == tenant_id,
+            Entity.entity_id == entity_id,
+            scope.unit_filter(Entity.unit_code),
+        )
+    ).scalar_one_or_none()
+    return row
+
+
+def get_attributes(
+    *, session: Session, entity_pks: Sequence[int], names: Sequence[str] | None = None
+) -> dict[int, list[Attribute]]:
+    """Return the current attributes of entities, keyed by entity key, in name order."""
+    out: dict[int, list[Attribute]] = defaultdict(list)
+    for part in _chunks(list(entity_pks)):
+        statement = select(Attribute).where(Attribute.entity_pk.in_(part))
+        if names is not None:
+            statement = statement.where(Attribute.name.in_(list(names)))
+        for row in session.execute(
+            statement.order_by(Attribute.entity_pk, Attribute.name, Attribute.dataset_id)
+        ).scalars():
+            out[row.entity_pk].append(row)
+    return out
+
+
+def ensure_regexp(session: Session) -> None:
+    """Give SQLite a REGEXP function on this connection (PostgreSQL has `~`)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    raw = session.connection().connection.dbapi_connection
+    if raw is None or getattr(raw, "_cityops_regexp", False):
+        return
+
+    def regexp(pattern: str | None, value: Any) -> bool:
+        if pattern is None or value is None:
+            return False
+        return re.search(pattern, str(value)) is not None
+
+    raw.create_function("regexp", 2, regexp, deterministic=True)
+
+
+def query_entities(
+    *,
+    session: Session,
+    tenant_id: int,
+    conditions: Sequence[ColumnElement[bool]],
+    scope: Scope = GLOBAL_SCOPE,
+    limit: int | None,
+    offset: int,
+    count: bool,
+) -> tuple[list[Entity], int | None]:
+    """Return one page of entities matching SQL conditions (id order) and the total if asked."""
+    where = [Entity.tenant_id == tenant_id, scope.unit_filter(Entity.unit_code), *conditions]
+    total = None
+    if count:
+        total = int(
+            session.execute(select(func.count()).select_from(Entity).where(*where)).scalar_one()
+        )
+    if limit == 0:
+        return [], total
+    statement = select(Entity).where(*where).order_by(Entity.entity_id).offset(offset)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return list(session.execute(statement).scalars()), total
+
+
+def get_types(
+    *, session: Session, tenant_id: int, scope: Scope = GLOBAL_SCOPE
+) -> list[tuple[str, int]]:
+    """Return each entity type of a tenant with its entity count."""
+    rows = session.execute(
+        select(Entity.type, func.count())
+        .where(Entity.tenant_id == tenant_id, scope.unit_filter(Entity.unit_code))
+        .group_by(Entity.type)
+        .order_by(Entity.type)
+    ).all()
+    return [(row[0], int(row[1])) for row in rows]
+
+
+def get_attribute_summary(
+    *,
+    session: Session,
+    tenant_id: int,
+    scope: Scope = GLOBAL_SCOPE,
+    entity_type: str | None = None,
+    name: str | None = None,
+) -> list[tuple[str, str, str, int]]:
+    """Return (attribute name, attribute type, entity type, entity count) for a tenant."""
+    statement = (
+        select(
+            Attribute.name, Attribute.attr_type, Entity.type, func.count(func.distinct(Entity.pk))
+        )
+        .join(Entity, Entity.pk == Attribute.entity_pk)
+        .where(Entity.tenant_id == tenant_id, scope.unit_filter(Entity.unit_code))
+        .group_by(Attribute.name, Attribute.attr_type, Entity.type)
+        .order_by(Attribute.name)
+    )
+    if entity_type is not None:
+        statement = statement.where(Entity.type == entity_type)
+    if name is not None:
+        statement = statement.where(Attribute.name == name)
+    return [(r[0], r[1], r[2], int(r[3])) for r in session.execute(statement).all()]
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+def append_history(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Append attribute instances to the history (multi-row)."""
+    if rows:
+        session.connection().execute(insert(HISTORY_TABLE), list(rows))
+    session.flush()
+
+
+def _history_where(
+    entity_pks: Sequence[int],
+    names: Sequence[str] | None,
+    start_ms: int | None,
+    end_ms: int | None,
+) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [History.entity_pk.in_(list(entity_pks))]
+    if names is not None:
+        where.append(History.name.in_(list(names)))
+    if start_ms is not None:
+        where.append(History.observed_ms >= start_ms)
+    if end_ms is not None:
+        where.append(History.observed_ms < end_ms)
+    return where
+
+
+def get_history(
+    *,
+    session: Session,
+    entity_pks: Sequence[int],
+    names: Sequence[str] | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    last_n: int | None,
+    limit: int,
+) -> list[Any]:
+    """Return attribute instances in time order (the last N per attribute when asked)."""
+    where = _history_where(entity_pks, names, start_ms, end_ms)
+    columns = (
+        History.entity_pk,
+        History.name,
+        History.dataset_id,
+        History.observed_ms,
+        History.value,
+        History.unit_code,
+        History.id,
+    )
+    if last_n is not None:
+        ranked = (
+            select(
+                *columns,
+                func.row_number()
+                .over(
+                    partition_by=(History.entity_pk, History.name),
+                    order_by=(History.observed_ms.desc(), History.id.desc()),
+                )
+                .label("rank"),
+            )
+            .where(*where)
+            .subquery()
+        )
+        statement = (
+            select(*[ranked.c[c.key] for c in columns])
+            .where(ranked.c.rank <= last_n)
+            .order_by(ranked.c.entity_pk, ranked.c.name, ranked.c.observed_ms, ranked.c.id)
+        )
+        return list(session.execute(statement).all())
+    statement = (
+        select(*columns)
+        .where(*where)
+        .order_by(History.entity_pk, History.name, History.observed_ms, History.id)
+        .limit(limit)
+    )
+    return list(session.execute(statement).all())
+
+
+def aggregate_history(
+    *,
+    session: Session,
+    entity_pks: Sequence[int],
+    names: Sequence[str] | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    origin_ms: int,
+    period_ms: int,
+) -> list[Any]:
+    """Aggregate instances per period in SQL: counts, sum, sum of squares, min and max."""
+    # Integer division on both backends; truncation equals floor as every instance is >= origin.
+    bucket = ((History.observed_ms - origin_ms) // period_ms).label("bucket")
+    statement = (
+        select(
+            History.entity_pk,
+            History.name,
+            bucket,
+            func.count().label("total"),
+            func.count(func.distinct(History.value_num)).label("distinct_num"),
+            func.sum(History.value_num).label("sum"),
+            func.sum(History.value_num * History.value_num).label("sumsq"),
+            func.count(History.value_num).label("numeric"),
+            func.min(History.value_num).label("min"),
+            func.max(History.value_num).label("max"),
+        )
+        .where(*_history_where(entity_pks, names, start_ms, end_ms))
+        .where(History.observed_ms >= origin_ms)
+        .group_by(History.entity_pk, History.name, bucket)
+        .order_by(History.entity_pk, History.name, bucket)
+    )
+    return list(session.execute(statement).all())
+
+
+def get_first_observation_ms(
+    *, session: Session, entity_pks: Sequence[int], names: Sequence[str] | None
+) -> int | None:
+    """Return the earliest observation time of these entities' attributes."""
+    value = session.execute(
+        select(func.min(History.observed_ms)).where(*_history_where(entity_pks, names, None, None))
+    ).scalar_one()
+    return None if value is None else int(value)
+
+
+# --- JSON-LD contexts ------------------------------------------------------------------------
+
+
+def context_id(url: str) -> str:
+    """Return the local id of a context URL."""
+    return hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+def get_ldcontext(
+    *, session: Session, url: str | None = None, local_id: str | None = None
+) -> LdContext | None:
+    """Return a stored context by URL or local id."""
+    if url is not None:
+        return session.execute(select(LdContext).where(LdContext.url == url)).scalar_one_or_none()
+    return session.get(LdContext, local_id)
+
+
+def get_all_ldcontexts(*, session: Session, kind: str | None = None) -> list[LdContext]:
+    """Return the stored contexts, optionally of one kind."""
+    statement = select(LdContext).order_by(LdContext.created_at, LdContext.url)
+    if kind is not None:
+        statement = statement.where(LdContext.kind == kind)
+    return list(session.execute(statement).scalars())
+
+
+def create_ldcontext(
+    *,
+    session: Session,
+    url: str,
+    document: Any,
+    kind: str,
+    now: datetime,
+    local_id: str | None = None,
+) -> LdContext:
+    """Store a context document (replacing the document of a known URL)."""
+    row = get_ldcontext(session=session, url=url)
+    if row is None:
+        row = LdContext(
+            id=local_id or context_id(url), url=url, kind=kind, document=document, created_at=now
+        )
+        session.add(row)
+    else:
+        row.document = document
+        row.kind = kind
+    session.flush()
+    return row
+
+
+def delete_ldcontext(*, session: Session, row: LdContext) -> None:
+    """Delete a stored context."""
+    session.delete(row)
+    session.flush()
+
+
+def entity_filter_ids(ids: Sequence[str]) -> ColumnElement[bool]:
+    """A condition keeping entities whose id is in a list."""
+    return Entity.entity_id.in_(list(ids))
+
+
+def entity_filter_types(types: Sequence[str]) -> ColumnElement[bool]:
+    """A condition keeping entities of any of these (expanded) types."""
+    return Entity.type.in_(list(types))
+
+
+def entity_filter_has_any(names: Sequence[str]) -> ColumnElement[bool]:
+    """A condition keeping entities that hold at least one of these attributes."""
+    return (
+        select(Attribute.entity_pk)
+        .where(Attribute.entity_pk == Entity.pk, Attribute.name.in_(list(names)))
+        .exists()
+    )
+
+
+def entity_filter_bbox(
+    min_lon: float, min_lat: float, max_lon: float, max_lat: float
+) -> ColumnElement[bool]:
+    """A condition keeping entities whose location box meets a box."""
+    return and_(
+        Entity.min_lat <= max_lat,
+        Entity.max_lat >= min_lat,
+        Entity.min_lon <= max_lon,
+        Entity.max_lon >= min_lon,
+    )
+
+
+def entity_filter_or(conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """Combine conditions with OR."""
+    return or_(*conditions)
