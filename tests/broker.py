@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,7 @@ class Broker:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.config = folder / "mosquitto.conf"
         self.config.write_text(
@@ -37,6 +39,9 @@ class Broker:
                 [
                     f"listener {self.port} 127.0.0.1",
                     "allow_anonymous true",
+                    # Started as root, mosquitto would drop to the `mosquitto` user, which cannot
+                    # write into pytest's private folders: persistence would fail silently.
+                    f"user {getpass.getuser()}",
                     "persistence true",
                     f"persistence_location {folder}/",
                     "autosave_interval 1",

@@ -187,7 +187,6 @@ def login_as(client: TestClient, make_user: Callable[..., str]) -> UserFactory:
 def mqtt_broker(tmp_path: Path) -> Iterator[Broker]:
     """A real Mosquitto broker for this test (restartable: `mqtt_broker.restart()`)."""
     broker = Broker(tmp_path / "mosquitto")
-    broker.folder.mkdir()
     broker.start()
     yield broker
     broker.stop()
