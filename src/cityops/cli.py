@@ -26,9 +26,11 @@ app = typer.Typer(
 user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Manage API keys for machines.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data files.", no_args_is_help=True)
+device_app = typer.Typer(help="Manage ingest devices and their keys.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(import_app, name="import")
+app.add_typer(device_app, name="device")
 
 
 @contextmanager
@@ -123,9 +125,12 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Migrate, seed the Đồng Nai profile, create the admin account, and serve."""
+    """Migrate, seed, create the admin account, back-fill demo data, and serve with live data."""
+    import subprocess
+
     from cityops.auth import flows as auth_flows
     from cityops.seed import seed as run_seed
+    from cityops.simulate import commands as simulate_commands
 
     with _runtime() as runtime:
         migrations.upgrade(runtime.engine)
@@ -150,7 +155,73 @@ def demo(
             typer.echo("            .venv/bin/cityops user set-password admin --password-stdin)")
         typer.echo("  Ctrl-C stops.")
         typer.echo("")
-    serve(host=host, port=port, workers=1)
+        simulator = simulate_commands.demo_prepare(runtime, typer.echo)
+        mqtt = runtime.settings.mqtt_bridge
+    typer.echo(f"  live:     {simulator} via {'MQTT' if mqtt else 'HTTP'}")
+    # The simulator runs beside the server as a child process and stops with it.
+    # The command is this interpreter running cityops with fixed arguments: nothing untrusted.
+    child = subprocess.Popen(simulate_commands.demo_command(url, mqtt=mqtt))  # noqa: S603
+    try:
+        serve(host=host, port=port, workers=1)
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
+
+
+@app.command()
+def simulate(
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same data.")] = 42,
+    rate: Annotated[
+        int, typer.Option(min=1, help="Multiply stations and road segments (benchmarks).")
+    ] = 1,
+    via: Annotated[str, typer.Option(help="mqtt, http or direct (context store).")] = "http",
+    url: Annotated[str, typer.Option(help="Server for --via http.")] = "http://127.0.0.1:8000",
+    tenant: Annotated[str, typer.Option(help="NGSI-LD tenant.")] = "default",
+    backfill: Annotated[
+        str | None,
+        typer.Option(help="Write this much history first (e.g. 3d, 30d), then stop."),
+    ] = None,
+    step: Annotated[str, typer.Option(help="Time step of the back-fill.")] = "1h",
+    duration: Annotated[
+        str | None, typer.Option(help="Stream for this long (e.g. 10m); default: until Ctrl-C.")
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(min=0.01, help="Emit this many times faster than real intervals.")
+    ] = 1.0,
+    provision: Annotated[
+        bool, typer.Option("--provision", help="Create the devices and static entities.")
+    ] = False,
+) -> None:
+    """Stream realistic Đồng Nai sensor data (air, water, traffic, facilities) into CityOps."""
+    from cityops.simulate import commands as simulate_commands
+
+    try:
+        options = simulate_commands.SimulateOptions(
+            seed=seed,
+            rate=rate,
+            via=via,
+            url=url,
+            tenant=tenant,
+            backfill=None if backfill is None else simulate_commands.parse_duration(backfill),
+            step=simulate_commands.parse_duration(step),
+            duration=None if duration is None else simulate_commands.parse_duration(duration),
+            speed=speed,
+            provision=provision,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    if via not in ("mqtt", "http", "direct"):
+        _fail("--via must be mqtt, http or direct")
+    with _runtime() as runtime:
+        _require_migrated(runtime)
+        try:
+            simulate_commands.simulate(runtime, options, typer.echo)
+        except DomainError as exc:
+            _explain(runtime, exc)
 
 
 @user_app.command("create")
@@ -298,6 +369,121 @@ def import_boundaries(
         except DomainError as exc:
             _explain(runtime, exc)
         typer.echo("imported: " + ", ".join(f"{k}={v}" for k, v in result.items()))
+
+
+@import_app.command("observations")
+def import_observations(
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="A CSV or JSON file of observations."),
+    ],
+    tenant: Annotated[str, typer.Option(help="NGSI-LD tenant to write to.")] = "default",
+) -> None:
+    """Import observations in batches; a re-run of the same file adds nothing twice."""
+    from rich.progress import Progress
+
+    from cityops.ingest import imports
+
+    with _runtime() as runtime:
+        _require_migrated(runtime)
+        lang = runtime.settings.default_language
+        with Progress(transient=True) as bar:
+            task = bar.add_task(file.name, total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            try:
+                report = imports.import_file(
+                    runtime=runtime, path=file, tenant=tenant, progress=advance
+                )
+            except imports.ImportFileError as exc:
+                _fail(runtime.translate(exc.key, lang, **exc.params))
+        typer.echo(
+            f"rows: {report.rows}, values stored: {report.values_stored}, "
+            f"batches: {report.batches} new, {report.batches_skipped} already imported "
+            f"({report.rows_skipped} rows skipped), bad rows: {len(report.bad_rows)}"
+        )
+        for bad in report.bad_rows[:200]:
+            typer.echo(f"  row {bad.row}: {imports.describe(runtime, bad, lang)}")
+        if len(report.bad_rows) > 200:
+            typer.echo(f"  ... and {len(report.bad_rows) - 200} more")
+
+
+@device_app.command("create")
+def device_create(
+    device_id: Annotated[str, typer.Argument(help="Device id (unique in its tenant).")],
+    entity_type: Annotated[str, typer.Option(help="Type of the entity it feeds.")],
+    attributes: Annotated[
+        str, typer.Option(help="Attribute map as JSON: [{key, attribute, unit_code, ...}].")
+    ],
+    name: Annotated[str | None, typer.Option(help="Name (default: the device id).")] = None,
+    entity_id: Annotated[str | None, typer.Option(help="Entity id (default: derived).")] = None,
+    tenant: Annotated[str, typer.Option(help="NGSI-LD tenant.")] = "default",
+    lat: Annotated[float | None, typer.Option(help="Latitude.")] = None,
+    lon: Annotated[float | None, typer.Option(help="Longitude.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Unit code (default: from lat/lon).")] = None,
+    department: Annotated[str | None, typer.Option(help="Owner department code.")] = None,
+    interval: Annotated[int, typer.Option(help="Expected reporting interval (s).")] = 300,
+) -> None:
+    """Register a device; its key is printed once and stored only as a hash."""
+    from pydantic import ValidationError
+
+    from cityops.ingest import flows as ingest_flows
+    from cityops.ingest.schemas import DeviceCreate
+
+    with _runtime() as runtime:
+        _require_migrated(runtime)
+        try:
+            device_in = DeviceCreate(
+                device_id=device_id,
+                tenant=tenant,
+                name=name or device_id,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                lat=lat,
+                lon=lon,
+                unit_code=unit,
+                department_code=department,
+                interval_seconds=interval,
+                attributes=json.loads(attributes),
+            )
+        except (ValidationError, ValueError) as exc:
+            _fail(str(exc))
+        try:
+            with unit_of_work(runtime.session_factory) as session:
+                session.info["actor"] = SYSTEM_PRINCIPAL
+                device, key = ingest_flows.create_device(
+                    runtime=runtime, session=session, device_in=device_in
+                )
+        except DomainError as exc:
+            _explain(runtime, exc)
+        typer.echo(
+            f"created device {device.device_id} (id {device.id}, tenant {device.tenant}, "
+            f"entity {device.entity_id}, unit {device.unit_code or '-'}); its key:"
+        )
+        typer.secho(key, bold=True)
+        typer.echo("(shown once: it is stored only as a hash)")
+
+
+@device_app.command("list")
+def device_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+) -> None:
+    """List devices with their state."""
+    from cityops.core.security import GLOBAL_SCOPE
+    from cityops.ingest import service as ingest_service
+
+    with _runtime() as runtime:
+        _require_migrated(runtime)
+        with unit_of_work(runtime.session_factory) as session:
+            devices, total = ingest_service.get_all(
+                session=session, scope=GLOBAL_SCOPE, tenant=tenant, limit=10_000
+            )
+            for d in devices:
+                seen = d.last_seen_at.isoformat() if d.last_seen_at else "never"
+                typer.echo(f"{d.id}\t{d.tenant}\t{d.device_id}\t{d.status}\t{seen}\t{d.entity_id}")
+        typer.echo(f"{total} device(s)")
 
 
 def main() -> None:

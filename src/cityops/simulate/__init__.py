@@ -1,0 +1,1 @@
+"""Simulator: realistic Đồng Nai sensor and facility data for the demo and benchmarks."""
