@@ -154,3 +154,39 @@ def test_not_a_json_file_is_a_clear_error(cli_env: Settings, tmp_path: Path) -> 
     code, output = run("import", "boundaries", str(bad))
     assert code == 2
     assert "not a JSON file" in output
+
+
+def test_contexts_preload_makes_a_context_resolvable_offline(
+    cli_env: Settings, tmp_path: Path
+) -> None:
+    document = tmp_path / "dongnai-context.jsonld"
+    document.write_text(
+        json.dumps({"@context": {"mucNuoc": "https://dongnai.example/ngsi/waterLevel"}}),
+        encoding="utf-8",
+    )
+    url = "https://contexts.dongnai.example/ioc.jsonld"
+    code, output = run("contexts", "preload", url, str(document))
+    assert code == 0, output
+    code, output = run(
+        "user", "create", "ioc.admin", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert code == 0, output
+    with api(cli_env) as client:
+        token = client.post(
+            "/api/v1/auth/token", data={"username": "ioc.admin", "password": PASSWORD}
+        ).json()["access_token"]
+        listed = client.get(
+            "/ngsi-ld/v1/jsonldContexts", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert listed.status_code == 200, listed.text
+        assert url in listed.text
+
+
+def test_contexts_preload_refuses_a_document_without_a_context(
+    cli_env: Settings, tmp_path: Path
+) -> None:
+    document = tmp_path / "not-a-context.json"
+    document.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
+    code, output = run("contexts", "preload", "https://x.example/c.jsonld", str(document))
+    assert code == 2
+    assert "error" in output

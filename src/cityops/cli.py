@@ -31,6 +31,10 @@ app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(import_app, name="import")
 app.add_typer(device_app, name="device")
+contexts_app = typer.Typer(
+    help="Manage JSON-LD context documents (offline use).", no_args_is_help=True
+)
+app.add_typer(contexts_app, name="contexts")
 
 
 @contextmanager
@@ -484,6 +488,33 @@ def device_list(
                 seen = d.last_seen_at.isoformat() if d.last_seen_at else "never"
                 typer.echo(f"{d.id}\t{d.tenant}\t{d.device_id}\t{d.status}\t{seen}\t{d.entity_id}")
         typer.echo(f"{total} device(s)")
+
+
+@contexts_app.command("preload")
+def contexts_preload(
+    url: Annotated[str, typer.Argument(help="The URL clients will name in their @context.")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="The context document (JSON-LD).")
+    ],
+) -> None:
+    """Store a JSON-LD context under its URL, so it resolves without the internet."""
+    from cityops.context import flows as context_flows
+
+    with _runtime() as runtime:
+        _require_migrated(runtime)
+        try:
+            document = json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            _fail(f"{file} is not a JSON file: {exc}")
+        try:
+            with unit_of_work(runtime.session_factory) as session:
+                session.info["actor"] = SYSTEM_PRINCIPAL
+                context_flows.preload_context(
+                    session=session, url=url, document=document, clock=runtime.clock
+                )
+        except DomainError as exc:
+            _explain(runtime, exc)
+    typer.echo(f"preloaded {url}")
 
 
 def main() -> None:
