@@ -36,7 +36,8 @@ from cityops.simulate.publish import Publisher, Reading
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TENANT = "default"
+# The tenant devices and entities live in when none is named (the context store's default).
+DEFAULT_TENANT = context_service.DEFAULT_TENANT
 # Rows (attribute instances) per back-fill transaction: large enough for multi-row inserts to
 # pay off, small enough to keep SQLite's write lock short for a server running beside it.
 BACKFILL_CHUNK_ROWS = 20_000
