@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,13 +92,24 @@ def read_context_folder(folder: Path) -> dict[str, Any]:
 def _fetch(url: str, timeout: float) -> Any:
     if not url.startswith(("http://", "https://")):
         raise LdContextNotAvailable("context.ld.not_available", url=url[:200])
+    # httpx's timeout bounds each read, not the whole download: a host trickling bytes would
+    # hold the request for ever. A total deadline is checked between chunks, and each read
+    # may take half the budget, so the caller waits at most about 1.5 × timeout.
+    deadline = time.monotonic() + timeout
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
-            response = client.get(url, headers={"Accept": "application/ld+json, application/json"})
+        with (
+            httpx.Client(timeout=timeout / 2, follow_redirects=True) as client,
+            client.stream(
+                "GET", url, headers={"Accept": "application/ld+json, application/json"}
+            ) as response,
+        ):
             response.raise_for_status()
-            if len(response.content) > MAX_CONTEXT_BYTES:
-                raise LdContextNotAvailable("context.ld.not_available", url=url[:200])
-            return response.json()
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_CONTEXT_BYTES or time.monotonic() > deadline:
+                    raise LdContextNotAvailable("context.ld.not_available", url=url[:200])
+        return json.loads(body)
     except (httpx.HTTPError, ValueError) as exc:
         raise LdContextNotAvailable("context.ld.not_available", url=url[:200]) from exc
 
