@@ -165,84 +165,89 @@ def main() -> None:
             f"({ENTITIES / entities_s:,.0f}/s) and {HISTORY:,} history instances in "
             f"{history_s:.1f} s"
         )
-        port = _free_port()
-        env = {
-            **os.environ,
-            "CITYOPS_DATABASE_URL": settings.database_url,
-            "CITYOPS_DATA_DIR": str(settings.data_dir),
-            "CITYOPS_SECRET_KEY": settings.secret_key,
-            "CITYOPS_LOG_LEVEL": "WARNING",
-            "CITYOPS_BACKGROUND_JOBS": "false",
-        }
-        command = [
-            sys.executable, "-m", "uvicorn", "--factory", "cityops.app:create_app",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
-        ]  # fmt: skip
-        server = subprocess.Popen(command, env=env)
-        base = f"http://127.0.0.1:{port}"
-        rng = random.Random(75)
-        entities = "/ngsi-ld/v1/entities"
-        try:
-            _wait_ready(base, server)
-            with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": key}) as client:
-                print(f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up")
+        measure(settings.database_url, settings.data_dir, settings.secret_key, key, dialect)
 
-                def q(i: int) -> Any:
-                    pm25, no2 = rng.randint(20, 110), rng.randint(5, 70)
-                    return entities, {
-                        "type": "AirQualityObserved",
-                        "q": f"pm25>{pm25};no2<{no2}",
-                        "limit": "100",
-                    }
 
-                _time(client, "q=pm25>A;no2<B limit=100", 50, REQUESTS, q)
+def measure(database_url: str, data_dir: Path, secret_key: str, key: str, dialect: str) -> None:
+    """Start uvicorn on a loaded database and print the latency of each read."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CITYOPS_DATABASE_URL": database_url,
+        "CITYOPS_DATA_DIR": str(data_dir),
+        "CITYOPS_SECRET_KEY": secret_key,
+        "CITYOPS_LOG_LEVEL": "WARNING",
+        "CITYOPS_BACKGROUND_JOBS": "false",
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "cityops.app:create_app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env)
+    base = f"http://127.0.0.1:{port}"
+    rng = random.Random(75)
+    entities = "/ngsi-ld/v1/entities"
+    try:
+        _wait_ready(base, server)
+        with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": key}) as client:
+            print(f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up")
 
-                def near(i: int) -> Any:
-                    point = f"[{rng.uniform(WEST, EAST):.5f},{rng.uniform(SOUTH, NORTH):.5f}]"
-                    return entities, {
-                        "type": "AirQualityObserved",
-                        "georel": "near;maxDistance==2000",
-                        "geometry": "Point",
-                        "coordinates": point,
-                        "limit": "100",
-                    }
+            def q(i: int) -> Any:
+                pm25, no2 = rng.randint(20, 110), rng.randint(5, 70)
+                return entities, {
+                    "type": "AirQualityObserved",
+                    "q": f"pm25>{pm25};no2<{no2}",
+                    "limit": "100",
+                }
 
-                _time(client, "georel=near;maxDistance==2000", 50, REQUESTS, near)
+            _time(client, "q=pm25>A;no2<B limit=100", 50, REQUESTS, q)
 
-                temporal = f"/ngsi-ld/v1/temporal/entities/{STATION}"
+            def near(i: int) -> Any:
+                point = f"[{rng.uniform(WEST, EAST):.5f},{rng.uniform(SOUTH, NORTH):.5f}]"
+                return entities, {
+                    "type": "AirQualityObserved",
+                    "georel": "near;maxDistance==2000",
+                    "geometry": "Point",
+                    "coordinates": point,
+                    "limit": "100",
+                }
 
-                def aggregated(i: int) -> Any:
-                    begin = START + timedelta(hours=rng.randint(0, 24 * 60))
-                    return temporal, {
-                        "attrs": "pm25",
-                        "aggrMethods": "avg,min,max",
-                        "aggrPeriodDuration": "PT1H",
-                        "timerel": "between",
-                        "timeAt": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "endTimeAt": (begin + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    }
+            _time(client, "georel=near;maxDistance==2000", 50, REQUESTS, near)
 
-                _time(client, "temporal avg,min,max PT1H, 7 days", 100, 100, aggregated)
+            temporal = f"/ngsi-ld/v1/temporal/entities/{STATION}"
 
-                def whole(i: int) -> Any:
-                    return temporal, {
-                        "attrs": "pm25",
-                        "aggrMethods": "avg,min,max",
-                        "aggrPeriodDuration": "PT1H",
-                        "timerel": "between",
-                        "timeAt": "2026-01-01T00:00:00Z",
-                        "endTimeAt": "2026-04-01T00:00:00Z",
-                    }
+            def aggregated(i: int) -> Any:
+                begin = START + timedelta(hours=rng.randint(0, 24 * 60))
+                return temporal, {
+                    "attrs": "pm25",
+                    "aggrMethods": "avg,min,max",
+                    "aggrPeriodDuration": "PT1H",
+                    "timerel": "between",
+                    "timeAt": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "endTimeAt": (begin + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
 
-                _time(client, "temporal avg,min,max PT1H, all 100k", 100, 50, whole)
+            _time(client, "temporal avg,min,max PT1H, 7 days", 100, 100, aggregated)
 
-                def last(i: int) -> Any:
-                    return temporal, {"attrs": "pm25", "lastN": "100"}
+            def whole(i: int) -> Any:
+                return temporal, {
+                    "attrs": "pm25",
+                    "aggrMethods": "avg,min,max",
+                    "aggrPeriodDuration": "PT1H",
+                    "timerel": "between",
+                    "timeAt": "2026-01-01T00:00:00Z",
+                    "endTimeAt": "2026-04-01T00:00:00Z",
+                }
 
-                _time(client, "temporal lastN=100", 10, 100, last)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+            _time(client, "temporal avg,min,max PT1H, all 100k", 100, 50, whole)
+
+            def last(i: int) -> Any:
+                return temporal, {"attrs": "pm25", "lastN": "100"}
+
+            _time(client, "temporal lastN=100", 10, 100, last)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ class Role(StrEnum):
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset(str(p) for p in Permission),
-    Role.LEADER: frozenset(
-        {Permission.USER_READ, Permission.AUDIT_READ, Permission.CONTEXT_READ}
-    ),
+    Role.LEADER: frozenset({Permission.USER_READ, Permission.AUDIT_READ, Permission.CONTEXT_READ}),
     # Province operators act on incidents and alerts, which later contexts add permissions for.
     Role.OPERATOR: frozenset({Permission.CONTEXT_READ}),
     Role.DEPARTMENT_OFFICER: frozenset({Permission.DEPARTMENT_UPDATE, Permission.CONTEXT_READ}),

@@ -348,6 +348,11 @@ def _operands(path: Path, expand: Callable[[str], str], dialect: str) -> tuple[A
             _json_path(Attribute.value, path.compound, dialect, "text"),
             None,
         )
+    if dialect == "sqlite":
+        # Inside the correlated EXISTS, SQLite would otherwise pick the (name, value) index and
+        # scan every row of the attribute for each entity (quadratic: 55 s at 100k entities);
+        # an expression keeps it on the primary key (entity_pk, name), one probe per entity.
+        return Attribute.value_num + 0, Attribute.value_text + "", None
     return Attribute.value_num, Attribute.value_text, None
 
 
