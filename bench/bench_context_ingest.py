@@ -9,7 +9,6 @@ Run: .venv/bin/python bench/bench_context_ingest.py
 
 from __future__ import annotations
 
-import socket
 import sys
 import tempfile
 import threading
@@ -23,17 +22,12 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_context_common import prepare
 from cityops.app import create_app
+from harness import free_port
 
 CALLS = 60
 ENTITIES = 100
 CLIENTS = 4
 PATCHES = 3000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _batch(call: int) -> list[dict[str, object]]:
@@ -65,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings, runtime, key = prepare(Path(tmp))
         app = create_app(settings)
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -21,8 +21,9 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_context_common import prepare
-from bench_context_ingest import ENTITIES, _batch, _free_port
+from bench_context_ingest import ENTITIES, _batch
 from cityops.app import create_app
+from harness import free_port
 
 SEQUENTIAL = 300
 PATCHES = 3000
@@ -34,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings, runtime, key = prepare(Path(tmp))
         app = create_app(settings)
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from cityops.context import flows
 from cityops.context import service as context_service
 from cityops.context.normalize import ms_of
 from cityops.core.db import unit_of_work
+from harness import free_port, percentile, wait_ready
 
 ENTITIES = 100_000
 BATCH = 1000
@@ -103,31 +103,6 @@ def _load(runtime: Any) -> tuple[float, float]:
     return entities_s, time.perf_counter() - started
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("the server did not start within 60 s")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 def _time(
     client: httpx.Client, label: str, target: float, count: int, make: Callable[[int], Any]
 ) -> None:
@@ -144,10 +119,10 @@ def _time(
             timings.append(elapsed)
             body = response.json()
             sizes.append(len(body) if isinstance(body, list) else 1)
-    p95 = _percentile(timings, 95)
+    p95 = percentile(timings, 95)
     print(
-        f"  {label:<34} p50 {_percentile(timings, 50):7.2f}  p95 {p95:7.2f}  "
-        f"p99 {_percentile(timings, 99):7.2f}  mean {statistics.fmean(timings):7.2f} ms  "
+        f"  {label:<34} p50 {percentile(timings, 50):7.2f}  p95 {p95:7.2f}  "
+        f"p99 {percentile(timings, 99):7.2f}  mean {statistics.fmean(timings):7.2f} ms  "
         f"(target p95 <= {target:.0f} ms: {'met' if p95 <= target else 'MISSED'}; "
         f"{statistics.fmean(sizes):.0f} results on average)"
     )
@@ -170,7 +145,7 @@ def main() -> None:
 
 def measure(database_url: str, data_dir: Path, secret_key: str, key: str, dialect: str) -> None:
     """Start uvicorn on a loaded database and print the latency of each read."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "CITYOPS_DATABASE_URL": database_url,
@@ -188,7 +163,7 @@ def measure(database_url: str, data_dir: Path, secret_key: str, key: str, dialec
     rng = random.Random(75)
     entities = "/ngsi-ld/v1/entities"
     try:
-        _wait_ready(base, server)
+        wait_ready(base, server)
         with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": key}) as client:
             print(f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up")
 

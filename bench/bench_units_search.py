@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from cityops.app import build_runtime
 from cityops.core import migrate
 from cityops.core.config import Settings
 from cityops.seed import seed
+from harness import free_port, percentile, wait_ready
 
 REQUESTS = 600
 WARMUP = 30
@@ -34,31 +34,6 @@ QUERIES = [
 ]  # fmt: skip
 # A throwaway key: the temporary database and server live only as long as the benchmark.
 SECRET = secrets.token_urlsafe(48)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("the server did not start within 30 s")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -73,7 +48,7 @@ def main() -> None:
         seed(runtime)
         runtime.engine.dispose()
 
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "CITYOPS_DATABASE_URL": database_url,
@@ -88,7 +63,7 @@ def main() -> None:
         server = subprocess.Popen(command, env=env)
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(base, server)
+            wait_ready(base, server)
             rng = random.Random(75)
             timings: list[float] = []
             with httpx.Client(base_url=base, timeout=10) as client:
@@ -106,8 +81,8 @@ def main() -> None:
 
     print(f"GET /api/v1/units?q=... over HTTP, {REQUESTS} requests, {len(QUERIES)} queries")
     print(
-        f"p50 {_percentile(timings, 50):.2f} ms  p95 {_percentile(timings, 95):.2f} ms  "
-        f"p99 {_percentile(timings, 99):.2f} ms  mean {statistics.fmean(timings):.2f} ms"
+        f"p50 {percentile(timings, 50):.2f} ms  p95 {percentile(timings, 95):.2f} ms  "
+        f"p99 {percentile(timings, 99):.2f} ms  mean {statistics.fmean(timings):.2f} ms"
     )
 
 
