@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from sqlalchemy.orm import Session
 
 from cityops.core import migrate as migrations
 from cityops.core.config import Settings
@@ -65,6 +66,17 @@ def _explain(runtime: Runtime, exc: DomainError) -> NoReturn:
         rendered = translate_error(error, runtime.translate, lang)
         lines.append(f"  {rendered.get('field', '')}: {rendered.get('message', '')}")
     _fail("\n".join(lines))
+
+
+@contextmanager
+def _system_work(runtime: Runtime) -> Iterator[Session]:
+    """One transaction on behalf of the command line; a domain error is explained, exit 2."""
+    try:
+        with unit_of_work(runtime.session_factory) as session:
+            session.info["actor"] = SYSTEM_PRINCIPAL
+            yield session
+    except DomainError as exc:
+        _explain(runtime, exc)
 
 
 def _read_password_stdin() -> str:
@@ -267,14 +279,10 @@ def user_create(
             )
         except ValidationError as exc:
             _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-        try:
-            with unit_of_work(runtime.session_factory) as session:
-                session.info["actor"] = SYSTEM_PRINCIPAL
-                user = auth_service.create_user(
-                    session=session, user_in=user_in, clock=runtime.clock, settings=runtime.settings
-                )
-        except DomainError as exc:
-            _explain(runtime, exc)
+        with _system_work(runtime) as session:
+            user = auth_service.create_user(
+                session=session, user_in=user_in, clock=runtime.clock, settings=runtime.settings
+            )
         typer.echo(f"created user {user.username} (id {user.id}, role {user.role})")
 
 
@@ -292,21 +300,17 @@ def user_set_password(
         _fail("give the password on standard input with --password-stdin")
     password = _read_password_stdin()
     with _runtime() as runtime:
-        try:
-            with unit_of_work(runtime.session_factory) as session:
-                session.info["actor"] = SYSTEM_PRINCIPAL
-                user = auth_service.get_by_username(session=session, username=username)
-                if user is None:
-                    _fail(f"no user named {username!r}")
-                auth_service.set_password(
-                    session=session,
-                    user=user,
-                    password=password,
-                    settings=runtime.settings,
-                    clock=runtime.clock,
-                )
-        except DomainError as exc:
-            _explain(runtime, exc)
+        with _system_work(runtime) as session:
+            user = auth_service.get_by_username(session=session, username=username)
+            if user is None:
+                _fail(f"no user named {username!r}")
+            auth_service.set_password(
+                session=session,
+                user=user,
+                password=password,
+                settings=runtime.settings,
+                clock=runtime.clock,
+            )
         typer.echo(f"password changed for {username}")
 
 
@@ -337,14 +341,10 @@ def apikey_create(
             )
         except ValidationError as exc:
             _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-        try:
-            with unit_of_work(runtime.session_factory) as session:
-                session.info["actor"] = SYSTEM_PRINCIPAL
-                key, secret = auth_service.create_api_key(
-                    session=session, key_in=key_in, clock=runtime.clock, created_by=None
-                )
-        except DomainError as exc:
-            _explain(runtime, exc)
+        with _system_work(runtime) as session:
+            key, secret = auth_service.create_api_key(
+                session=session, key_in=key_in, clock=runtime.clock, created_by=None
+            )
         typer.echo(f"created API key {key.id} ({name}); send it as the X-API-Key header:")
         typer.secho(secret, bold=True)
         typer.echo("(shown once: it is stored only as a hash)")
@@ -364,14 +364,10 @@ def import_boundaries(
             geojson = json.loads(file.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             _fail(f"{file} is not a JSON file: {exc}")
-        try:
-            with unit_of_work(runtime.session_factory) as session:
-                session.info["actor"] = SYSTEM_PRINCIPAL
-                result = units_flows.import_boundaries(
-                    session=session, geojson=geojson, clock=runtime.clock
-                )
-        except DomainError as exc:
-            _explain(runtime, exc)
+        with _system_work(runtime) as session:
+            result = units_flows.import_boundaries(
+                session=session, geojson=geojson, clock=runtime.clock
+            )
         typer.echo("imported: " + ", ".join(f"{k}={v}" for k, v in result.items()))
 
 
@@ -454,14 +450,10 @@ def device_create(
             )
         except (ValidationError, ValueError) as exc:
             _fail(str(exc))
-        try:
-            with unit_of_work(runtime.session_factory) as session:
-                session.info["actor"] = SYSTEM_PRINCIPAL
-                device, key = ingest_flows.create_device(
-                    runtime=runtime, session=session, device_in=device_in
-                )
-        except DomainError as exc:
-            _explain(runtime, exc)
+        with _system_work(runtime) as session:
+            device, key = ingest_flows.create_device(
+                runtime=runtime, session=session, device_in=device_in
+            )
         typer.echo(
             f"created device {device.device_id} (id {device.id}, tenant {device.tenant}, "
             f"entity {device.entity_id}, unit {device.unit_code or '-'}); its key:"
@@ -506,14 +498,10 @@ def contexts_preload(
             document = json.loads(file.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             _fail(f"{file} is not a JSON file: {exc}")
-        try:
-            with unit_of_work(runtime.session_factory) as session:
-                session.info["actor"] = SYSTEM_PRINCIPAL
-                context_flows.preload_context(
-                    session=session, url=url, document=document, clock=runtime.clock
-                )
-        except DomainError as exc:
-            _explain(runtime, exc)
+        with _system_work(runtime) as session:
+            context_flows.preload_context(
+                session=session, url=url, document=document, clock=runtime.clock
+            )
     typer.echo(f"preloaded {url}")
 
 
