@@ -12,7 +12,6 @@ from cityops.auth import flows, service
 from cityops.auth.enums import Role, SessionKind, role_permissions
 from cityops.auth.models import ApiKey, User
 from cityops.auth.schemas import (
-    LINE,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyPage,
@@ -31,8 +30,9 @@ from cityops.auth.schemas import (
     UserRead,
     UserUpdate,
 )
-from cityops.core.deps import ClockDep, RuntimeDep, SessionDep, SettingsDep
+from cityops.core.deps import MAX_ID, ClockDep, Limit, Offset, RuntimeDep, SessionDep, SettingsDep
 from cityops.core.errors import Forbidden, Invalid, NotFound
+from cityops.core.schemas import SINGLE_LINE
 from cityops.core.security import CurrentPrincipal, Permission, Principal, require
 from cityops.units import service as unit_service
 
@@ -41,11 +41,8 @@ router = APIRouter()
 M = TypeVar("M", bound=BaseModel)
 
 # Database integer keys are 32-bit on PostgreSQL; larger ids cannot exist and must not reach SQL.
-MAX_ID = 2**31 - 1
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ApiKeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Credentials are small; a bigger body is refused before it is parsed.
@@ -297,9 +294,9 @@ def list_users(
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(Permission.USER_READ))],
     role: Role | None = None,
-    unit: Annotated[str | None, Query(pattern=LINE, max_length=16)] = None,
-    department: Annotated[str | None, Query(pattern=LINE, max_length=32)] = None,
-    q: Annotated[str | None, Query(pattern=LINE, max_length=100)] = None,
+    unit: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=16)] = None,
+    department: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=32)] = None,
+    q: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=100)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> UserPage:
@@ -494,10 +491,10 @@ def delete_api_key(
 def list_audit_entries(
     session: SessionDep,
     principal: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
-    actor: Annotated[str | None, Query(pattern=LINE, max_length=64)] = None,
-    action: Annotated[str | None, Query(pattern=LINE, max_length=32)] = None,
-    resource_type: Annotated[str | None, Query(pattern=LINE, max_length=64)] = None,
-    resource_id: Annotated[str | None, Query(pattern=LINE, max_length=64)] = None,
+    actor: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=64)] = None,
+    action: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=32)] = None,
+    resource_type: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=64)] = None,
+    resource_id: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=64)] = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     limit: Limit = 50,

@@ -8,11 +8,10 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from cityops.auth.enums import Language, Role
-from cityops.core.schemas import Page, ReadModel, WriteModel
+from cityops.core.schemas import SINGLE_LINE, Page, ReadModel, WriteModel
 from cityops.core.security import Permission
 
 # Single-line text: no control characters (PostgreSQL refuses NUL; none belong in a name).
-LINE = r"^[^\x00-\x1f\x7f]*$"
 # Passwords are taken exactly as typed (no trimming); the cap keeps hashing cheap for garbage.
 Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=256)]
 Username = Annotated[
@@ -27,11 +26,11 @@ Email = Annotated[
         max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
     ),
 ]
-FullName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=LINE)]
-UnitCode = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=LINE)]
-DepartmentCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=LINE)]
+FullName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=SINGLE_LINE)]
+UnitCode = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=SINGLE_LINE)]
+DepartmentCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=SINGLE_LINE)]
 Tenant = Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-AreaCode = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=LINE)]
+AreaCode = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=SINGLE_LINE)]
 
 
 class UserCreate(WriteModel):
@@ -98,7 +97,8 @@ class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     username: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=LINE)
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=SINGLE_LINE),
     ]
     password: Password
 
@@ -108,7 +108,9 @@ class RefreshRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=LINE)]
+    refresh_token: Annotated[
+        str, StringConstraints(min_length=1, max_length=512, pattern=SINGLE_LINE)
+    ]
 
 
 class TokenRead(BaseModel):
@@ -159,7 +161,7 @@ class MeRead(BaseModel):
 class ApiKeyCreate(WriteModel):
     """A new machine key: its permissions and scope never exceed its creator's."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=LINE)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=SINGLE_LINE)]
     permissions: list[Permission] = Field(default_factory=list, max_length=32)
     unit_code: UnitCode | None = None
     department_code: DepartmentCode | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from cityops.core.clock import Clock
@@ -81,3 +81,9 @@ async def get_language(request: Request) -> str:
 
 
 LangDep = Annotated[str, Depends(get_language)]
+
+
+# Paging and identifiers shared by every list route: bounded, so no query asks for the world.
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")]
+MAX_ID = 2**31 - 1  # the largest integer key the databases store

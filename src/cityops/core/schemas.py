@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict
 
 T = TypeVar("T")
 
+# One line of text without control characters: PostgreSQL refuses NUL bytes, and no name,
+# code or filter needs a newline or escape character.
+SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
+
 
 class Page(BaseModel, Generic[T]):
     """One page of a list: the items, how many match in all, and where the page starts."""

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from fastapi.responses import JSONResponse
 
 from cityops.context.service import DEFAULT_TENANT
-from cityops.core.deps import RuntimeDep, SessionDep
+from cityops.core.deps import MAX_ID, Limit, Offset, RuntimeDep, SessionDep
 from cityops.core.errors import Forbidden, Invalid, NotFound, Unauthorized, problem
+from cityops.core.schemas import SINGLE_LINE
 from cityops.core.security import (
     CurrentPrincipal,
     OptionalPrincipal,
@@ -24,7 +25,6 @@ from cityops.ingest.metrics import metrics_of
 from cityops.ingest.models import Device
 from cityops.ingest.readings import ReadingOutcome
 from cityops.ingest.schemas import (
-    LINE,
     DeviceCreate,
     DeviceCreated,
     DevicePage,
@@ -37,11 +37,8 @@ from cityops.ingest.schemas import (
 
 router = APIRouter()
 
-MAX_ID = 2**31 - 1
 DevicePk = Annotated[int, Path(ge=1, le=MAX_ID)]
 DeviceIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 TenantHeader = Annotated[
     str | None,
     Header(alias="NGSILD-Tenant", max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"),
@@ -100,9 +97,9 @@ def list_devices(
     principal: CurrentPrincipal,
     tenant: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
     device_status: Annotated[DeviceStatus | None, Query(alias="status")] = None,
-    unit: Annotated[str | None, Query(max_length=16, pattern=LINE)] = None,
-    department: Annotated[str | None, Query(max_length=32, pattern=LINE)] = None,
-    q: Annotated[str | None, Query(max_length=100, pattern=LINE)] = None,
+    unit: Annotated[str | None, Query(max_length=16, pattern=SINGLE_LINE)] = None,
+    department: Annotated[str | None, Query(max_length=32, pattern=SINGLE_LINE)] = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=SINGLE_LINE)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> DevicePage:

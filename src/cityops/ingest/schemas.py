@@ -8,11 +8,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
-from cityops.core.schemas import Page, ReadModel, WriteModel
+from cityops.core.schemas import SINGLE_LINE, Page, ReadModel, WriteModel
 from cityops.ingest import convert
 from cityops.ingest.enums import ValueType
 
-LINE = r"^[^\x00-\x1f\x7f]*$"
 # Device ids travel in MQTT topics and URL paths: no '/', '+', '#' or spaces.
 DeviceId = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -20,7 +19,7 @@ DeviceId = Annotated[
 Tenant = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=LINE)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=SINGLE_LINE)]
 # An NGSI-LD entity id is a URI: `urn:ngsi-ld:<Type>:<local id>` in CityOps.
 EntityId = Annotated[
     str,
@@ -31,15 +30,15 @@ EntityId = Annotated[
 EntityType = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
 ]
-UnitCode = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=LINE)]
-DepartmentCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=LINE)]
+UnitCode = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=SINGLE_LINE)]
+DepartmentCode = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=SINGLE_LINE)]
 PayloadKey = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 ]
 AttributeName = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 ]
-UnitText = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=LINE)]
+UnitText = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=SINGLE_LINE)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 # From ten seconds (fast sensors) to a week (manual or daily uploads).

@@ -11,14 +11,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy.exc import IntegrityError
 
-from cityops.core.deps import ClockDep, LangDep, RuntimeDep, SessionDep, TranslatorDep
+from cityops.core.deps import (
+    ClockDep,
+    LangDep,
+    Limit,
+    Offset,
+    RuntimeDep,
+    SessionDep,
+    TranslatorDep,
+)
 from cityops.core.errors import Conflict, Forbidden, Invalid, NotFound
+from cityops.core.schemas import SINGLE_LINE
 from cityops.core.security import CurrentPrincipal, Permission, Principal, require
 from cityops.units import flows, service
 from cityops.units import geometry as geo
 from cityops.units.models import AdminUnit, Area
 from cityops.units.schemas import (
-    PLAIN_TEXT,
     AreaCreate,
     AreaDetail,
     AreaPage,
@@ -40,13 +48,11 @@ from cityops.units.schemas import (
 
 router = APIRouter()
 
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")]
 SearchText = Annotated[
     str | None,
     Query(
         max_length=200,
-        pattern=PLAIN_TEXT,
+        pattern=SINGLE_LINE,
         description="Name (with or without diacritics) or code.",
     ),
 ]
@@ -54,11 +60,11 @@ ValidAt = Annotated[
     str | None,
     Query(
         max_length=32,
-        pattern=PLAIN_TEXT,
+        pattern=SINGLE_LINE,
         description="Units valid on this date (YYYY-MM-DD); default today; `all` for every unit.",
     ),
 ]
-CodePath = Annotated[str, Path(max_length=64, pattern=PLAIN_TEXT)]
+CodePath = Annotated[str, Path(max_length=64, pattern=SINGLE_LINE)]
 
 UnitUpdater = Annotated[Principal, Depends(require(Permission.UNIT_UPDATE))]
 UnitAdmin = Annotated[Principal, Depends(require(Permission.UNIT_ADMIN))]
@@ -133,11 +139,13 @@ def _feature(unit: AdminUnit, lang: str) -> Feature:
 def list_units(
     session: SessionDep,
     on: ValidOn,
-    unit_type: Annotated[str | None, Query(alias="type", max_length=32, pattern=PLAIN_TEXT)] = None,
-    level: Annotated[str | None, Query(max_length=16, pattern=PLAIN_TEXT)] = None,
-    parent: Annotated[str | None, Query(max_length=16, pattern=PLAIN_TEXT)] = None,
+    unit_type: Annotated[
+        str | None, Query(alias="type", max_length=32, pattern=SINGLE_LINE)
+    ] = None,
+    level: Annotated[str | None, Query(max_length=16, pattern=SINGLE_LINE)] = None,
+    parent: Annotated[str | None, Query(max_length=16, pattern=SINGLE_LINE)] = None,
     q: SearchText = None,
-    area: Annotated[str | None, Query(max_length=64, pattern=PLAIN_TEXT)] = None,
+    area: Annotated[str | None, Query(max_length=64, pattern=SINGLE_LINE)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> UnitPage:
@@ -170,8 +178,8 @@ def units_geometry(
     session: SessionDep,
     lang: LangDep,
     on: ValidOn,
-    level: Annotated[str, Query(max_length=16, pattern=PLAIN_TEXT)] = "commune",
-    area: Annotated[str | None, Query(max_length=64, pattern=PLAIN_TEXT)] = None,
+    level: Annotated[str, Query(max_length=16, pattern=SINGLE_LINE)] = "commune",
+    area: Annotated[str | None, Query(max_length=64, pattern=SINGLE_LINE)] = None,
 ) -> FeatureCollection:
     """Return the boundaries of the units of a level valid today (the communes and wards)."""
     if area and service.get_area(session=session, area_code=area) is None:
@@ -255,7 +263,7 @@ def _area_detail(session: SessionDep, area: Area) -> AreaDetail:
 def list_areas(
     session: SessionDep,
     q: SearchText = None,
-    kind: Annotated[str | None, Query(max_length=32, pattern=PLAIN_TEXT)] = None,
+    kind: Annotated[str | None, Query(max_length=32, pattern=SINGLE_LINE)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> AreaPage:
@@ -334,7 +342,7 @@ def delete_area(session: SessionDep, _principal: UnitAdmin, code: CodePath) -> R
 def list_departments(
     session: SessionDep,
     q: SearchText = None,
-    sector: Annotated[str | None, Query(max_length=32, pattern=PLAIN_TEXT)] = None,
+    sector: Annotated[str | None, Query(max_length=32, pattern=SINGLE_LINE)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> DepartmentPage:

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from cityops.core.schemas import Page, ReadModel, WriteModel
+from cityops.core.schemas import SINGLE_LINE, Page, ReadModel, WriteModel
 
 # Control characters are refused in text (PostgreSQL cannot store NUL; none belongs in a name).
-PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*$"
 # Descriptions may hold line breaks and tabs, but never NUL.
 MULTILINE_TEXT = r"^[^\x00]*$"
 
@@ -18,18 +17,18 @@ AreaCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", max_length
 DepartmentCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,31}$", max_length=32)]
 SectorCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", max_length=32)]
 UnitCode = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,16}$", max_length=16)]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=PLAIN_TEXT)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=SINGLE_LINE)]
 
 
 class ContactIn(WriteModel):
     """Contact details; a field sent as null is cleared, a field left out is kept."""
 
-    phone: Annotated[str, Field(max_length=64, pattern=PLAIN_TEXT)] | None = None
+    phone: Annotated[str, Field(max_length=64, pattern=SINGLE_LINE)] | None = None
     email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
         None
     )
-    address: Annotated[str, Field(max_length=300, pattern=PLAIN_TEXT)] | None = None
-    head_name: Annotated[str, Field(max_length=200, pattern=PLAIN_TEXT)] | None = None
+    address: Annotated[str, Field(max_length=300, pattern=SINGLE_LINE)] | None = None
+    head_name: Annotated[str, Field(max_length=200, pattern=SINGLE_LINE)] | None = None
     website: Annotated[str, Field(max_length=300, pattern=r"^https?://\S+$")] | None = None
 
 
