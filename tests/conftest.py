@@ -28,6 +28,7 @@ from cityops.core.security import SYSTEM_PRINCIPAL
 from cityops.seed import seed
 
 from .broker import Broker
+from .receiver import Receiver
 
 PG_URL = os.environ.get("CITYOPS_TEST_DATABASE_URL", "")
 TEST_PASSWORD = "Dong-Nai-2026!"
@@ -190,3 +191,12 @@ def mqtt_broker(tmp_path: Path) -> Iterator[Broker]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[Receiver]:
+    """A real local HTTP server recording what it receives (stop/start it to play an outage)."""
+    receiver = Receiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()

@@ -39,6 +39,15 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     return runtime
 
 
+def register_outbox_jobs(runtime: Runtime) -> None:
+    """Deliver the outbox every half second and purge delivered messages every hour."""
+    outbox = runtime.outbox
+    if outbox is None:
+        return
+    runtime.jobs.add("outbox.deliver", 0.5, outbox.run_once)
+    runtime.jobs.add("outbox.purge", 3600.0, outbox.purge)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -51,6 +60,7 @@ def create_app(
         configure_logging(settings.log_level, json_lines=bool(settings.log_json))
     runtime = build_runtime(settings, clock=clock)
     ingest_jobs.register(runtime)
+    register_outbox_jobs(runtime)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

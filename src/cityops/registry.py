@@ -18,5 +18,6 @@ MESSAGE_PACKAGES: list[str] = ["cityops.core", *CONTEXTS, "cityops.web"]
 
 def import_models() -> None:
     """Import every context's tables so the metadata is complete (migrations, create_all)."""
+    importlib.import_module("cityops.core.outbox")
     for package in CONTEXTS:
         importlib.import_module(f"{package}.models")

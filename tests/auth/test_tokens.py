@@ -31,7 +31,14 @@ def test_password_login_returns_tokens_that_authorise(
     assert me.status_code == 200
     assert me.json()["name"] == username
     assert me.json()["role"] == "leader"
-    assert me.json()["permissions"] == ["audit:read", "context:read", "user:read"]
+    assert me.json()["permissions"] == [
+        "alert:read",
+        "audit:read",
+        "context:read",
+        "incident:read",
+        "rule:read",
+        "user:read",
+    ]
     assert me.json()["user"]["username"] == username
 
 

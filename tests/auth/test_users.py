@@ -52,7 +52,14 @@ def test_create_user_and_read_it_back(
     assert read.json() == user
     token = token_for("nguyen.van.a", "Bien-Hoa-2027")["access_token"]
     me = client.get(f"{API}/auth/me", headers={"Authorization": f"Bearer {token}"}).json()
-    assert me["permissions"] == ["context:read", "unit:update"]
+    assert me["permissions"] == [
+        "alert:read",
+        "context:read",
+        "incident:read",
+        "incident:work",
+        "rule:read",
+        "unit:update",
+    ]
     assert me["scope"]["department_code"] is None
     assert UNIT_A in me["scope"]["unit_codes"]
 

@@ -18,14 +18,28 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
+_WATCH = {Permission.CONTEXT_READ, Permission.RULE_READ, Permission.ALERT_READ}
+_WORK = {*_WATCH, Permission.INCIDENT_READ, Permission.INCIDENT_WORK}
+
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset(str(p) for p in Permission),
-    Role.LEADER: frozenset({Permission.USER_READ, Permission.AUDIT_READ, Permission.CONTEXT_READ}),
-    # Province operators act on incidents and alerts, which later contexts add permissions for.
-    Role.OPERATOR: frozenset({Permission.CONTEXT_READ}),
-    Role.DEPARTMENT_OFFICER: frozenset({Permission.DEPARTMENT_UPDATE, Permission.CONTEXT_READ}),
-    Role.UNIT_OFFICER: frozenset({Permission.UNIT_UPDATE, Permission.CONTEXT_READ}),
-    Role.VIEWER: frozenset({Permission.CONTEXT_READ}),
+    Role.LEADER: frozenset(
+        {Permission.USER_READ, Permission.AUDIT_READ, *_WATCH, Permission.INCIDENT_READ}
+    ),
+    # Province and area operators watch, open and dispatch; departments and communes do the work.
+    Role.OPERATOR: frozenset(
+        {
+            *_WORK,
+            Permission.ALERT_MANAGE,
+            Permission.INCIDENT_CREATE,
+            Permission.INCIDENT_ASSIGN,
+        }
+    ),
+    Role.DEPARTMENT_OFFICER: frozenset(
+        {Permission.DEPARTMENT_UPDATE, *_WORK, Permission.ALERT_MANAGE}
+    ),
+    Role.UNIT_OFFICER: frozenset({Permission.UNIT_UPDATE, *_WORK}),
+    Role.VIEWER: frozenset({*_WATCH, Permission.INCIDENT_READ}),
 }
 
 

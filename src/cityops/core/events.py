@@ -27,6 +27,9 @@ class Event:
 
 
 Handler = Callable[[Event], None]
+# A handler that writes inside the publishing transaction (an outbox row, a stream log entry):
+# it runs when the event is queued, so its writes commit or roll back with the change itself.
+TransactionalHandler = Callable[[Session, Event], None]
 
 
 class EventBus:
@@ -34,11 +37,23 @@ class EventBus:
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._in_transaction: dict[str, list[TransactionalHandler]] = defaultdict(list)
 
     def subscribe(self, event_type: str, handler: Handler) -> Callable[[], None]:
         """Call `handler` for every event of `event_type` ('*' for all); return an unsubscriber."""
         self._handlers[event_type].append(handler)
         return lambda: self._handlers[event_type].remove(handler)
+
+    def subscribe_in_transaction(
+        self, event_type: str, handler: TransactionalHandler
+    ) -> Callable[[], None]:
+        """Call `handler(session, event)` inside the publishing transaction; return an unsubscriber.
+
+        Use it for work that must be durable together with the change (an outbox row). Unlike
+        `subscribe`, an exception here propagates and rolls the whole transaction back.
+        """
+        self._in_transaction[event_type].append(handler)
+        return lambda: self._in_transaction[event_type].remove(handler)
 
     def publish(self, event: Event) -> None:
         """Deliver an event to its handlers now."""
@@ -49,7 +64,15 @@ class EventBus:
                 log.exception("event handler failed", extra={"event_type": event.type})
 
     def publish_after_commit(self, session: Session, event: Event) -> None:
-        """Deliver an event once the session's transaction commits (never if it rolls back)."""
+        """Deliver an event once the session's transaction commits (never if it rolls back).
+
+        Transactional handlers run now, in the same session, before the commit.
+        """
+        for handler in [
+            *self._in_transaction.get(event.type, ()),
+            *self._in_transaction.get("*", ()),
+        ]:
+            handler(session, event)
         pending: list[Event] = session.info.setdefault("pending_events", [])
         pending.append(event)
         if not session.info.get("events_hooked"):

@@ -21,7 +21,7 @@ class Job:
 
     name: str
     every_seconds: float
-    run: Callable[[], None]
+    run: Callable[[], object]
     next_at: float = field(default=0.0)
 
 
@@ -34,7 +34,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, name: str, every_seconds: float, run: Callable[[], None]) -> None:
+    def add(self, name: str, every_seconds: float, run: Callable[[], object]) -> None:
         """Register a job; it first runs one period after start."""
         self._jobs.append(Job(name=name, every_seconds=every_seconds, run=run))
 

@@ -16,6 +16,7 @@ from cityops.core.events import EventBus
 from cityops.core.i18n import Translator, load_catalogs
 from cityops.core.jobs import JobRunner
 from cityops.core.metrics import Metrics
+from cityops.core.outbox import Dispatcher, http_sender
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     caches: dict[str, Any] = field(default_factory=dict)
     jobs: JobRunner = field(default_factory=JobRunner)
+    # Delivers the durable outbox (notifications, webhooks); built with the runtime.
+    outbox: Dispatcher | None = None
     # Set by the composition root to auth's authenticator: (request, session) -> Principal | None.
     authenticator: Callable[..., Any] | None = None
 
@@ -41,10 +44,15 @@ class Runtime:
         """Open the database and load the message catalogues for the given packages."""
         settings.ensure_secret_key()
         engine = create_db_engine(settings.database_url)
+        session_factory = create_session_factory(engine)
+        clock = clock or SystemClock()
+        outbox = Dispatcher(session_factory=session_factory, clock=clock)
+        outbox.register_sender("http", http_sender())
         return cls(
             settings=settings,
             engine=engine,
-            session_factory=create_session_factory(engine),
+            session_factory=session_factory,
             translate=load_catalogs(packages, settings.default_language),
-            clock=clock or SystemClock(),
+            clock=clock,
+            outbox=outbox,
         )

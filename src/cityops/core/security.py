@@ -34,6 +34,16 @@ class Permission(StrEnum):
     CONTEXT_READ = "context:read"  # read NGSI-LD entities, history and types (in scope)
     CONTEXT_WRITE = "context:write"  # create, update and delete NGSI-LD entities (in scope)
     INGEST_ADMIN = "ingest:admin"  # register devices, change their maps, rotate their keys
+    RULE_READ = "rule:read"  # see alert rules
+    RULE_ADMIN = "rule:admin"  # create, change, import and delete alert rules
+    ALERT_READ = "alert:read"  # see alerts (in scope)
+    ALERT_MANAGE = "alert:manage"  # acknowledge, snooze and resolve alerts (in scope)
+    INCIDENT_READ = "incident:read"  # see incidents, their timeline and attachments (in scope)
+    INCIDENT_CREATE = "incident:create"  # open an incident by hand or from an alert
+    INCIDENT_ASSIGN = "incident:assign"  # assign departments and an assignee, reopen, close
+    INCIDENT_WORK = "incident:work"  # start work, comment, attach files, resolve (in scope)
+    INCIDENT_ADMIN = "incident:admin"  # categories, SLA policies, holidays
+    NOTIFY_ADMIN = "notify:admin"  # notification channels and the delivery log
 
 
 @dataclass(frozen=True, slots=True)
