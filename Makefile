@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install -q -c constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-test lint typecheck test-sqlite test-postgres bench clean
+.PHONY: demo test install install-test web-assets lint typecheck test-sqlite test-postgres bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-demo: install
+# Leaflet and ECharts from npm (package-lock.json), copied into the static folder CityOps serves.
+web-assets:
+	bash scripts/web-assets.sh
+
+demo: install web-assets
 	$(BIN)/cityops demo
 
 lint: install-test
@@ -36,10 +40,11 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-test-sqlite: install-test
+test-sqlite: install-test web-assets
+	bash scripts/system-deps.sh
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-test-postgres: install-test
+test-postgres: install-test web-assets
 	bash scripts/system-deps.sh
 	bash scripts/with-postgres.sh $(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
