@@ -64,6 +64,7 @@ def create_app(
         configure_logging(settings.log_level, json_lines=bool(settings.log_json))
     runtime = build_runtime(settings, clock=clock)
     ingest_jobs.register(runtime)
+    context_subscriptions.register_jobs(runtime)
     register_outbox_jobs(runtime)
 
     @asynccontextmanager

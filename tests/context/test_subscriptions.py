@@ -521,6 +521,44 @@ def test_expired_and_paused_subscriptions_do_not_notify(
     assert _notifications(http_receiver, 2)[1]["subscriptionId"] == paused
 
 
+def test_periodic_subscriptions_report_the_state_every_interval(
+    client: TestClient,
+    admin: dict[str, str],
+    loaded: None,
+    subscribe: Callable[..., str],
+    runtime: Runtime,
+    http_receiver: Receiver,
+    clock: FrozenClock,
+) -> None:
+    refused = client.post(SUBS, json=_body(http_receiver.url, timeInterval=60), headers=admin)
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["member"] == "timeInterval"
+    assert "watchedAttributes" in refused.json()["errors"][0]["message"]
+    subscription_id = subscribe(timeInterval=60, watchedAttributes=None, q="pm25>30")
+    assert _status(client, admin, subscription_id)["timeInterval"] == 60
+    # Changes do not notify a periodic subscription.
+    _patch(client, admin, LK, pm25=31.0)
+    assert _deliver(runtime) == 0
+    assert subscriptions.PERIODIC_JOB in runtime.jobs.jobs
+    runtime.jobs.run_due()  # the periodic job queues, the outbox job delivers
+    first = _notifications(http_receiver, 1)[0]
+    assert "triggerReason" not in first
+    assert [(e["id"], e["pm25"]["value"]) for e in first["data"]] == [
+        (BH, 35.2),
+        (LK, 31.0),
+        ("urn:ngsi-ld:AirQualityObserved:ha-noi-1", 80.1),
+    ]
+    assert subscriptions.notify_periodic(runtime) == 0
+    clock.advance(timedelta(seconds=30))
+    assert subscriptions.notify_periodic(runtime) == 0
+    clock.advance(timedelta(seconds=30))
+    _patch(client, admin, LK, pm25=12.0)
+    assert subscriptions.notify_periodic(runtime) == 1
+    assert _deliver(runtime) == 1
+    second = _notifications(http_receiver, 2)[1]
+    assert [e["id"] for e in second["data"]] == [BH, "urn:ngsi-ld:AirQualityObserved:ha-noi-1"]
+
+
 def test_a_receiver_that_is_down_gets_the_notification_when_it_is_back(
     client: TestClient,
     admin: dict[str, str],

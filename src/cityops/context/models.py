@@ -152,6 +152,8 @@ class Subscription(Audited, Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Seconds that must pass between two notifications (None: no throttling).
     throttling: Mapped[float | None] = mapped_column(Float)
+    # Seconds between periodic notifications (None: notify on changes).
+    time_interval: Mapped[float | None] = mapped_column(Float)
     # Expanded entity types selected (None: any type, the subscription watches attributes only).
     entity_types: Mapped[list[str] | None] = mapped_column(JSONType)
     times_sent: Mapped[int] = mapped_column(Integer, default=0)

@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy import event as sa_event
-from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction
@@ -42,6 +42,7 @@ from cityops.context.errors import AlreadyExists, BadRequestData, NgsiLdError
 from cityops.context.ldcontext import CORE_URL, ActiveContext
 from cityops.context.models import Attribute, Entity, Subscription
 from cityops.context.normalize import (
+    LOCATION,
     MAX_NAME,
     NULL_URI,
     VALUE_MEMBER,
@@ -52,6 +53,7 @@ from cityops.context.normalize import (
 )
 from cityops.context.schemas import JSON, JSON_LD, Options, link_header
 from cityops.core import outbox
+from cityops.core.db import unit_of_work
 from cityops.core.events import Event
 from cityops.core.outbox import Delivery, Parcel
 from cityops.core.runtime import Runtime
@@ -89,7 +91,7 @@ NOTIFICATION_READ_ONLY = frozenset(
     {"status", "timesSent", "timesFailed", "lastNotification", "lastSuccess", "lastFailure"}
 )
 # Members of the specification this broker does not implement: refused, never ignored.
-UNSUPPORTED = frozenset({"timeInterval", "temporalQ", "scopeQ", "csf"})
+UNSUPPORTED = frozenset({"temporalQ", "scopeQ", "csf"})
 OPTIONAL = frozenset(
     {
         "subscriptionName",
@@ -101,11 +103,15 @@ OPTIONAL = frozenset(
         "geoQ",
         "expiresAt",
         "throttling",
+        "timeInterval",
         "jsonldContext",
         "lang",
     }
 )
 MAX_THROTTLING = 86_400.0
+MAX_TIME_INTERVAL = 30 * 86_400.0
+PERIODIC_JOB = "context.subscriptions.periodic"
+PERIODIC_EVERY_SECONDS = 1.0
 MAX_LIST = 100
 # Headers the channel sets itself: receiverInfo may not replace them.
 RESERVED_HEADERS = frozenset(
@@ -291,13 +297,9 @@ def _future(value: Any, member: str, problems: _Problems, now: datetime) -> Any:
     return iso(at)
 
 
-def _seconds(value: Any, member: str, problems: _Problems) -> Any:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 < value <= MAX_THROTTLING
-    ):
-        return problems.add(member, "bad_number", limit=int(MAX_THROTTLING))
+def _seconds(value: Any, member: str, problems: _Problems, limit: float = MAX_THROTTLING) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= limit:
+        return problems.add(member, "bad_number", limit=int(limit))
     return value
 
 
@@ -446,6 +448,8 @@ def parse(
             parsed = _future(value, key, problems, now)
         elif key == "throttling":
             parsed = _seconds(value, key, problems)
+        elif key == "timeInterval":
+            parsed = _seconds(value, key, problems, MAX_TIME_INTERVAL)
         elif key == "notification":
             parsed = _notification(value, key, problems, ctx, partial)
         elif key == "jsonldContext":
@@ -497,6 +501,13 @@ def check(document: dict[str, Any]) -> None:
         problems.add("entities", "no_selector")
     if not document.get("notification", {}).get("endpoint"):
         problems.add("notification.endpoint", "missing")
+    if document.get("timeInterval") is not None:
+        # A periodic subscription reports the state of its entities, not their changes.
+        for other in ("watchedAttributes", "throttling"):
+            if document.get(other) is not None:
+                problems.add("timeInterval", "conflict", other=other)
+        if not document.get("entities"):
+            problems.add("entities", "missing")
     problems.raise_any()
 
 
@@ -513,6 +524,7 @@ def _columns(document: dict[str, Any]) -> dict[str, Any]:
         "is_active": document.get("isActive", True),
         "expires_at": parse_datetime(expires, "expiresAt") if expires else None,
         "throttling": document.get("throttling"),
+        "time_interval": document.get("timeInterval"),
         "entity_types": types,
     }
 
@@ -645,6 +657,8 @@ def render(row: Subscription, ctx: ActiveContext, now: datetime) -> dict[str, An
         out["expiresAt"] = iso(row.expires_at)
     if row.throttling is not None:
         out["throttling"] = doc.get("throttling", row.throttling)
+    if row.time_interval is not None:
+        out["timeInterval"] = doc.get("timeInterval", row.time_interval)
     notification = dict(doc["notification"])
     if notification.get("attributes"):
         notification["attributes"] = [ctx.compact(n) for n in notification["attributes"]]
@@ -800,7 +814,12 @@ def active_for(runtime: Runtime, session: Session, tenant: str) -> _TenantSubscr
         return found
     table = Subscription.__table__
     rows = session.execute(
-        select(table).where(table.c.tenant == tenant, table.c.is_active.is_(True))
+        select(table).where(
+            table.c.tenant == tenant,
+            table.c.is_active.is_(True),
+            # Periodic subscriptions (timeInterval) are the job's, not the changes'.
+            table.c.time_interval.is_(None),
+        )
     ).all()
     items: list[Active] = []
     for row in rows:
@@ -1152,7 +1171,7 @@ def _enqueue(
     tenant: str,
     subscription: Active,
     ctx: ActiveContext,
-    reason: str,
+    reason: str | None,
     data: list[dict[str, Any]],
     now: datetime,
     not_before: datetime | None,
@@ -1166,8 +1185,9 @@ def _enqueue(
         "subscriptionId": subscription.subscription_id,
         "notifiedAt": iso(now),
         "data": data,
-        "triggerReason": reason,
     }
+    if reason is not None:
+        body["triggerReason"] = reason
     headers = {item["key"]: item["value"] for item in endpoint.get("receiverInfo", [])}
     if tenant != service.DEFAULT_TENANT:
         headers["NGSILD-Tenant"] = tenant
@@ -1195,6 +1215,108 @@ def _enqueue(
         source_ref=str(subscription.pk),
         not_before=not_before,
     )
+
+
+# --- periodic notifications ------------------------------------------------------------------
+
+
+def notify_periodic(runtime: Runtime) -> int:
+    """Queue the notifications of periodic subscriptions (timeInterval) now due; return them."""
+    now = runtime.clock.now()
+    table = Subscription.__table__
+    with runtime.session_factory() as session:
+        rows = session.execute(
+            select(table).where(table.c.time_interval.isnot(None), table.c.is_active.is_(True))
+        ).all()
+    sent = 0
+    for row in rows:
+        if row.expires_at is not None and row.expires_at <= now:
+            continue
+        if row.last_queued_at is not None and (
+            row.last_queued_at + timedelta(seconds=row.time_interval) > now
+        ):
+            continue
+        # One transaction per subscription: one that fails (a pattern PostgreSQL refuses)
+        # holds up no other.
+        try:
+            with unit_of_work(runtime.session_factory) as session:
+                sent += _notify_periodic(runtime, session, row, now)
+        except Exception:
+            log.exception("periodic notification failed", extra={"subscription": row.pk})
+    return sent
+
+
+def _notify_periodic(runtime: Runtime, session: Session, row: Any, now: datetime) -> int:
+    # Claimed by compare-and-set, so two workers never send the same period twice.
+    previous = Subscription.last_queued_at
+    claimed = session.execute(
+        sql_update(Subscription)
+        .where(
+            Subscription.pk == row.pk,
+            previous.is_(None) if row.last_queued_at is None else previous == row.last_queued_at,
+        )
+        .values(last_queued_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not claimed.rowcount:  # type: ignore[attr-defined]
+        return 0
+    subscription = _compile(row)
+    tenant_row = service.get_tenant(session=session, name=row.tenant)
+    if tenant_row is None:
+        return 0
+    conditions: list[ColumnElement[bool]] = [Entity.tenant_id == tenant_row.id]
+    if subscription.owner_units is not None:
+        conditions.append(Entity.unit_code.in_(sorted(subscription.owner_units)))
+    service.ensure_regexp(session)
+    choices: list[ColumnElement[bool]] = []
+    for selector in subscription.selectors:
+        choice: ColumnElement[bool] = Entity.type.in_(sorted(selector.types))
+        if selector.id is not None:
+            choice = and_(choice, Entity.entity_id == selector.id)
+        elif selector.pattern is not None:
+            choice = and_(choice, Entity.entity_id.regexp_match(selector.pattern.pattern))
+        choices.append(choice)
+    conditions.append(or_(*choices))
+    if subscription.q is not None:
+        ctx = flows.resolve_context(runtime=runtime, session=session, value=subscription.q_context)
+        dialect = session.get_bind().dialect.name
+        conditions.append(query.compile_q(subscription.q, ctx.expand, dialect))
+    geo = subscription.geo
+    if geo is not None and geo.geoproperty == LOCATION:
+        box = query.prefilter_box(geo)
+        if box is not None:
+            conditions.append(service.entity_filter_bbox(*box))
+    limit = runtime.settings.ngsild_max_limit
+    entities = list(
+        session.execute(
+            select(Entity).where(*conditions).order_by(Entity.entity_id).limit(limit)
+        ).scalars()
+    )
+    attributes = service.get_attributes(session=session, entity_pks=[e.pk for e in entities])
+    if geo is not None:
+        entities = [e for e in entities if _geo_matches(geo, attributes.get(e.pk, []))]
+    if not entities:
+        return 0
+    ctx = _notification_context(runtime, session, subscription)
+    data = [
+        _render_entity(
+            subscription,
+            _Hit(_EntityChange(row.tenant, e.entity_id, e.type, e.unit_code), "", e),
+            attributes,
+            ctx,
+            now,
+        )
+        for e in entities
+    ]
+    for start in range(0, len(data), MAX_ENTITIES_PER_NOTIFICATION):
+        chunk = data[start : start + MAX_ENTITIES_PER_NOTIFICATION]
+        _enqueue(session, row.tenant, subscription, ctx, None, chunk, now, None)
+    return 1
+
+
+def register_jobs(runtime: Runtime) -> None:
+    """Register the periodic-notification job on the runtime's job runner."""
+    runtime.jobs.add(PERIODIC_JOB, PERIODIC_EVERY_SECONDS, lambda: notify_periodic(runtime))
 
 
 # --- delivery results ------------------------------------------------------------------------

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("expires_at", UTC, nullable=True),
         sa.Column("throttling", sa.Float(), nullable=True),
+        sa.Column("time_interval", sa.Float(), nullable=True),
         sa.Column("entity_types", JSON, nullable=True),
         sa.Column("times_sent", sa.Integer(), nullable=False),
         sa.Column("times_failed", sa.Integer(), nullable=False),
