@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from cityops.context import flows, query, service
 from cityops.context.errors import AlreadyExists, BadRequestData, NgsiLdError
 from cityops.context.ldcontext import CORE_URL, ActiveContext
-from cityops.context.models import Attribute, Entity, Subscription
+from cityops.context.models import Entity, Subscription
 from cityops.context.normalize import (
     LOCATION,
     MAX_NAME,
@@ -52,6 +52,7 @@ from cityops.context.normalize import (
     render_entity,
 )
 from cityops.context.schemas import JSON, JSON_LD, Options, link_header
+from cityops.context.service import ATTRIBUTE_TABLE, ENTITY_TABLE
 from cityops.core import outbox
 from cityops.core.db import unit_of_work
 from cityops.core.events import Event
@@ -919,7 +920,8 @@ def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
 class _Hit:
     change: _EntityChange
     reason: str
-    row: Entity | None = None
+    # The entity as stored now: an Entity, or a row with its columns (None once deleted).
+    row: Any = None
 
 
 def _notify_tenant(
@@ -942,25 +944,46 @@ def _notify_tenant(
     if not wanted:
         return
     tenant_row = service.get_tenant(session=session, name=tenant)
-    ids = {hit.change.entity_id for _, hits in wanted for hit in hits if not hit.change.deleted}
-    rows: dict[str, Entity] = {}
-    if tenant_row is not None and ids:
-        # populate_existing: the write path updates rows with driver-level statements, so
-        # objects loaded earlier in this session (the route's own reads) may be stale.
-        for row in session.execute(
-            select(Entity)
-            .where(Entity.tenant_id == tenant_row.id, Entity.entity_id.in_(sorted(ids)))
-            .execution_options(populate_existing=True)
-        ).scalars():
-            rows[row.entity_id] = row
-    attributes: dict[int, list[Attribute]] = {}
-    if rows:
+    ids = sorted(
+        {hit.change.entity_id for _, hits in wanted for hit in hits if not hit.change.deleted}
+    )
+    # Plain rows, not ORM objects: cheaper, and never stale (the write path updates the
+    # tables with driver-level statements, behind the back of objects a route loaded earlier).
+    entity, attribute = ENTITY_TABLE, ATTRIBUTE_TABLE
+    rows: dict[str, Any] = {}
+    if tenant_row is not None:
+        for part in _chunks(ids):
+            for row in session.execute(
+                select(entity).where(
+                    entity.c.tenant_id == tenant_row.id, entity.c.entity_id.in_(part)
+                )
+            ):
+                rows[row.entity_id] = row
+    # Only what the notifications show: the attributes they list (all if one lists none), the
+    # geoproperties they test, and system timestamps only when one asks for them.
+    names: set[str] | None = set()
+    sys_attrs = False
+    for subscription, _ in wanted:
+        params = subscription.document["notification"]
+        sys_attrs = sys_attrs or bool(params.get("sysAttrs"))
+        if names is not None:
+            if not params.get("attributes"):
+                names = None
+            else:
+                names.update(params["attributes"])
+                if subscription.geo is not None:
+                    names.add(subscription.geo.geoproperty)
+    columns = [c for c in attribute.c if c.name not in ("value_num", "value_text")]
+    if not sys_attrs:
+        columns = [c for c in columns if c.name not in ("created_at", "modified_at")]
+    attributes: dict[int, list[Any]] = {}
+    for part in _chunks([r.pk for r in rows.values()]):
+        statement = select(*columns).where(attribute.c.entity_pk.in_(part))
+        if names is not None:
+            statement = statement.where(attribute.c.name.in_(sorted(names)))
         for attr in session.execute(
-            select(Attribute)
-            .where(Attribute.entity_pk.in_([r.pk for r in rows.values()]))
-            .order_by(Attribute.entity_pk, Attribute.name, Attribute.dataset_id)
-            .execution_options(populate_existing=True)
-        ).scalars():
+            statement.order_by(attribute.c.entity_pk, attribute.c.name, attribute.c.dataset_id)
+        ):
             attributes.setdefault(attr.entity_pk, []).append(attr)
     for subscription, hits in wanted:
         try:
@@ -973,6 +996,10 @@ def _notify_tenant(
             )
 
 
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[start : start + service.CHUNK] for start in range(0, len(items), service.CHUNK)]
+
+
 def _covers(units: frozenset[str] | None, unit_code: str | None) -> bool:
     return units is None or (unit_code is not None and unit_code in units)
 
@@ -983,8 +1010,8 @@ def _notify_one(
     tenant: str,
     subscription: Active,
     hits: list[_Hit],
-    rows: dict[str, Entity],
-    attributes: dict[int, list[Attribute]],
+    rows: dict[str, Any],
+    attributes: dict[int, list[Any]],
     now: datetime,
 ) -> None:
     kept: list[_Hit] = []
@@ -1025,7 +1052,7 @@ def _notify_one(
         _enqueue(session, tenant, subscription, ctx, reason, data, now, not_before)
 
 
-def _geo_matches(geo: query.GeoQuery, attrs: list[Attribute]) -> bool:
+def _geo_matches(geo: query.GeoQuery, attrs: Sequence[Any]) -> bool:
     return any(
         a.name == geo.geoproperty and a.attr_type == "GeoProperty" and query.matches(geo, a.value)
         for a in attrs
@@ -1057,7 +1084,7 @@ def _notification_context(
 def _render_entity(
     subscription: Active,
     hit: _Hit,
-    attributes: dict[int, list[Attribute]],
+    attributes: dict[int, list[Any]],
     ctx: ActiveContext,
     now: datetime,
 ) -> dict[str, Any]:
@@ -1113,7 +1140,7 @@ def _add_instance(out: dict[str, Any], name: str, instance: Any) -> None:
 
 
 def _show_previous(
-    out: dict[str, Any], name: str, attr: Attribute, previous: dict[tuple[str, str], Any]
+    out: dict[str, Any], name: str, attr: Any, previous: dict[tuple[str, str], Any]
 ) -> None:
     old = previous.get((attr.name, attr.dataset_id))
     if old is None:
