@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import queue
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -18,7 +20,7 @@ from sqlalchemy import select
 from cityops.app import build_runtime
 from cityops.context import flows, subscriptions
 from cityops.context.models import Entity
-from cityops.core import outbox
+from cityops.core import outbox, outbox_mqtt
 from cityops.core.clock import FrozenClock
 from cityops.core.config import Settings
 from cityops.core.db import unit_of_work
@@ -733,6 +735,83 @@ def test_an_mqtt_broker_that_is_down_is_retried(
     clock.advance(timedelta(minutes=1))
     assert _deliver(runtime) == 1
     assert _status(client, admin, subscription_id)["notification"]["status"] == "ok"
+
+
+def _openssl(folder: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[tuple[Broker, Path]]:
+    """A real Mosquitto speaking MQTT over TLS, with a certificate from a test CA."""
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    _openssl(
+        folder,
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key"),
+        *("-out", "ca.crt", "-days", "2", "-subj", "/CN=CityOps test CA"),
+    )
+    _openssl(
+        folder,
+        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key"),
+        *("-out", "server.csr", "-subj", "/CN=127.0.0.1"),
+    )
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl(
+        folder,
+        *("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key"),
+        *("-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext"),
+    )
+    broker = Broker(folder / "mosquitto")
+    # The broker's only listener becomes a TLS one.
+    broker.config.write_text(
+        broker.config.read_text()
+        + f"cafile {folder / 'ca.crt'}\ncertfile {folder / 'server.crt'}\n"
+        + f"keyfile {folder / 'server.key'}\n"
+    )
+    broker.start()
+    yield broker, folder / "ca.crt"
+    broker.stop()
+
+
+def test_an_mqtts_subscriber_receives_the_notification(
+    client: TestClient,
+    admin: dict[str, str],
+    loaded: None,
+    subscribe: Callable[..., str],
+    runtime: Runtime,
+    tls_broker: tuple[Broker, Path],
+) -> None:
+    broker, ca = tls_broker
+    assert runtime.outbox is not None
+    # The test CA is not in the system store: the sender is told to trust it.
+    runtime.outbox.register_sender("mqtt", outbox_mqtt.mqtt_sender(ca_file=str(ca)))
+    received: queue.Queue[bytes] = queue.Queue()
+    listener = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="tls")
+    listener.tls_set(ca_certs=str(ca))
+    subscribed = queue.Queue[bool]()
+    listener.on_message = lambda _c, _u, message: received.put(message.payload)
+    listener.on_subscribe = lambda *_args: subscribed.put(True)
+    listener.connect("127.0.0.1", broker.port)
+    listener.loop_start()
+    try:
+        listener.subscribe("cityops/notify/secure", qos=1)
+        assert subscribed.get(timeout=10)
+        subscribe(
+            notification={
+                "endpoint": {
+                    "uri": f"mqtts://127.0.0.1:{broker.port}/cityops/notify/secure",
+                    "notifierInfo": [{"key": "MQTT-QoS", "value": "1"}],
+                }
+            }
+        )
+        _patch(client, admin, BH, pm25=61.0)
+        assert _deliver(runtime) == 1
+        message = json.loads(received.get(timeout=10))
+        assert message["body"]["data"][0]["pm25"]["value"] == 61.0
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
 
 
 # --- tenants and scope -----------------------------------------------------------------------
