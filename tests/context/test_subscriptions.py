@@ -371,6 +371,26 @@ def test_only_matching_changes_notify(
     assert [e["id"] for e in _notifications(http_receiver, 2)[1]["data"]] == [BH]
 
 
+def test_a_q_the_database_refuses_never_blocks_the_write_or_other_subscriptions(
+    client: TestClient,
+    admin: dict[str, str],
+    loaded: None,
+    subscribe: Callable[..., str],
+    runtime: Runtime,
+    http_receiver: Receiver,
+) -> None:
+    # Python accepts named groups; PostgreSQL's regular expressions do not.
+    subscribe(q='name~="(?P<city>Biên) Hòa"')
+    plain = subscribe()
+    _patch(client, admin, BH, pm25=66.0)
+    delivered = _deliver(runtime)
+    assert delivered >= 1
+    notified = {n["subscriptionId"] for n in _notifications(http_receiver, delivered)}
+    assert plain in notified
+    got = client.get(f"{BASE}/entities/{BH}", headers=admin).json()
+    assert got["pm25"]["value"] == 66.0
+
+
 def test_notification_triggers(
     client: TestClient,
     admin: dict[str, str],
