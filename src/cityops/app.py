@@ -13,7 +13,8 @@ from cityops import __version__
 from cityops.auth import api as auth_api
 from cityops.auth import flows as auth_flows
 from cityops.context import api as context_api
-from cityops.core import ops
+from cityops.context import subscriptions as context_subscriptions
+from cityops.core import ops, outbox_mqtt
 from cityops.core.clock import Clock
 from cityops.core.config import Settings
 from cityops.core.errors import install_error_handlers
@@ -36,6 +37,9 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     import_models()
     runtime = Runtime.build(settings, packages=MESSAGE_PACKAGES, clock=clock)
     auth_flows.install(runtime)
+    if runtime.outbox is not None:
+        runtime.outbox.register_sender("mqtt", outbox_mqtt.mqtt_sender())
+    context_subscriptions.install(runtime)
     return runtime
 
 
@@ -60,6 +64,7 @@ def create_app(
         configure_logging(settings.log_level, json_lines=bool(settings.log_json))
     runtime = build_runtime(settings, clock=clock)
     ingest_jobs.register(runtime)
+    context_subscriptions.register_jobs(runtime)
     register_outbox_jobs(runtime)
 
     @asynccontextmanager
@@ -80,6 +85,7 @@ def create_app(
             if bridge is not None:
                 bridge.stop()
             runtime.jobs.stop()
+            outbox_mqtt.close(runtime.outbox)
 
     app = FastAPI(
         title="CityOps",

@@ -1,5 +1,5 @@
 """The NGSI-LD API (ETSI GS CIM 009) at /ngsi-ld/v1: entities, attributes, queries, batch,
-temporal, discovery and JSON-LD contexts. Errors answer in NGSI-LD's own shape."""
+temporal, discovery, JSON-LD contexts and subscriptions. Errors answer in NGSI-LD's own shape."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from cityops.context import flows, query, service
+from cityops.context import flows, query, service, subscriptions
 from cityops.context.errors import (
     ERROR_BASE,
     AlreadyExists,
@@ -32,15 +32,16 @@ from cityops.context.errors import (
     bad,
 )
 from cityops.context.ldcontext import CORE_URL, ActiveContext
-from cityops.context.models import Attribute, Entity, Tenant
+from cityops.context.models import Attribute, Entity, Subscription, Tenant
 from cityops.context.normalize import (
     VALUE_MEMBER,
+    attribute_body,
     is_uri,
     iso,
     ms_of,
     parse_attribute,
     parse_datetime,
-    render_attribute,
+    render_entity,
 )
 from cityops.context.schemas import (
     AGGREGATIONS,
@@ -211,7 +212,9 @@ def respond(
             data = {**data, "@context": context_value}
     else:
         url = ctx.urls[0] if ctx.urls else CORE_URL
-        headers["Link"] = link_header(url)
+        # Pagination links, when given, travel in the same header as the context link.
+        link = link_header(url)
+        headers["Link"] = f"{headers['Link']}, {link}" if headers.get("Link") else link
     return JSONResponse(data, status_code=status, media_type=media, headers=headers)
 
 
@@ -230,55 +233,6 @@ def _list(value: str | None) -> list[str] | None:
     if not items:
         raise bad("request.empty_list")
     return items
-
-
-# --- rendering -------------------------------------------------------------------------------
-
-
-def attribute_body(row: Attribute, sys_attrs: bool) -> dict[str, Any]:
-    """Return a stored attribute instance as a normalized attribute (expanded sub-attrs)."""
-    body: dict[str, Any] = {
-        "type": row.attr_type,
-        VALUE_MEMBER.get(row.attr_type, "value"): row.value,
-    }
-    if row.unit_code:
-        body["unitCode"] = row.unit_code
-    if row.observed_at is not None:
-        body["observedAt"] = iso(row.observed_at)
-    if row.dataset_id:
-        body["datasetId"] = row.dataset_id
-    if row.sub_attrs:
-        body.update(row.sub_attrs)
-    if sys_attrs:
-        body["createdAt"] = iso(row.created_at)
-        body["modifiedAt"] = iso(row.modified_at)
-    return body
-
-
-def render_entity(
-    row: Entity,
-    attrs: list[Attribute],
-    ctx: ActiveContext,
-    options: Options,
-    *,
-    lang: str | None = None,
-) -> dict[str, Any]:
-    """Render an entity in the representation asked for, compacted with the caller's context."""
-    out: dict[str, Any] = {"id": row.entity_id, "type": ctx.compact(row.type)}
-    if row.scopes:
-        out["scope"] = row.scopes if len(row.scopes) > 1 else row.scopes[0]
-    grouped: dict[str, list[Any]] = defaultdict(list)
-    for attr in attrs:
-        rendered = render_attribute(
-            attribute_body(attr, options.sys_attrs), ctx, options.representation, lang=lang
-        )
-        grouped[ctx.compact(attr.name)].append(rendered)
-    for name, instances in grouped.items():
-        out[name] = instances[0] if len(instances) == 1 else instances
-    if options.sys_attrs and options.representation != "keyValues":
-        out["createdAt"] = iso(row.created_at)
-        out["modifiedAt"] = iso(row.modified_at)
-    return out
 
 
 # --- entities --------------------------------------------------------------------------------
@@ -582,6 +536,9 @@ def delete_attribute(
     )
     if not rows:
         raise ResourceNotFound("context.attribute.not_found", name=attr[:64])
+    flows.publish_attributes_deleted(
+        runtime=runtime, session=session, tenant=name, entity=row, rows=rows
+    )
     return Response(status_code=204)
 
 
@@ -1463,6 +1420,160 @@ def delete_context(
     row = _context_row(session, context_id)
     service.delete_ldcontext(session=session, row=row)
     flows.forget_contexts(runtime)
+    return Response(status_code=204)
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+def _subscription_or_404(
+    session: Session, tenant: str, subscription_id: str, principal: Principal
+) -> Subscription:
+    row = subscriptions.get(
+        session=session, tenant=tenant, subscription_id=subscription_id, scope=principal.scope
+    )
+    if row is None:
+        raise ResourceNotFound("context.subscription.not_found", id=subscription_id[:200])
+    return row
+
+
+def _check_context(runtime: Runtime, session: Session, document: dict[str, Any]) -> None:
+    # A jsonldContext the broker cannot load is refused now (503), not at notification time.
+    url = document.get("jsonldContext")
+    if url:
+        flows.resolve_context(runtime=runtime, session=session, value=url)
+
+
+@router.post("/subscriptions", status_code=201)
+@router.post("/subscriptions/", status_code=201, include_in_schema=False)
+def create_subscription(
+    request: Request, body: Body, principal: Reader, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """Create a subscription (201 with Location; 409 if its id is taken)."""
+    if not isinstance(body, dict):
+        raise bad("subscription.not_object")
+    tenant = tenant_name(request, principal)
+    ctx = request_context(request, runtime, session, body.get("@context"))
+    now = runtime.clock.now()
+    document = subscriptions.parse(body, ctx=ctx, now=now)
+    _check_context(runtime, session, document)
+    service.get_or_create_tenant(session=session, name=tenant, now=now)
+    row = subscriptions.create(
+        session=session,
+        tenant=tenant,
+        document=document,
+        context=ctx.source,
+        owner=principal,
+        now=now,
+    )
+    subscriptions.forget(runtime, tenant, session)
+    return Response(
+        status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{row.subscription_id}"}
+    )
+
+
+@router.get("/subscriptions")
+@router.get("/subscriptions/", include_in_schema=False)
+def list_subscriptions(
+    request: Request, principal: Reader, session: SessionDep, runtime: RuntimeDep, media: Accept
+) -> Response:
+    """List the subscriptions the caller may see (limit, offset, count; Link to the next page)."""
+    params = dict(request.query_params)
+    unknown = set(params) - {"limit", "offset", "count"}
+    if unknown:
+        raise bad("request.unknown_parameter", name=sorted(unknown)[0][:64])
+    tenant = read_tenant(request, session, principal)
+    ctx = request_context(request, runtime, session)
+    max_limit = runtime.settings.ngsild_max_limit
+    limit = _int(params.get("limit"), "limit", min(20, max_limit))
+    offset = _int(params.get("offset"), "offset", 0) or 0
+    assert limit is not None
+    if limit > max_limit:
+        raise TooManyResults("context.query.too_many", limit=max_limit)
+    if offset > 1_000_000:
+        raise bad("request.bad_integer", name="offset")
+    rows: list[Subscription] = []
+    total = 0
+    if tenant is not None:
+        rows, total = subscriptions.get_all(
+            session=session,
+            tenant=tenant.name,
+            scope=principal.scope,
+            limit=limit,
+            offset=offset,
+        )
+    now = runtime.clock.now()
+    headers: dict[str, str] = {}
+    if params.get("count") == "true":
+        headers["NGSILD-Results-Count"] = str(total)
+    links = []
+    if limit and offset + limit < total:
+        links.append(
+            f'</ngsi-ld/v1/subscriptions?limit={limit}&offset={offset + limit}>; rel="next"'
+        )
+    if limit and offset > 0:
+        previous = max(0, offset - limit)
+        links.append(f'</ngsi-ld/v1/subscriptions?limit={limit}&offset={previous}>; rel="prev"')
+    if links:
+        headers["Link"] = ", ".join(links)
+    data = [subscriptions.render(row, ctx, now) for row in rows]
+    return respond(data, ctx, media, headers=headers)
+
+
+@router.get("/subscriptions/{subscription_id}")
+def get_subscription(
+    subscription_id: str,
+    request: Request,
+    principal: Reader,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    media: Accept,
+) -> Response:
+    """Return one subscription with its status and notification status fields."""
+    tenant = tenant_name(request, principal)
+    ctx = request_context(request, runtime, session)
+    row = _subscription_or_404(session, tenant, subscription_id, principal)
+    return respond(subscriptions.render(row, ctx, runtime.clock.now()), ctx, media)
+
+
+@router.patch("/subscriptions/{subscription_id}", status_code=204)
+def update_subscription(
+    subscription_id: str,
+    request: Request,
+    body: Body,
+    principal: Reader,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Merge a fragment into a subscription (notification merges member by member)."""
+    if not isinstance(body, dict):
+        raise bad("subscription.not_object")
+    tenant = tenant_name(request, principal)
+    row = _subscription_or_404(session, tenant, subscription_id, principal)
+    if "id" in body and body["id"] != subscription_id:
+        raise bad("subscription.id_mismatch")
+    ctx = request_context(request, runtime, session, body.get("@context"))
+    now = runtime.clock.now()
+    fragment = subscriptions.parse(body, ctx=ctx, now=now, partial=True)
+    _check_context(runtime, session, fragment)
+    subscriptions.update(session=session, row=row, fragment=fragment, now=now)
+    subscriptions.forget(runtime, tenant, session)
+    return Response(status_code=204)
+
+
+@router.delete("/subscriptions/{subscription_id}", status_code=204)
+def delete_subscription(
+    subscription_id: str,
+    request: Request,
+    principal: Reader,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Delete a subscription."""
+    tenant = tenant_name(request, principal)
+    row = _subscription_or_404(session, tenant, subscription_id, principal)
+    subscriptions.delete(session=session, row=row)
+    subscriptions.forget(runtime, tenant, session)
     return Response(status_code=204)
 
 

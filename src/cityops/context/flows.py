@@ -342,3 +342,31 @@ def publish_deleted(*, runtime: Runtime, session: Session, tenant: str, rows: li
                 at=now,
             ),
         )
+
+
+def publish_attributes_deleted(
+    *, runtime: Runtime, session: Session, tenant: str, entity: Any, rows: list[Any]
+) -> None:
+    """Publish `context.attribute_changed` (deleted) for attribute rows deleted from an entity."""
+    short = default_context(runtime).compact
+    now = runtime.clock.now()
+    for row in rows:
+        data: dict[str, Any] = {
+            "tenant": tenant,
+            "entity_id": entity.entity_id,
+            "entity_type": short(entity.type),
+            "attribute": short(row.name),
+            "dataset_id": row.dataset_id or None,
+            "attribute_type": row.attr_type,
+            "value": None,
+            "previous": row.value,
+            "unit_code": entity.unit_code,
+            "unitCode": row.unit_code,
+            "observed_at": iso(now),
+            "deleted": True,
+        }
+        if entity.lon is not None and entity.lat is not None:
+            data["lon"], data["lat"] = entity.lon, entity.lat
+        runtime.bus.publish_after_commit(
+            session, Event(type=EVENT_ATTRIBUTE_CHANGED, data=data, at=now)
+        )

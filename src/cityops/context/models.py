@@ -1,4 +1,5 @@
-"""Tables of the context hub: tenants, entities, current attributes, history and JSON-LD contexts.
+"""Tables of the context hub: tenants, entities, current attributes, history, JSON-LD contexts
+and NGSI-LD subscriptions.
 
 Entity types and attribute names are stored expanded (full IRIs), so two clients using different
 `@context`s for the same IRI share data. Values are split into a numeric column and a short text
@@ -10,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cityops.core.db import Base, JSONType, UTCDateTime
+from cityops.core.db import Audited, Base, JSONType, UTCDateTime
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -121,3 +122,53 @@ class LdContext(Base):
     kind: Mapped[str] = mapped_column(String(16))
     document: Mapped[Any] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Subscription(Audited, Base):
+    """An NGSI-LD subscription: who asked, what to watch, where to notify, and how that went.
+
+    `document` holds the subscription as received with terms expanded (entity types, attribute
+    names, geoproperty), so it renders compacted with any caller's context; `context` is the
+    @context it was created with (notifications are compacted with it unless `jsonldContext`
+    says otherwise). The columns beside it are what matching reads without opening the document.
+    """
+
+    __tablename__ = "ngsild_subscription"
+    # receiverInfo may carry credentials (Authorization headers): the document stays out of the
+    # audit log. Delivery outcomes update the status columns with Core statements, unaudited.
+    __audit_exclude__ = frozenset({"document", "context"})
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    subscription_id: Mapped[str] = mapped_column(String(512))
+    name: Mapped[str | None] = mapped_column(String(256))
+    owner_kind: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int] = mapped_column(Integer)
+    # Communes/wards the owner may read when subscribing (None: every unit).
+    owner_units: Mapped[list[str] | None] = mapped_column(JSONType)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    context: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Seconds that must pass between two notifications (None: no throttling).
+    throttling: Mapped[float | None] = mapped_column(Float)
+    # Seconds between periodic notifications (None: notify on changes).
+    time_interval: Mapped[float | None] = mapped_column(Float)
+    # Expanded entity types selected (None: any type, the subscription watches attributes only).
+    entity_types: Mapped[list[str] | None] = mapped_column(JSONType)
+    times_sent: Mapped[int] = mapped_column(Integer, default=0)
+    times_failed: Mapped[int] = mapped_column(Integer, default=0)
+    last_notification: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failure: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "ok" | "failed": the outcome of the latest delivery attempt (None before the first).
+    notification_status: Mapped[str | None] = mapped_column(String(8))
+    # When the latest notification was queued to leave (throttling spaces the next one).
+    last_queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_ngsild_subscription_tenant_id", "tenant", "subscription_id", unique=True),
+        Index("ix_ngsild_subscription_active", "tenant", "is_active"),
+    )
