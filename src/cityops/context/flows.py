@@ -1,8 +1,9 @@
 """Orchestration of the context hub: the one write pipeline, context resolution and events.
 
 `write_entities` is what the NGSI-LD batch API, the MQTT bridge, HTTP ingest and imports call:
-validate each entity, tag it with its commune/ward, write current state and history in set-based
-statements inside the caller's transaction, and publish events once that transaction commits.
+validate each entity (its NGSI-LD form, then its Smart Data Model), tag it with its commune/ward,
+write current state and history in set-based statements inside the caller's transaction, and
+publish events once that transaction commits.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from cityops.context import ldcontext, service
+from cityops.context import datamodels, ldcontext, service
 from cityops.context.errors import BadRequestData, LdContextNotAvailable, NgsiLdError
 from cityops.context.ldcontext import ActiveContext
 from cityops.context.normalize import EntityIn, iso, parse_entity
@@ -260,6 +261,7 @@ def write_entities(
         units=units,
         scope=scope,
         no_overwrite=no_overwrite,
+        validate=datamodels.check,
     )
     for failed_id, failure, _ in result.errors:
         outcome.errors.append(_batch_error(failed_id, failure, runtime))

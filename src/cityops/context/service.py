@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -51,6 +51,11 @@ DEFAULT_TENANT = "default"
 ENTITY_TABLE: Table = Entity.__table__  # type: ignore[assignment]
 ATTRIBUTE_TABLE: Table = Attribute.__table__  # type: ignore[assignment]
 HISTORY_TABLE: Table = History.__table__  # type: ignore[assignment]
+# Checks an entity against its type's data model: (entity, expanded type, full) → error or None;
+# `full` (create, replace) includes the model's required members.
+Validator = Callable[[EntityIn, str, bool], NgsiLdError | None]
+# Modes whose entity is whole: required members are checked.
+FULL_MODES = frozenset({"create", "replace"})
 
 
 # --- tenants ---------------------------------------------------------------------------------
@@ -311,12 +316,14 @@ def write(
     units: dict[str, str | None],
     scope: Scope = GLOBAL_SCOPE,
     no_overwrite: bool = False,
+    validate: Validator | None = None,
 ) -> WriteResult:
     """Write validated entities in one set-based pass; one bad entity never blocks the others.
 
     Modes: create, upsert (create or merge), update (must exist, merge), replace (create or
     replace every attribute), merge (update; null deletes), patch (only existing attributes),
-    append (must exist; add or overwrite attributes).
+    append (must exist; add or overwrite attributes). `validate` checks each entity against its
+    data model (the stored type when the entity names none) before anything is written.
     """
     if mode not in MODES:
         raise BadRequestData("context.batch.bad_mode", mode=mode)
@@ -331,7 +338,9 @@ def write(
             rounds.append([])
         rounds[index].append(entity)
     for batch in rounds:
-        _write_round(session, tenant_id, batch, mode, now, units, scope, no_overwrite, result)
+        _write_round(
+            session, tenant_id, batch, mode, now, units, scope, no_overwrite, result, validate
+        )
     return result
 
 
@@ -345,6 +354,7 @@ def _write_round(
     scope: Scope,
     no_overwrite: bool,
     result: WriteResult,
+    validate: Validator | None,
 ) -> None:
     sql = _write_sql(session)
     existing = _entity_keys(session, tenant_id, [e.id for e in batch])
@@ -354,6 +364,11 @@ def _write_round(
     for entity in batch:
         row = existing.get(entity.id)
         error = _check(entity, row, mode, units, scope)
+        if error is None and validate is not None:
+            entity_type = entity.type or row.type
+            failure = validate(entity, entity_type, mode in FULL_MODES)
+            if failure is not None:
+                error = failure, "does not fit its data model"
         if error is not None:
             result.errors.append((entity.id, error[0], error[1]))
             continue
