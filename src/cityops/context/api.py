@@ -11,12 +11,13 @@ from collections import defaultdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import ColumnElement
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from cityops.context import flows, query, service
+from cityops.context import datamodels, flows, query, service
 from cityops.context.errors import (
     ERROR_BASE,
     AlreadyExists,
@@ -35,6 +36,8 @@ from cityops.context.ldcontext import CORE_URL, ActiveContext
 from cityops.context.models import Attribute, Entity, Tenant
 from cityops.context.normalize import (
     VALUE_MEMBER,
+    AttributeIn,
+    EntityIn,
     is_uri,
     iso,
     ms_of,
@@ -47,12 +50,16 @@ from cityops.context.schemas import (
     JSON,
     JSON_LD,
     MERGE_PATCH,
+    SCHEMA_JSON,
+    DataModelList,
+    DataModelRead,
     Options,
     duration_ms,
     link_header,
     parse_link,
 )
 from cityops.core.deps import RuntimeDep, SessionDep
+from cityops.core.errors import NotFound
 from cityops.core.runtime import Runtime
 from cityops.core.security import Permission, Principal, require
 
@@ -1182,6 +1189,7 @@ def temporal_add(
     row = _get_entity_or_404(session, tenant, entity_id, principal)
     ctx = request_context(request, runtime, session, body.get("@context"))
     rows: list[dict[str, Any]] = []
+    attrs: list[AttributeIn] = []
     now = runtime.clock.now()
     for key, value in body.items():
         if key in ("id", "type", "@context"):
@@ -1189,6 +1197,7 @@ def temporal_add(
         items = value if isinstance(value, list) else [value]
         for item in items:
             for attr in parse_attribute(key, item, ctx):
+                attrs.append(attr)
                 rows.append(
                     {
                         "entity_pk": row.pk,
@@ -1202,8 +1211,18 @@ def temporal_add(
                 )
     if not rows:
         raise bad("entity.no_attributes")
+    _check_instances(row, attrs)
     service.append_history(session=session, rows=rows)
     return Response(status_code=204)
+
+
+def _check_instances(row: Entity, attrs: list[AttributeIn]) -> None:
+    """Refuse attribute instances that do not fit the entity's data model (before writing)."""
+    error = datamodels.check(
+        EntityIn(id=row.entity_id, type=row.type, attrs=attrs), row.type, False
+    )
+    if error is not None:
+        raise error
 
 
 # --- discovery -------------------------------------------------------------------------------
@@ -1466,4 +1485,47 @@ def delete_context(
     return Response(status_code=204)
 
 
-__all__ = ["AlreadyExists", "NgsiLdError", "render_error", "router"]
+# --- data models (platform API) ---------------------------------------------------------------
+# Read-only and public: the schemas are CityOps's statement of what it accepts, for integrators.
+
+platform_router = APIRouter(prefix="/datamodels", tags=["data models"])
+DataModelType = Annotated[str, FastApiPath(pattern=r"^[A-Za-z][A-Za-z0-9]{0,63}$")]
+
+
+def _data_model_summary(entity_type: str) -> DataModelRead:
+    found = datamodels.schema(entity_type) or {}
+    return DataModelRead(
+        type=entity_type,
+        title=str(found.get("title", entity_type)),
+        description=str(found.get("description", "")),
+        required=[str(name) for name in found.get("required", [])],
+        schema_url=f"/api/v1/datamodels/{entity_type}",
+    )
+
+
+@platform_router.get("", response_model=DataModelList, summary="Entity types validated on write")
+def list_data_models() -> DataModelList:
+    """List the entity types whose writes are checked against a Smart Data Models schema."""
+    return DataModelList(items=[_data_model_summary(t) for t in datamodels.types()])
+
+
+@platform_router.get(
+    "/{entity_type}",
+    summary="The JSON Schema of one entity type",
+    responses={
+        200: {
+            "description": "A JSON Schema (draft 2020-12) of attribute values (keyValues form).",
+            "content": {SCHEMA_JSON: {"schema": {"type": "object"}}},
+        },
+        404: {"description": "No schema for this type."},
+    },
+)
+def get_data_model(entity_type: DataModelType) -> Response:
+    """Return the merged, self-contained JSON Schema CityOps validates a type against."""
+    found = datamodels.schema(entity_type)
+    if found is None:
+        raise NotFound("context.datamodel.not_found", type=entity_type)
+    return JSONResponse(found, media_type=SCHEMA_JSON)
+
+
+__all__ = ["AlreadyExists", "NgsiLdError", "platform_router", "render_error", "router"]

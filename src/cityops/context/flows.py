@@ -55,6 +55,9 @@ class BatchOutcome:
     observations: int = 0
     # The first error raised per entity (the API answers single-entity calls with it).
     raised: dict[str, NgsiLdError] = field(default_factory=dict)
+    # The error of each refused input, by its position in the list written: one id may come
+    # several times (readings of one device), and only some of them may be refused.
+    failed: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 # --- JSON-LD contexts ------------------------------------------------------------------------
@@ -230,7 +233,8 @@ def write_entities(
     now = runtime.clock.now()
     parsed: list[EntityIn] = []
     contexts: dict[str, ActiveContext] = {}
-    for raw in entities:
+    position: dict[int, int] = {}
+    for index, raw in enumerate(entities):
         entity_id = _raw_id(raw)
         try:
             value = raw.get("@context", context) if isinstance(raw, dict) else context
@@ -243,10 +247,12 @@ def write_entities(
             )
         except NgsiLdError as error:
             outcome.errors.append(_batch_error(entity_id, error, runtime))
+            outcome.failed[index] = outcome.errors[-1]
             if entity_id:
                 outcome.raised.setdefault(entity_id, error)
             continue
         contexts[entity.id] = ctx
+        position[id(entity)] = index
         parsed.append(entity)
     if not parsed:
         return outcome
@@ -263,8 +269,9 @@ def write_entities(
         no_overwrite=no_overwrite,
         validate=datamodels.check,
     )
-    for failed_id, failure, _ in result.errors:
+    for rejected, (failed_id, failure, _) in zip(result.rejected, result.errors, strict=True):
         outcome.errors.append(_batch_error(failed_id, failure, runtime))
+        outcome.failed[position[id(rejected)]] = outcome.errors[-1]
         if failed_id:
             outcome.raised.setdefault(failed_id, failure)
     outcome.success = list(dict.fromkeys(result.success))

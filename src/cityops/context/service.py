@@ -115,6 +115,8 @@ class WriteResult:
     created: list[tuple[str, str, str | None]] = field(default_factory=list)
     not_updated: dict[str, list[str]] = field(default_factory=dict)
     observations: int = 0
+    # The entities refused, in the order of `errors` (callers map them back to their inputs).
+    rejected: list[EntityIn] = field(default_factory=list)
 
 
 def _dialect_insert(session: Session) -> Any:
@@ -364,13 +366,14 @@ def _write_round(
     for entity in batch:
         row = existing.get(entity.id)
         error = _check(entity, row, mode, units, scope)
-        if error is None and validate is not None:
-            entity_type = entity.type or row.type
+        entity_type = entity.type or (row.type if row is not None else None)
+        if error is None and validate is not None and entity_type is not None:
             failure = validate(entity, entity_type, mode in FULL_MODES)
             if failure is not None:
                 error = failure, "does not fit its data model"
         if error is not None:
             result.errors.append((entity.id, error[0], error[1]))
+            result.rejected.append(entity)
             continue
         accepted.append(entity)
         if row is None:

@@ -28,6 +28,17 @@ COMMON = "common.json"
 # Top-level keywords that hold required members: checked on create and replace only.
 REQUIRED_KEYWORDS = ("required", "anyOf")
 MAX_SHOWN = 80
+# Message keys of the keywords that bound a value, by jsonschema_rs error kind.
+LIMIT_KEYS = {
+    "Minimum": "minimum",
+    "Maximum": "maximum",
+    "ExclusiveMinimum": "exclusive_minimum",
+    "ExclusiveMaximum": "exclusive_maximum",
+    "MinItems": "min_items",
+    "MaxItems": "max_items",
+    "MinLength": "min_length",
+    "MaxLength": "max_length",
+}
 # Vocabularies whose type IRIs name Smart Data Models types: the NGSI-LD default context (a
 # plain "AirQualityObserved" under the core context), Smart Data Models' and FIWARE's own. A
 # type from another vocabulary that happens to share a name is not one of these models.
@@ -190,19 +201,20 @@ def describe(error: jsonschema_rs.ValidationError, entity_type: str) -> BadReque
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
         params["attribute"] = _path([*error.instance_path, kind.property])
         return BadRequestData("context.datamodel.required", type=entity_type, **params)
-    limits = {
-        "Minimum": "minimum",
-        "Maximum": "maximum",
-        "ExclusiveMinimum": "exclusive_minimum",
-        "ExclusiveMaximum": "exclusive_maximum",
-        "MinItems": "min_items",
-        "MaxItems": "max_items",
-        "MinLength": "min_length",
-        "MaxLength": "max_length",
-    }
-    if name in limits:
+    kinds = jsonschema_rs.ValidationErrorKind
+    limited = (
+        kinds.Minimum,
+        kinds.Maximum,
+        kinds.ExclusiveMinimum,
+        kinds.ExclusiveMaximum,
+        kinds.MinItems,
+        kinds.MaxItems,
+        kinds.MinLength,
+        kinds.MaxLength,
+    )
+    if isinstance(kind, limited):
         return BadRequestData(
-            f"context.datamodel.{limits[name]}", limit=_shown(kind.limit), **params
+            f"context.datamodel.{LIMIT_KEYS[name]}", limit=_shown(kind.limit), **params
         )
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Type):
         expected = " | ".join(str(t) for t in kind.types)
@@ -211,7 +223,9 @@ def describe(error: jsonschema_rs.ValidationError, entity_type: str) -> BadReque
         options = ", ".join(_shown(option) for option in kind.options)
         return BadRequestData("context.datamodel.enum", options=options[:300], **params)
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Constant):
-        return BadRequestData("context.datamodel.const", expected=_shown(kind.expected_value), **params)
+        return BadRequestData(
+            "context.datamodel.const", expected=_shown(kind.expected_value), **params
+        )
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Format):
         return BadRequestData("context.datamodel.format", format=kind.format, **params)
     if isinstance(kind, jsonschema_rs.ValidationErrorKind.Pattern):
