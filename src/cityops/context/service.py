@@ -791,6 +791,35 @@ def append_history(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
     session.flush()
 
 
+def get_history_instance(
+    *, session: Session, entity_pk: int, name: str, instance_id: int
+) -> History | None:
+    """Return one history row (an attribute instance) of an entity's attribute."""
+    return session.execute(
+        select(History).where(
+            History.id == instance_id, History.entity_pk == entity_pk, History.name == name
+        )
+    ).scalar_one_or_none()
+
+
+def update_history_instance(*, session: Session, instance: History, attr: AttributeIn) -> History:
+    """Change a history row's value (and its unit and time when given)."""
+    instance.value = attr.value
+    instance.value_num = attr.value_num
+    if attr.unit_code is not None:
+        instance.unit_code = attr.unit_code
+    if attr.observed_at is not None:
+        instance.observed_ms = ms_of(attr.observed_at)
+    session.flush()
+    return instance
+
+
+def delete_history_instance(*, session: Session, instance: History) -> None:
+    """Delete a history row."""
+    session.delete(instance)
+    session.flush()
+
+
 def _history_where(
     entity_pks: Sequence[int],
     names: Sequence[str] | None,
