@@ -107,6 +107,7 @@ def create_app(
     app.include_router(auth_api.router, prefix=API_PREFIX)
     app.include_router(units_api.router, prefix=API_PREFIX)
     app.include_router(context_api.router)
+    app.include_router(context_api.platform_router, prefix=API_PREFIX)
     app.include_router(ingest_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(

@@ -235,12 +235,23 @@ def test_attribute_operations(client: TestClient, admin: dict[str, str], entitie
     got = client.get(url, params={"options": "keyValues"}, headers=admin).json()
     assert "no2" not in got
     assert got["pm25"] == 9
-    replaced = client.put(url, json={"type": "AirQualityObserved", "pm25": 1}, headers=admin)
+    # A replacement is a whole entity: the model's required members must be there.
+    incomplete = client.put(url, json={"type": "AirQualityObserved", "pm25": 1}, headers=admin)
+    assert incomplete.status_code == 400
+    whole = {
+        "type": "AirQualityObserved",
+        "pm25": 1,
+        "dateObserved": "2026-11-20T04:00:00Z",
+        "location": {"type": "Point", "coordinates": [106.843, 10.957]},
+    }
+    replaced = client.put(url, json=whole, headers=admin)
     assert replaced.status_code == 204
     assert set(client.get(url, params={"options": "keyValues"}, headers=admin).json()) == {
         "id",
         "type",
         "pm25",
+        "dateObserved",
+        "location",
     }
     assert client.delete(url, headers=admin).status_code == 204
     assert client.get(url, headers=admin).status_code == 404
@@ -377,6 +388,7 @@ def test_events_after_commit_and_only_on_change(
         "pm25",
         "pm10",
         "airQualityLevel",
+        "dateObserved",
     }
     pm25 = next(e for e in changed if e.data["attribute"] == "pm25")
     assert pm25.data["entity_type"] == "AirQualityObserved"

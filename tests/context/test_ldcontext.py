@@ -43,6 +43,11 @@ SDM_CONTEXT = {
 }
 OTHER_CONTEXT = {"@context": {"pm25": "https://example.org/other-vocabulary/pm25"}}
 STATION = "urn:ngsi-ld:AirQualityObserved:ctx-1"
+# What the AirQualityObserved model requires of a new entity besides id and type.
+REQUIRED = {
+    "dateObserved": {"type": "Property", "value": "2026-11-20T03:00:00Z"},
+    "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [106.84, 10.95]}},
+}
 
 
 def _closed_port() -> int:
@@ -277,7 +282,7 @@ def test_fetched_context_is_cached_and_listed(client: TestClient, admin: dict[st
 def test_core_context_urls_need_no_network(client: TestClient, admin: dict[str, str]) -> None:
     client.post(
         f"{BASE}/entities",
-        json={"id": STATION, "type": "AirQualityObserved", "pm25": 12},
+        json={"id": STATION, "type": "AirQualityObserved", "pm25": 12, **REQUIRED},
         headers=admin,
     )
     for url in (CORE_URL, "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld"):
@@ -294,6 +299,7 @@ def _sdm_entity(value: float) -> dict[str, Any]:
         "id": STATION,
         "type": "AirQualityObserved",
         "pm25": {"type": "Property", "value": value},
+        **REQUIRED,
     }
 
 

@@ -40,6 +40,11 @@ def history(client: TestClient, admin: dict[str, str]) -> TestClient:
         "type": "AirQualityObserved",
         "pm25": {"type": "Property", "value": first, "observedAt": first_at, "unitCode": "GQ"},
         "no2": {"type": "Property", "value": 7, "observedAt": first_at},
+        "dateObserved": {"type": "Property", "value": first_at},
+        "location": {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": [106.84, 10.95]},
+        },
     }
     assert client.post(f"{BASE}/entities", json=entity, headers=admin).status_code == 201
     instances = [{"type": "Property", "value": v, "observedAt": t} for t, v in PM25[1:]]

@@ -33,6 +33,7 @@ def _station(value: float) -> dict[str, Any]:
             "value": {"type": "Point", "coordinates": [106.843, 10.957]},
         },
         "pm25": {"type": "Property", "value": value, "observedAt": "2026-11-20T03:00:00Z"},
+        "dateObserved": {"type": "Property", "value": "2026-11-20T03:00:00Z"},
     }
 
 

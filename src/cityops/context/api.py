@@ -8,15 +8,17 @@ import math
 import re
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import ColumnElement
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from cityops.context import flows, query, service, subscriptions
+from cityops.context import datamodels, flows, query, service, subscriptions
 from cityops.context.errors import (
     ERROR_BASE,
     AlreadyExists,
@@ -34,7 +36,10 @@ from cityops.context.errors import (
 from cityops.context.ldcontext import CORE_URL, ActiveContext
 from cityops.context.models import Attribute, Entity, Subscription, Tenant
 from cityops.context.normalize import (
+    GEOMETRY_TYPES,
     VALUE_MEMBER,
+    AttributeIn,
+    EntityIn,
     attribute_body,
     is_uri,
     iso,
@@ -45,15 +50,20 @@ from cityops.context.normalize import (
 )
 from cityops.context.schemas import (
     AGGREGATIONS,
+    GEO_JSON,
     JSON,
     JSON_LD,
     MERGE_PATCH,
+    SCHEMA_JSON,
+    DataModelList,
+    DataModelRead,
     Options,
     duration_ms,
     link_header,
     parse_link,
 )
 from cityops.core.deps import RuntimeDep, SessionDep
+from cityops.core.errors import NotFound
 from cityops.core.runtime import Runtime
 from cityops.core.security import Permission, Principal, require
 
@@ -135,6 +145,15 @@ Document = Annotated[Any, Depends(document_body)]
 
 async def accepted(request: Request) -> str:
     """Negotiate the response type: application/json or application/ld+json (406 otherwise)."""
+    return _negotiate(request, {})
+
+
+async def accepted_geo(request: Request) -> str:
+    """Negotiate as `accepted`, GeoJSON (application/geo+json) included."""
+    return _negotiate(request, {GEO_JSON: GEO_JSON})
+
+
+def _negotiate(request: Request, extra: dict[str, str]) -> str:
     header = request.headers.get("accept", "")
     if not header.strip():
         return JSON
@@ -151,7 +170,8 @@ async def accepted(request: Request) -> str:
         if not math.isfinite(quality) or quality <= 0:
             continue
         media = media.lower()
-        produced = {JSON: JSON, JSON_LD: JSON_LD, "*/*": JSON, "application/*": JSON}.get(media)
+        offers = {JSON: JSON, JSON_LD: JSON_LD, "*/*": JSON, "application/*": JSON, **extra}
+        produced = offers.get(media)
         if produced and (best is None or quality > best[0]):
             best = (quality, produced)
     if best is None:
@@ -160,6 +180,7 @@ async def accepted(request: Request) -> str:
 
 
 Accept = Annotated[str, Depends(accepted)]
+AcceptGeo = Annotated[str, Depends(accepted_geo)]
 
 
 def tenant_name(request: Request, principal: Principal) -> str:
@@ -235,6 +256,91 @@ def _list(value: str | None) -> list[str] | None:
     return items
 
 
+# --- projection (pick, omit) and GeoJSON ----------------------------------------------------
+
+ENTITY_KEYS = frozenset({"id", "type", "scope", "createdAt", "modifiedAt"})
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The members `pick` keeps or `omit` drops (NGSI-LD 1.8), as rendered (compacted) names."""
+
+    pick: frozenset[str] | None = None
+    omit: frozenset[str] | None = None
+
+    @classmethod
+    def parse(cls, ctx: ActiveContext, pick: str | None, omit: str | None) -> Projection:
+        """Parse `pick` and `omit` (comma lists; not both)."""
+        picked, omitted = _list(pick), _list(omit)
+        if picked and omitted:
+            raise bad("query.pick_and_omit")
+
+        def names(items: list[str] | None) -> frozenset[str] | None:
+            if items is None:
+                return None
+            # A member may be named by its term or its IRI: compare as rendered.
+            return frozenset(n if n in ENTITY_KEYS else ctx.compact(ctx.expand(n)) for n in items)
+
+        return cls(names(picked), names(omitted))
+
+    def apply(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Return an entity with only the picked members, or without the omitted ones."""
+        if self.pick is not None:
+            return {k: v for k, v in data.items() if k in self.pick}
+        if self.omit is not None:
+            return {k: v for k, v in data.items() if k not in self.omit}
+        return data
+
+
+def _geometry(value: Any) -> Any:
+    """Return the GeoJSON geometry of a rendered GeoProperty (any representation) or None."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if not isinstance(value, dict):
+        return None
+    if value.get("type") in GEOMETRY_TYPES:
+        return value
+    inner = value.get("value")
+    if isinstance(inner, dict) and inner.get("type") in GEOMETRY_TYPES:
+        return inner
+    return None
+
+
+def geojson_feature(
+    data: dict[str, Any], ctx: ActiveContext, projection: Projection, geometry: str | None
+) -> dict[str, Any]:
+    """Render an entity as a GeoJSON Feature: geometry from `geometry` (default location)."""
+    name = ctx.compact(ctx.expand(geometry or "location"))
+    properties = projection.apply({k: v for k, v in data.items() if k != "id"})
+    return {
+        "id": data["id"],
+        "type": "Feature",
+        "geometry": _geometry(data.get(name)),
+        "properties": properties,
+    }
+
+
+def respond_geojson(
+    data: dict[str, Any] | list[dict[str, Any]],
+    ctx: ActiveContext,
+    projection: Projection,
+    geometry: str | None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """Answer application/geo+json: a Feature, or a FeatureCollection for a list."""
+    body: dict[str, Any]
+    if isinstance(data, list):
+        features = [geojson_feature(item, ctx, projection, geometry) for item in data]
+        body = {"type": "FeatureCollection", "features": features}
+    else:
+        body = geojson_feature(data, ctx, projection, geometry)
+    url = ctx.urls[0] if ctx.urls else CORE_URL
+    return JSONResponse(
+        body, media_type=GEO_JSON, headers={**(headers or {}), "Link": link_header(url)}
+    )
+
+
 # --- entities --------------------------------------------------------------------------------
 
 
@@ -292,20 +398,27 @@ def get_entity(
     principal: Reader,
     session: SessionDep,
     runtime: RuntimeDep,
-    media: Accept,
+    media: AcceptGeo,
     attrs: str | None = None,
+    pick: str | None = None,
+    omit: str | None = None,
     options: str | None = None,
     format: str | None = None,
     lang: str | None = None,
+    geometryProperty: str | None = None,  # noqa: N803 - NGSI-LD parameter
 ) -> Response:
-    """Return one entity."""
+    """Return one entity (pick/omit project its members; GeoJSON Feature on request)."""
     tenant = read_tenant(request, session, principal)
     ctx = request_context(request, runtime, session)
     opts = Options.parse(options, format)
+    projection = Projection.parse(ctx, pick, omit)
     row = _get_entity_or_404(session, tenant, entity_id, principal)
     names = [ctx.expand(a) for a in _list(attrs) or []] or None
     found = service.get_attributes(session=session, entity_pks=[row.pk], names=names)
-    return respond(render_entity(row, found.get(row.pk, []), ctx, opts, lang=lang), ctx, media)
+    data = render_entity(row, found.get(row.pk, []), ctx, opts, lang=lang)
+    if media == GEO_JSON:
+        return respond_geojson(data, ctx, projection, geometryProperty)
+    return respond(projection.apply(data), ctx, media)
 
 
 def _write_one(
@@ -589,7 +702,7 @@ def _conditions(
 ) -> tuple[list[ColumnElement[bool]], query.GeoQuery | None, list[str] | None]:
     types = _list(params.get("type"))
     ids = _list(params.get("id"))
-    attrs = _list(params.get("attrs") or params.get("pick"))
+    attrs = _list(params.get("attrs"))
     q_text = params.get("q")
     if not (types or ids or attrs or q_text or params.get("georel") or params.get("idPattern")):
         raise bad("query.no_filter")
@@ -652,9 +765,12 @@ def _run_query(
     if limit > max_limit:
         raise TooManyResults("context.query.too_many", limit=max_limit)
     count = params.get("count") == "true"
+    projection = Projection.parse(ctx, params.get("pick"), params.get("omit"))
     conditions, geo, names = _conditions(session, ctx, params)
     if tenant is None:
         headers = {"NGSILD-Results-Count": "0"} if count else {}
+        if media == GEO_JSON:
+            return respond_geojson([], ctx, projection, None, headers=headers)
         return respond([], ctx, media, headers=headers)
     try:
         rows, total, attrs = _select(
@@ -669,7 +785,11 @@ def _run_query(
         for row in rows
     ]
     headers = {"NGSILD-Results-Count": str(total)} if count and total is not None else {}
-    return respond(data, ctx, media, headers=headers)
+    if media == GEO_JSON:
+        return respond_geojson(
+            data, ctx, projection, params.get("geometryProperty"), headers=headers
+        )
+    return respond([projection.apply(item) for item in data], ctx, media, headers=headers)
 
 
 def _select(
@@ -726,9 +846,9 @@ def _select(
 @router.get("/entities")
 @router.get("/entities/", include_in_schema=False)
 def query_entities(
-    request: Request, principal: Reader, session: SessionDep, runtime: RuntimeDep, media: Accept
+    request: Request, principal: Reader, session: SessionDep, runtime: RuntimeDep, media: AcceptGeo
 ) -> Response:
-    """Query entities by type, id, idPattern, attrs, q and geo-query."""
+    """Query entities by type, id, idPattern, attrs, q and geo-query (pick/omit, GeoJSON)."""
     return _run_query(request, dict(request.query_params), principal, session, runtime, media)
 
 
@@ -748,7 +868,7 @@ def post_query(
         {
             k: v
             for k, v in request.query_params.items()
-            if k in ("limit", "offset", "count", "options", "format", "lang")
+            if k in ("limit", "offset", "count", "options", "format", "lang", "pick", "omit")
         }
     )
     return _run_query(request, params, principal, session, runtime, media, body.get("@context"))
@@ -1139,6 +1259,7 @@ def temporal_add(
     row = _get_entity_or_404(session, tenant, entity_id, principal)
     ctx = request_context(request, runtime, session, body.get("@context"))
     rows: list[dict[str, Any]] = []
+    attrs: list[AttributeIn] = []
     now = runtime.clock.now()
     for key, value in body.items():
         if key in ("id", "type", "@context"):
@@ -1146,6 +1267,7 @@ def temporal_add(
         items = value if isinstance(value, list) else [value]
         for item in items:
             for attr in parse_attribute(key, item, ctx):
+                attrs.append(attr)
                 rows.append(
                     {
                         "entity_pk": row.pk,
@@ -1159,8 +1281,160 @@ def temporal_add(
                 )
     if not rows:
         raise bad("entity.no_attributes")
+    _check_instances(row, attrs)
     service.append_history(session=session, rows=rows)
     return Response(status_code=204)
+
+
+def _by_time(instance: Any) -> float:
+    observed = instance.get("observedAt") if isinstance(instance, dict) else None
+    try:
+        return parse_datetime(observed).timestamp() if observed is not None else math.inf
+    except NgsiLdError:
+        return math.inf
+
+
+def temporal_rounds(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split a temporal entity into entity fragments, the k-th instance of each attribute in
+    the k-th (oldest first), so the write pipeline appends each to history in time order."""
+    head = {k: body[k] for k in ("id", "type", "@context") if k in body}
+    members = {k: v for k, v in body.items() if k not in ("id", "type", "@context", "scope")}
+    series = {
+        name: sorted(value if isinstance(value, list) else [value], key=_by_time)
+        for name, value in members.items()
+    }
+    depth = max((len(items) for items in series.values()), default=0)
+    rounds = [
+        {**head, **{name: items[k] for name, items in series.items() if k < len(items)}}
+        for k in range(max(depth, 1))
+    ]
+    if "scope" in body:
+        rounds[0]["scope"] = body["scope"]
+    return rounds
+
+
+@router.post("/temporal/entities", status_code=201)
+@router.post("/temporal/entities/", status_code=201, include_in_schema=False)
+def temporal_create(
+    request: Request, body: Body, principal: Writer, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """Create an entity's temporal representation (201), or add instances to it (204)."""
+    if not isinstance(body, dict):
+        raise bad("entity.not_object")
+    entity_id = body.get("id")
+    if not is_uri(entity_id):
+        raise bad("entity.bad_id")
+    assert isinstance(entity_id, str)
+    tenant = tenant_name(request, principal)
+    tenant_row = service.get_tenant(session=session, name=tenant)
+    exists = tenant_row is not None and (
+        service.get_entity(session=session, tenant_id=tenant_row.id, entity_id=entity_id)
+        is not None
+    )
+    if exists and not set(body) - {"id", "type", "@context", "scope"}:
+        raise bad("entity.no_attributes")
+    rounds = temporal_rounds(body)
+    # A new entity is created from the oldest instances (its model's required members are
+    # checked); the later ones update it, each appended to history through the one pipeline.
+    steps = [("update", rounds)] if exists else [("create", rounds[:1]), ("update", rounds[1:])]
+    for mode, fragments in steps:
+        if not fragments:
+            continue
+        outcome = flows.write_entities(
+            runtime=runtime,
+            session=session,
+            tenant=tenant,
+            entities=fragments,
+            mode=mode,
+            context=request.state.ngsi_link,
+            scope=principal.scope,
+        )
+        _one_entity(outcome, entity_id)
+    if exists:
+        return Response(status_code=204)
+    return Response(
+        status_code=201, headers={"Location": f"/ngsi-ld/v1/temporal/entities/{entity_id}"}
+    )
+
+
+INSTANCE_ID = re.compile(r"urn:ngsi-ld:instance:(\d{1,18})")
+
+
+def _history_instance(
+    request: Request,
+    entity_id: str,
+    attr: str,
+    instance_id: str,
+    principal: Principal,
+    session: Session,
+    runtime: Runtime,
+) -> tuple[Entity, Any, ActiveContext]:
+    tenant = service.get_tenant(session=session, name=tenant_name(request, principal))
+    row = _get_entity_or_404(session, tenant, entity_id, principal)
+    match = INSTANCE_ID.fullmatch(instance_id)
+    if match is None:
+        raise bad("temporal.bad_instance", instance=instance_id[:100])
+    ctx = request_context(request, runtime, session)
+    instance = service.get_history_instance(
+        session=session, entity_pk=row.pk, name=ctx.expand(attr), instance_id=int(match.group(1))
+    )
+    if instance is None:
+        raise ResourceNotFound(
+            "context.temporal.instance_not_found", name=attr[:64], instance=instance_id[:100]
+        )
+    return row, instance, ctx
+
+
+@router.patch("/temporal/entities/{entity_id}/attrs/{attr}/{instance_id}", status_code=204)
+def temporal_patch_instance(
+    entity_id: str,
+    attr: str,
+    instance_id: str,
+    request: Request,
+    body: Body,
+    principal: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Change one attribute instance of an entity's history (its value, unit or time)."""
+    if not isinstance(body, dict):
+        raise bad("entity.not_object")
+    row, instance, _ = _history_instance(
+        request, entity_id, attr, instance_id, principal, session, runtime
+    )
+    ctx = request_context(request, runtime, session, body.get("@context"))
+    fragment = {k: v for k, v in body.items() if k not in ("@context", "instanceId", "datasetId")}
+    (changed,) = parse_attribute(attr, fragment, ctx)
+    _check_instances(row, [changed])
+    service.update_history_instance(session=session, instance=instance, attr=changed)
+    return Response(status_code=204)
+
+
+@router.delete("/temporal/entities/{entity_id}/attrs/{attr}/{instance_id}", status_code=204)
+def temporal_delete_instance(
+    entity_id: str,
+    attr: str,
+    instance_id: str,
+    request: Request,
+    principal: Writer,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Delete one attribute instance from an entity's history."""
+    _, instance, _ = _history_instance(
+        request, entity_id, attr, instance_id, principal, session, runtime
+    )
+    service.delete_history_instance(session=session, instance=instance)
+    return Response(status_code=204)
+
+
+def _check_instances(row: Entity, attrs: list[AttributeIn]) -> None:
+    """Refuse attribute instances that do not fit the entity's data model (before writing)."""
+    error = datamodels.check(
+        EntityIn(id=row.entity_id, type=row.type, attrs=attrs), row.type, False
+    )
+    if error is not None:
+        raise error
 
 
 # --- discovery -------------------------------------------------------------------------------
@@ -1577,4 +1851,47 @@ def delete_subscription(
     return Response(status_code=204)
 
 
-__all__ = ["AlreadyExists", "NgsiLdError", "render_error", "router"]
+# --- data models (platform API) ---------------------------------------------------------------
+# Read-only and public: the schemas are CityOps's statement of what it accepts, for integrators.
+
+platform_router = APIRouter(prefix="/datamodels", tags=["data models"])
+DataModelType = Annotated[str, FastApiPath(pattern=r"^[A-Za-z][A-Za-z0-9]{0,63}$")]
+
+
+def _data_model_summary(entity_type: str) -> DataModelRead:
+    found = datamodels.schema(entity_type) or {}
+    return DataModelRead(
+        type=entity_type,
+        title=str(found.get("title", entity_type)),
+        description=str(found.get("description", "")),
+        required=[str(name) for name in found.get("required", [])],
+        schema_url=f"/api/v1/datamodels/{entity_type}",
+    )
+
+
+@platform_router.get("", response_model=DataModelList, summary="Entity types validated on write")
+def list_data_models() -> DataModelList:
+    """List the entity types whose writes are checked against a Smart Data Models schema."""
+    return DataModelList(items=[_data_model_summary(t) for t in datamodels.types()])
+
+
+@platform_router.get(
+    "/{entity_type}",
+    summary="The JSON Schema of one entity type",
+    responses={
+        200: {
+            "description": "A JSON Schema (draft 2020-12) of attribute values (keyValues form).",
+            "content": {SCHEMA_JSON: {"schema": {"type": "object"}}},
+        },
+        404: {"description": "No schema for this type."},
+    },
+)
+def get_data_model(entity_type: DataModelType) -> Response:
+    """Return the merged, self-contained JSON Schema CityOps validates a type against."""
+    found = datamodels.schema(entity_type)
+    if found is None:
+        raise NotFound("context.datamodel.not_found", type=entity_type)
+    return JSONResponse(found, media_type=SCHEMA_JSON)
+
+
+__all__ = ["AlreadyExists", "NgsiLdError", "platform_router", "render_error", "router"]

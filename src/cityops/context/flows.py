@@ -1,8 +1,9 @@
 """Orchestration of the context hub: the one write pipeline, context resolution and events.
 
 `write_entities` is what the NGSI-LD batch API, the MQTT bridge, HTTP ingest and imports call:
-validate each entity, tag it with its commune/ward, write current state and history in set-based
-statements inside the caller's transaction, and publish events once that transaction commits.
+validate each entity (its NGSI-LD form, then its Smart Data Model), tag it with its commune/ward,
+write current state and history in set-based statements inside the caller's transaction, and
+publish events once that transaction commits.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from cityops.context import ldcontext, service
+from cityops.context import datamodels, ldcontext, service
 from cityops.context.errors import BadRequestData, LdContextNotAvailable, NgsiLdError
 from cityops.context.ldcontext import ActiveContext
 from cityops.context.normalize import EntityIn, iso, parse_entity
@@ -54,6 +55,9 @@ class BatchOutcome:
     observations: int = 0
     # The first error raised per entity (the API answers single-entity calls with it).
     raised: dict[str, NgsiLdError] = field(default_factory=dict)
+    # The error of each refused input, by its position in the list written: one id may come
+    # several times (readings of one device), and only some of them may be refused.
+    failed: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 # --- JSON-LD contexts ------------------------------------------------------------------------
@@ -229,7 +233,8 @@ def write_entities(
     now = runtime.clock.now()
     parsed: list[EntityIn] = []
     contexts: dict[str, ActiveContext] = {}
-    for raw in entities:
+    position: dict[int, int] = {}
+    for index, raw in enumerate(entities):
         entity_id = _raw_id(raw)
         try:
             value = raw.get("@context", context) if isinstance(raw, dict) else context
@@ -242,10 +247,12 @@ def write_entities(
             )
         except NgsiLdError as error:
             outcome.errors.append(_batch_error(entity_id, error, runtime))
+            outcome.failed[index] = outcome.errors[-1]
             if entity_id:
                 outcome.raised.setdefault(entity_id, error)
             continue
         contexts[entity.id] = ctx
+        position[id(entity)] = index
         parsed.append(entity)
     if not parsed:
         return outcome
@@ -260,9 +267,11 @@ def write_entities(
         units=units,
         scope=scope,
         no_overwrite=no_overwrite,
+        validate=datamodels.check,
     )
-    for failed_id, failure, _ in result.errors:
+    for rejected, (failed_id, failure, _) in zip(result.rejected, result.errors, strict=True):
         outcome.errors.append(_batch_error(failed_id, failure, runtime))
+        outcome.failed[position[id(rejected)]] = outcome.errors[-1]
         if failed_id:
             outcome.raised.setdefault(failed_id, failure)
     outcome.success = list(dict.fromkeys(result.success))

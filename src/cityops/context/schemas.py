@@ -1,15 +1,20 @@
-"""Wire shapes of the NGSI-LD API: media types, Link headers, query options and durations."""
+"""Wire shapes of the NGSI-LD API (media types, Link headers, query options, durations) and of
+the data-model catalogue."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from cityops.context.errors import BadRequestData
 
 JSON = "application/json"
 JSON_LD = "application/ld+json"
 MERGE_PATCH = "application/merge-patch+json"
+GEO_JSON = "application/geo+json"
+SCHEMA_JSON = "application/schema+json"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 LINK = re.compile(r'<([^>]+)>\s*((?:;\s*[a-zA-Z]+\s*=\s*"?[^";,]*"?\s*)*)')
 DURATION = re.compile(
@@ -92,3 +97,19 @@ class Options:
             replace="replace" in words,
             update="update" in words,
         )
+
+
+class DataModelRead(BaseModel):
+    """One entity type CityOps validates: its title, description and required members."""
+
+    type: str
+    title: str
+    description: str
+    required: list[str]
+    schema_url: str
+
+
+class DataModelList(BaseModel):
+    """The entity types CityOps validates against a Smart Data Models schema."""
+
+    items: list[DataModelRead]

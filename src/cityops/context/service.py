@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -51,6 +51,11 @@ DEFAULT_TENANT = "default"
 ENTITY_TABLE: Table = Entity.__table__  # type: ignore[assignment]
 ATTRIBUTE_TABLE: Table = Attribute.__table__  # type: ignore[assignment]
 HISTORY_TABLE: Table = History.__table__  # type: ignore[assignment]
+# Checks an entity against its type's data model: (entity, expanded type, full) → error or None;
+# `full` (create, replace) includes the model's required members.
+Validator = Callable[[EntityIn, str, bool], NgsiLdError | None]
+# Modes whose entity is whole: required members are checked.
+FULL_MODES = frozenset({"create", "replace"})
 
 
 # --- tenants ---------------------------------------------------------------------------------
@@ -110,6 +115,8 @@ class WriteResult:
     created: list[tuple[str, str, str | None]] = field(default_factory=list)
     not_updated: dict[str, list[str]] = field(default_factory=dict)
     observations: int = 0
+    # The entities refused, in the order of `errors` (callers map them back to their inputs).
+    rejected: list[EntityIn] = field(default_factory=list)
 
 
 def _dialect_insert(session: Session) -> Any:
@@ -311,12 +318,14 @@ def write(
     units: dict[str, str | None],
     scope: Scope = GLOBAL_SCOPE,
     no_overwrite: bool = False,
+    validate: Validator | None = None,
 ) -> WriteResult:
     """Write validated entities in one set-based pass; one bad entity never blocks the others.
 
     Modes: create, upsert (create or merge), update (must exist, merge), replace (create or
     replace every attribute), merge (update; null deletes), patch (only existing attributes),
-    append (must exist; add or overwrite attributes).
+    append (must exist; add or overwrite attributes). `validate` checks each entity against its
+    data model (the stored type when the entity names none) before anything is written.
     """
     if mode not in MODES:
         raise BadRequestData("context.batch.bad_mode", mode=mode)
@@ -331,7 +340,9 @@ def write(
             rounds.append([])
         rounds[index].append(entity)
     for batch in rounds:
-        _write_round(session, tenant_id, batch, mode, now, units, scope, no_overwrite, result)
+        _write_round(
+            session, tenant_id, batch, mode, now, units, scope, no_overwrite, result, validate
+        )
     return result
 
 
@@ -345,6 +356,7 @@ def _write_round(
     scope: Scope,
     no_overwrite: bool,
     result: WriteResult,
+    validate: Validator | None,
 ) -> None:
     sql = _write_sql(session)
     existing = _entity_keys(session, tenant_id, [e.id for e in batch])
@@ -354,8 +366,14 @@ def _write_round(
     for entity in batch:
         row = existing.get(entity.id)
         error = _check(entity, row, mode, units, scope)
+        entity_type = entity.type or (row.type if row is not None else None)
+        if error is None and validate is not None and entity_type is not None:
+            failure = validate(entity, entity_type, mode in FULL_MODES)
+            if failure is not None:
+                error = failure, "does not fit its data model"
         if error is not None:
             result.errors.append((entity.id, error[0], error[1]))
+            result.rejected.append(entity)
             continue
         accepted.append(entity)
         if row is None:
@@ -770,6 +788,35 @@ def append_history(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Append attribute instances to the history (multi-row)."""
     if rows:
         session.connection().execute(insert(HISTORY_TABLE), list(rows))
+    session.flush()
+
+
+def get_history_instance(
+    *, session: Session, entity_pk: int, name: str, instance_id: int
+) -> History | None:
+    """Return one history row (an attribute instance) of an entity's attribute."""
+    return session.execute(
+        select(History).where(
+            History.id == instance_id, History.entity_pk == entity_pk, History.name == name
+        )
+    ).scalar_one_or_none()
+
+
+def update_history_instance(*, session: Session, instance: History, attr: AttributeIn) -> History:
+    """Change a history row's value (and its unit and time when given)."""
+    instance.value = attr.value
+    instance.value_num = attr.value_num
+    if attr.unit_code is not None:
+        instance.unit_code = attr.unit_code
+    if attr.observed_at is not None:
+        instance.observed_ms = ms_of(attr.observed_at)
+    session.flush()
+    return instance
+
+
+def delete_history_instance(*, session: Session, instance: History) -> None:
+    """Delete a history row."""
+    session.delete(instance)
     session.flush()
 
 

@@ -113,21 +113,23 @@ def ingest(
 def _write(
     *, runtime: Runtime, session: Session, tenant: str, outcomes: list[rd.ReadingOutcome]
 ) -> None:
-    entities = [o.fragment for o in outcomes if o.fragment is not None]
+    written = [o for o in outcomes if o.fragment is not None]
     result = context_flows.write_entities(
-        runtime=runtime, session=session, tenant=tenant, entities=entities, mode="upsert"
+        runtime=runtime,
+        session=session,
+        tenant=tenant,
+        entities=[o.fragment for o in written if o.fragment is not None],
+        mode="upsert",
     )
-    if not result.errors:
-        return
-    failed: dict[str, str] = {}
-    for error in result.errors:
+    # By position: of several readings of one device in a batch, only the refused ones fail.
+    for index, error in result.failed.items():
+        outcome = written[index]
         detail = error.get("error") or {}
-        failed[str(error.get("entityId"))] = str(detail.get("detail") or detail.get("title") or "")
-    for outcome in outcomes:
         entity_id = str((outcome.fragment or {}).get("id"))
-        if entity_id in failed:
-            log.warning("context store refused a reading", extra={"entity_id": entity_id})
-            outcome.refuse_all(Refusal.STORE_ERROR, detail=failed[entity_id])
+        log.warning("context store refused a reading", extra={"entity_id": entity_id})
+        outcome.refuse_all(
+            Refusal.STORE_ERROR, detail=str(detail.get("detail") or detail.get("title") or "")
+        )
 
 
 def _touch_due(device: Device, now: datetime) -> bool:

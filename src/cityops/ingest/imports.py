@@ -137,8 +137,8 @@ class _Fragments:
     """Fragments of one batch, merged per (entity, time), with the rows feeding each entity."""
 
     by_key: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
-    rows_of: dict[str, list[int]] = field(default_factory=dict)
-    values: dict[str, int] = field(default_factory=dict)
+    rows_of: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+    values: dict[tuple[str, str, int], int] = field(default_factory=dict)
 
     def add(self, row: int, fragment: dict[str, Any], observed: str) -> None:
         entity_id = str(fragment["id"])
@@ -157,8 +157,8 @@ class _Fragments:
                 found.update({name: fragment[name] for name in names})
                 break
             round_ += 1
-        self.rows_of.setdefault(entity_id, []).append(row)
-        self.values[entity_id] = self.values.get(entity_id, 0) + len(names)
+        self.rows_of.setdefault(key, []).append(row)
+        self.values[key] = self.values.get(key, 0) + len(names)
 
 
 def _device_row(
@@ -294,21 +294,21 @@ def _import_batch(
             bad.append(BadRow(number, "ingest.import.bad_row"))
     if not out.by_key:
         return 0
+    keys = list(out.by_key)
     result = context_flows.write_entities(
         runtime=runtime,
         session=session,
         tenant=tenant,
-        entities=list(out.by_key.values()),
+        entities=[out.by_key[key] for key in keys],
         mode="upsert",
     )
-    refused: set[str] = set()
-    for error in result.errors:
-        entity_id = str(error.get("entityId"))
+    # A refused fragment is one entity at one time: only its rows are bad.
+    refused = {keys[index] for index in result.failed}
+    for index, error in sorted(result.failed.items()):
         detail = (error.get("error") or {}).get("detail") or ""
-        refused.add(entity_id)
-        for number in out.rows_of.get(entity_id, []):
+        for number in out.rows_of.get(keys[index], []):
             bad.append(BadRow(number, "ingest.refused.store_error", {"detail": detail}))
-    return sum(count for entity_id, count in out.values.items() if entity_id not in refused)
+    return sum(count for key, count in out.values.items() if key not in refused)
 
 
 def import_file(

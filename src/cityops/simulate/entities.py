@@ -62,7 +62,9 @@ def _static(asset: Asset) -> dict[str, Any]:
     if kind == "school":
         return {"category": ["school"], "capacity": p["places"]}
     if kind == "parking":
-        return {"totalSpotNumber": p["spots"], "category": ["onStreet", "feeCharged"]}
+        # OnStreetParking's categories are about charging and use; "onStreet" belongs to
+        # ParkingSpot, and the entity type already says it.
+        return {"totalSpotNumber": p["spots"], "category": ["feeCharged"]}
     if kind == "river_level":
         return {"alarmLevel1": p["alarm1"], "alarmLevel2": p["alarm2"], "alarmLevel3": p["alarm3"]}
     if kind == "reservoir":
