@@ -410,6 +410,7 @@ def test_notification_triggers(
             "type": "GeoProperty",
             "value": {"type": "Point", "coordinates": [107.0, 10.95]},
         },
+        "dateObserved": {"type": "Property", "value": "2026-11-20T02:55:00Z"},
         "pm25": {"type": "Property", "value": 20},
     }
     assert client.post(f"{BASE}/entities", json=new_station, headers=admin).status_code == 201
