@@ -19,10 +19,14 @@ from cityops.core.config import Settings
 from cityops.core.errors import install_error_handlers
 from cityops.core.logging import configure_logging
 from cityops.core.metrics import RequestContextMiddleware
+from cityops.core.outbox_smtp import CHANNEL as SMTP_CHANNEL
+from cityops.core.outbox_smtp import smtp_configured, smtp_sender
 from cityops.core.runtime import Runtime
 from cityops.ingest import api as ingest_api
 from cityops.ingest import jobs as ingest_jobs
 from cityops.ingest.mqtt import MqttBridge
+from cityops.notify import api as notify_api
+from cityops.notify import flows as notify_flows
 from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
 from cityops.units import service as unit_service
@@ -36,6 +40,9 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     import_models()
     runtime = Runtime.build(settings, packages=MESSAGE_PACKAGES, clock=clock)
     auth_flows.install(runtime)
+    if runtime.outbox is not None and smtp_configured(settings):
+        runtime.outbox.register_sender(SMTP_CHANNEL, smtp_sender(settings))
+    notify_flows.install(runtime)
     return runtime
 
 
@@ -102,6 +109,7 @@ def create_app(
     app.include_router(units_api.router, prefix=API_PREFIX)
     app.include_router(context_api.router)
     app.include_router(ingest_api.router, prefix=API_PREFIX)
+    app.include_router(notify_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",
