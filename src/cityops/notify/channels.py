@@ -34,8 +34,10 @@ import unicodedata
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.policy import compat32
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -62,19 +64,24 @@ def build_email(
     at: datetime,
 ) -> bytes:
     """Return a complete RFC 5322 message (UTF-8 subject and body, diacritics intact)."""
-    message = EmailMessage(policy=SMTP)
-    message["From"] = settings.smtp_from
-    message["To"] = formataddr((to_name, to_address)) if to_name else to_address
-    message["Subject"] = subject
+    # The legacy API on purpose: its Header encodes the subject as whole encoded words, where
+    # Python 3.11's folding of long non-ASCII headers drops the space at a fold ("đượcchuyển").
+    utf8 = Charset("utf-8")
+    # Quoted-printable keeps the message 7-bit clean for any relay, Vietnamese text included.
+    utf8.body_encoding = QP
+    message: Message[str, str | Header] = Message()
+    message.set_payload(body, utf8)  # text/plain; charset="utf-8", quoted-printable
+    sender_name, sender_address = parseaddr(settings.smtp_from)
+    message["From"] = formataddr((sender_name, sender_address), charset="utf-8")
+    message["To"] = formataddr((to_name or "", to_address), charset="utf-8")
+    message["Subject"] = Header(subject, "utf-8")
     message["Date"] = format_datetime(at)
-    domain = parseaddr(settings.smtp_from)[1].rpartition("@")[2] or "cityops.local"
+    domain = sender_address.rpartition("@")[2] or "cityops.local"
     message["Message-ID"] = make_msgid(domain=domain)
     message["Content-Language"] = language
     # RFC 3834: an automatic message; auto-responders should not answer it.
     message["Auto-Submitted"] = "auto-generated"
-    # Quoted-printable keeps the message 7-bit clean for any relay, Vietnamese text included.
-    message.set_content(body, charset="utf-8", cte="quoted-printable")
-    return message.as_bytes()
+    return message.as_bytes(policy=compat32.clone(linesep="\r\n"))
 
 
 # --- SMS and Zalo gateways -------------------------------------------------------------------

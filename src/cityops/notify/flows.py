@@ -564,17 +564,38 @@ def _write(
     return count
 
 
-def route_event(*, runtime: Runtime, session: Session, event: Event) -> int:
-    """Queue the notifications an alert or incident event causes; return how many."""
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The notifications one event causes, ready to write."""
+
+    rows: list[Outgoing]
+    now: datetime
+    source_ref: str
+
+    def write(self, session: Session) -> int:
+        """Queue the rows in the session's transaction; return how many."""
+        return _write(
+            session=session, rows=self.rows, now=self.now, source=SOURCE, source_ref=self.source_ref
+        )
+
+
+def plan_event(*, runtime: Runtime, session: Session, event: Event) -> Planned | None:
+    """Work out the notifications an event causes (None: none); writes nothing."""
     notice = read_event(event)
     if notice is None:
-        return 0
+        return None
     now = runtime.clock.now()
     rows = plan(runtime=runtime, directory=get_directory(runtime, session), notice=notice, now=now)
     if not rows:
-        return 0
+        return None
     ref = f"{event.type}:{notice.ref_id}" if notice.ref_id is not None else event.type
-    return _write(session=session, rows=rows, now=now, source=SOURCE, source_ref=ref)
+    return Planned(rows=rows, now=now, source_ref=ref)
+
+
+def route_event(*, runtime: Runtime, session: Session, event: Event) -> int:
+    """Queue the notifications an alert or incident event causes; return how many."""
+    planned = plan_event(runtime=runtime, session=session, event=event)
+    return 0 if planned is None else planned.write(session)
 
 
 # --- test messages ---------------------------------------------------------------------------
@@ -737,15 +758,15 @@ def install(runtime: Runtime) -> None:
         if not event.type.startswith(FAMILIES):
             return
         try:
-            # A savepoint: a failure here loses these notifications (logged and counted), never
-            # the alert or incident change that published the event.
-            with session.begin_nested():
-                count = route_event(runtime=runtime, session=session, event=event)
+            planned = plan_event(runtime=runtime, session=session, event=event)
         except Exception:
+            # A failure to work out the notifications (a bug, an odd payload) loses them,
+            # logged and counted; it must not undo the alert or incident change itself.
             metrics.failures.inc()
             log.exception("notification routing failed", extra={"event_type": event.type})
             return
-        metrics.queued.inc(count)
+        if planned is not None:
+            metrics.queued.inc(planned.write(session))
 
     runtime.bus.subscribe_in_transaction("*", on_event)
     _watch_changes(runtime)

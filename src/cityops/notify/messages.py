@@ -61,6 +61,10 @@ def _severity(value: Any) -> Severity:
         return Severity.MEDIUM  # an unknown severity is neither hidden nor treated as critical
 
 
+def _items(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def _words(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value.lower()]
@@ -119,7 +123,7 @@ def read_event(event: Event) -> Notice | None:
         )
     if not event.type.startswith("incidents."):
         return None
-    departments = [_text(code) for code in data.get("department_codes") or () if _text(code)]
+    departments = [_text(code) for code in _items(data.get("department_codes")) if _text(code)]
     main = _text(data.get("department_code"))
     if main and main not in departments:
         departments.insert(0, main)
@@ -136,7 +140,7 @@ def read_event(event: Event) -> Notice | None:
             kind = EventKind.INCIDENT_STATUS
     targets = frozenset(
         user_id
-        for user_id in (_int(item) for item in data.get("notify_user_ids") or ())
+        for user_id in (_int(item) for item in _items(data.get("notify_user_ids")))
         if user_id is not None
     )
     return Notice(
