@@ -82,6 +82,23 @@ def test_a_receiver_that_is_down_gets_the_message_when_it_is_back(
     assert [r.json()["n"] for r in http_receiver.wait_for(2)] == [1, 2]
 
 
+def test_a_later_message_does_not_overtake_one_waiting_for_its_retry(
+    runtime: Runtime, http_receiver: Receiver, clock: FrozenClock
+) -> None:
+    http_receiver.stop()
+    _queue(runtime, f"{http_receiver.url}/hook", '{"n": 1}')
+    assert runtime.outbox is not None
+    assert runtime.outbox.run_once() == 0
+    # The receiver is back and a second message is due at once; the first is still in backoff.
+    http_receiver.start()
+    _queue(runtime, f"{http_receiver.url}/hook", '{"n": 2}')
+    assert runtime.outbox.run_once() == 0
+    assert http_receiver.requests == []
+    clock.advance(timedelta(minutes=1))
+    assert runtime.outbox.drain() == 2
+    assert [r.json()["n"] for r in http_receiver.wait_for(2)] == [1, 2]
+
+
 def test_a_server_error_is_retried_and_a_client_error_is_final(
     runtime: Runtime, http_receiver: Receiver, clock: FrozenClock
 ) -> None:

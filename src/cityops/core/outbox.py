@@ -145,7 +145,10 @@ def enqueue(
     max_attempts: int = 10,
     not_before: datetime | None = None,
 ) -> None:
-    """Queue a message in the caller's transaction (it is sent only if that transaction commits)."""
+    """Queue a message in the caller's transaction (it is sent only if that transaction commits).
+
+    `not_before` holds the message until then, and with it every later message of its owner.
+    """
     body = payload.encode() if isinstance(payload, str) else payload
     session.execute(
         insert(OutboxMessage).values(
@@ -320,11 +323,9 @@ class Dispatcher:
         with self.session_factory() as session:
             rows = session.scalars(
                 select(OutboxMessage)
-                .where(
-                    OutboxMessage.owner == owner,
-                    OutboxMessage.status == PENDING,
-                    OutboxMessage.next_attempt_at <= now,
-                )
+                # Every pending message of the owner, due or not: one waiting for its retry
+                # (or held by `not_before`) must not be overtaken by a later one.
+                .where(OutboxMessage.owner == owner, OutboxMessage.status == PENDING)
                 .order_by(OutboxMessage.id)
                 .limit(self.batch)
             ).all()
@@ -344,8 +345,11 @@ class Dispatcher:
                 for row in rows
             ]
             limits = {row.id: row.max_attempts for row in rows}
+            due = {row.id: row.next_attempt_at <= now for row in rows}
         delivered = 0
         for parcel in parcels:
+            if not due[parcel.id]:
+                break  # keep this owner's order: the rest wait for the earliest one
             sender = self.senders.get(parcel.channel)
             if sender is None:
                 result = Delivery(ok=False, error=f"no sender for channel {parcel.channel!r}")

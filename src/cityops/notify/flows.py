@@ -76,10 +76,14 @@ _STALE = "notify.directory_stale"
 # One test message per channel and user per minute: an SMS costs money.
 TEST_INTERVAL = timedelta(minutes=1)
 WEBHOOK_OWNER = "notify:webhook:"
+QUIET_SUFFIX = ":quiet"
 
 
 def owner_key(channel: str, recipient: int | str) -> str:
-    """The outbox owner of a recipient's messages on a channel (delivered in order)."""
+    """The outbox owner of a recipient's messages on a channel (delivered in order).
+
+    Messages held by quiet hours use this key plus `:quiet`, in order among themselves.
+    """
     return f"notify:{channel}:{recipient}"
 
 
@@ -424,9 +428,11 @@ def plan(
 
 
 def _hold(message: Outgoing, until: datetime) -> Outgoing:
+    # Held messages queue under an owner of their own: the outbox keeps an owner's order, so
+    # on the recipient's main owner a held message would also hold back a critical one.
     return Outgoing(
         channel=message.channel,
-        owner=message.owner,
+        owner=f"{message.owner}{QUIET_SUFFIX}",
         target=message.target,
         payload=message.payload,
         content_type=message.content_type,
