@@ -51,10 +51,11 @@ class SmtpSink:
         self.port = 0
 
     def start(self) -> None:
-        """Listen on a free port."""
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
+        """Listen on a free port (on the same port as before after a stop)."""
+        if not self.port:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                self.port = int(sock.getsockname()[1])
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
         self._controller.start()
 
