@@ -60,6 +60,7 @@ def test_every_kind_renders_completely_in_both_languages() -> None:
             translate=translate,
             settings=settings,
             unit_names={"26017": ("Phường Tam Hiệp", None)},
+            at=T0,
         )
         for lang in ("vi", "en"):
             rendered = renderer.render(kind, lang)

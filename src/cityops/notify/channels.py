@@ -32,7 +32,7 @@ import json
 import re
 import unicodedata
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.charset import QP, Charset
 from email.header import Header
@@ -53,17 +53,31 @@ _PLACEHOLDER = re.compile(r"\{(phone|phone_national|zalo_user_id|message)\}")
 # --- e-mail ----------------------------------------------------------------------------------
 
 
-def build_email(
-    *,
-    settings: Settings,
-    to_address: str,
-    to_name: str | None,
-    subject: str,
-    body: str,
-    language: str,
-    at: datetime,
-) -> bytes:
-    """Return a complete RFC 5322 message (UTF-8 subject and body, diacritics intact)."""
+@dataclass(frozen=True, slots=True)
+class EmailDraft:
+    """An e-mail written once for every recipient of a notice; `to` addresses a copy."""
+
+    head: bytes  # the common header lines, CRLF-terminated
+    body: bytes  # the blank line and the encoded body
+    domain: str  # of the sender, for Message-IDs
+
+    def to(self, address: str, name: str | None) -> bytes:
+        """Return the complete message for one recipient (its own To and Message-ID)."""
+        to = formataddr((name or "", address), charset="utf-8")
+        message_id = make_msgid(domain=self.domain)
+        return b"".join(
+            [self.head, f"To: {to}\r\nMessage-ID: {message_id}\r\n".encode("ascii"), self.body]
+        )
+
+
+def draft_email(
+    *, settings: Settings, subject: str, body: str, language: str, at: datetime
+) -> EmailDraft:
+    """Write an RFC 5322 message (UTF-8 subject and body, diacritics intact) but its addressee.
+
+    Rendering a message is the costly part of routing (tens of recipients per event): it is
+    done once per wording, and each recipient's copy only adds its own two header lines.
+    """
     # The legacy API on purpose: its Header encodes the subject as whole encoded words, where
     # Python 3.11's folding of long non-ASCII headers drops the space at a fold ("đượcchuyển").
     utf8 = Charset("utf-8")
@@ -73,15 +87,18 @@ def build_email(
     message.set_payload(body, utf8)  # text/plain; charset="utf-8", quoted-printable
     sender_name, sender_address = parseaddr(settings.smtp_from)
     message["From"] = formataddr((sender_name, sender_address), charset="utf-8")
-    message["To"] = formataddr((to_name or "", to_address), charset="utf-8")
     message["Subject"] = Header(subject, "utf-8")
     message["Date"] = format_datetime(at)
-    domain = sender_address.rpartition("@")[2] or "cityops.local"
-    message["Message-ID"] = make_msgid(domain=domain)
     message["Content-Language"] = language
     # RFC 3834: an automatic message; auto-responders should not answer it.
     message["Auto-Submitted"] = "auto-generated"
-    return message.as_bytes(policy=compat32.clone(linesep="\r\n"))
+    raw = message.as_bytes(policy=compat32.clone(linesep="\r\n"))
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    return EmailDraft(
+        head=head + b"\r\n",
+        body=b"\r\n" + rest,
+        domain=sender_address.rpartition("@")[2] or "cityops.local",
+    )
 
 
 # --- SMS and Zalo gateways -------------------------------------------------------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time as monotonic_time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from fnmatch import fnmatchcase
@@ -397,6 +397,7 @@ def plan(
         translate=runtime.translate,
         settings=settings,
         unit_names=directory.unit_names,
+        at=now,
     )
     available = set(available_channels(settings))
     zone = ZoneInfo(settings.timezone)
@@ -419,7 +420,6 @@ def plan(
                 recipient=recipient,
                 kind=pick.kind,
                 channel=Channel(channel),
-                now=now,
             )
             if message is not None:
                 rows.append(message if held is None else _hold(message, held))
@@ -448,18 +448,16 @@ def _message(
     recipient: Recipient,
     kind: EventKind,
     channel: Channel,
-    now: datetime,
 ) -> Outgoing | None:
-    rendered = renderer.render(kind, recipient.language)
+    lang = recipient.language
+    rendered = renderer.render(kind, lang)
     return _addressed(
         settings=settings,
         recipient=recipient,
         channel=channel,
-        subject=rendered.subject,
-        body=rendered.body,
+        draft=(lambda: renderer.draft(kind, lang)),
         short=rendered.sms,
         long=rendered.zalo,
-        now=now,
     )
 
 
@@ -468,11 +466,9 @@ def _addressed(
     settings: Settings,
     recipient: Recipient,
     channel: Channel,
-    subject: str,
-    body: str,
+    draft: Callable[[], channels.EmailDraft],
     short: str,
     long: str,
-    now: datetime,
 ) -> Outgoing | None:
     """Write one message for a recipient on a channel; None if they have no address there."""
     owner = owner_key(channel, recipient.id)
@@ -480,20 +476,11 @@ def _addressed(
     if channel is Channel.EMAIL:
         if not recipient.email:
             return None
-        payload = channels.build_email(
-            settings=settings,
-            to_address=recipient.email,
-            to_name=recipient.full_name,
-            subject=subject,
-            body=body,
-            language=recipient.language,
-            at=now,
-        )
         return Outgoing(
             channel=OUTBOX_CHANNELS[channel],
             owner=owner,
             target=recipient.email,
-            payload=payload,
+            payload=draft().to(recipient.email, recipient.full_name),
             content_type="message/rfc822",
         )
     if channel is Channel.SMS:
@@ -652,11 +639,11 @@ def send_test(
         settings=settings,
         recipient=recipient,
         channel=channel,
-        subject=subject,
-        body=body,
+        draft=lambda: channels.draft_email(
+            settings=settings, subject=subject, body=body, language=lang, at=now
+        ),
         short=short[: channels.SMS_MAX],
         long=f"{subject}\n{body}",
-        now=now,
     )
     if message is None:
         missing = {

@@ -19,7 +19,7 @@ from cityops.core.config import Settings
 from cityops.core.events import Event
 from cityops.core.i18n import Translator
 from cityops.core.security import Permission
-from cityops.notify.channels import SMS_MAX, ZALO_MAX, unaccent
+from cityops.notify.channels import SMS_MAX, ZALO_MAX, EmailDraft, draft_email, unaccent
 from cityops.notify.enums import EventKind, Severity
 
 ALERT_KINDS = {
@@ -179,13 +179,16 @@ class Renderer:
         translate: Translator,
         settings: Settings,
         unit_names: Mapping[str, tuple[str, str | None]],
+        at: datetime,
     ) -> None:
         self.notice = notice
+        self.at = at
         self.translate = translate
         self.settings = settings
         self.unit_names = unit_names
         self.zone = ZoneInfo(settings.timezone)
         self._done: dict[tuple[EventKind, str], Rendered] = {}
+        self._drafts: dict[tuple[EventKind, str], EmailDraft] = {}
 
     def render(self, kind: EventKind, language: str) -> Rendered:
         """Return the messages of this notice for a kind, in a language."""
@@ -193,6 +196,21 @@ class Renderer:
         found = self._done.get(key)
         if found is None:
             found = self._done[key] = self._render(kind, language)
+        return found
+
+    def draft(self, kind: EventKind, language: str) -> EmailDraft:
+        """Return the e-mail of this notice for a kind and language, to address per recipient."""
+        key = (kind, language)
+        found = self._drafts.get(key)
+        if found is None:
+            rendered = self.render(kind, language)
+            found = self._drafts[key] = draft_email(
+                settings=self.settings,
+                subject=rendered.subject,
+                body=rendered.body,
+                language=language,
+                at=self.at,
+            )
         return found
 
     def _render(self, kind: EventKind, lang: str) -> Rendered:
