@@ -43,6 +43,35 @@ def test_messages_of_one_owner_arrive_in_order(runtime: Runtime, http_receiver: 
     assert all(m.status == outbox.DELIVERED and m.attempts == 1 for m in _messages(runtime))
 
 
+def test_many_messages_are_queued_in_one_statement_and_keep_their_order(
+    runtime: Runtime, http_receiver: Receiver
+) -> None:
+    with unit_of_work(runtime.session_factory) as session:
+        queued = outbox.enqueue_many(
+            session=session,
+            now=runtime.clock.now(),
+            messages=[
+                outbox.Outgoing(
+                    channel="http",
+                    owner="fan-out",
+                    source="test",
+                    source_ref="ref",
+                    target=f"{http_receiver.url}/hook",
+                    payload=f'{{"n": {n}}}'.encode(),
+                    headers={"X-N": str(n)},
+                )
+                for n in range(3)
+            ],
+        )
+        assert outbox.enqueue_many(session=session, now=runtime.clock.now(), messages=[]) == 0
+    assert queued == 3
+    assert runtime.outbox is not None
+    assert runtime.outbox.drain() == 3
+    received = http_receiver.wait_for(3)
+    assert [(r.json()["n"], r.headers["X-N"]) for r in received] == [(0, "0"), (1, "1"), (2, "2")]
+    assert {m.source_ref for m in _messages(runtime)} == {"ref"}
+
+
 def test_rolled_back_transaction_sends_nothing(runtime: Runtime, http_receiver: Receiver) -> None:
     session = runtime.session_factory()
     outbox.enqueue(
