@@ -216,6 +216,8 @@ class Directory:
 
 def build_directory(*, session: Session) -> Directory:
     """Read users, their scopes and preferences, unit names and enabled webhooks."""
+    # Units first: resolving scopes then finds them in the session instead of one query each.
+    units, _ = unit_service.get_all(session=session, limit=100_000)
     users = []
     offset = 0
     while True:
@@ -254,7 +256,6 @@ def build_directory(*, session: Session) -> Directory:
                 prefs=preferences_of(prefs.get(user.id)),
             )
         )
-    units, _ = unit_service.get_all(session=session, limit=100_000)
     webhooks, _ = service.get_all_webhooks(session=session, enabled=True, limit=None)
     subtrees: dict[str, frozenset[str]] = {}
     targets = []
