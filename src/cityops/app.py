@@ -20,10 +20,14 @@ from cityops.core.config import Settings
 from cityops.core.errors import install_error_handlers
 from cityops.core.logging import configure_logging
 from cityops.core.metrics import RequestContextMiddleware
+from cityops.core.outbox_smtp import CHANNEL as SMTP_CHANNEL
+from cityops.core.outbox_smtp import smtp_configured, smtp_sender
 from cityops.core.runtime import Runtime
 from cityops.ingest import api as ingest_api
 from cityops.ingest import jobs as ingest_jobs
 from cityops.ingest.mqtt import MqttBridge
+from cityops.notify import api as notify_api
+from cityops.notify import flows as notify_flows
 from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
 from cityops.units import service as unit_service
@@ -39,7 +43,10 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     auth_flows.install(runtime)
     if runtime.outbox is not None:
         runtime.outbox.register_sender("mqtt", outbox_mqtt.mqtt_sender())
+        if smtp_configured(settings):
+            runtime.outbox.register_sender(SMTP_CHANNEL, smtp_sender(settings))
     context_subscriptions.install(runtime)
+    notify_flows.install(runtime)
     return runtime
 
 
@@ -109,6 +116,7 @@ def create_app(
     app.include_router(context_api.router)
     app.include_router(context_api.platform_router, prefix=API_PREFIX)
     app.include_router(ingest_api.router, prefix=API_PREFIX)
+    app.include_router(notify_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",

@@ -43,6 +43,35 @@ def test_messages_of_one_owner_arrive_in_order(runtime: Runtime, http_receiver: 
     assert all(m.status == outbox.DELIVERED and m.attempts == 1 for m in _messages(runtime))
 
 
+def test_many_messages_are_queued_in_one_statement_and_keep_their_order(
+    runtime: Runtime, http_receiver: Receiver
+) -> None:
+    with unit_of_work(runtime.session_factory) as session:
+        queued = outbox.enqueue_many(
+            session=session,
+            now=runtime.clock.now(),
+            messages=[
+                outbox.Outgoing(
+                    channel="http",
+                    owner="fan-out",
+                    source="test",
+                    source_ref="ref",
+                    target=f"{http_receiver.url}/hook",
+                    payload=f'{{"n": {n}}}'.encode(),
+                    headers={"X-N": str(n)},
+                )
+                for n in range(3)
+            ],
+        )
+        assert outbox.enqueue_many(session=session, now=runtime.clock.now(), messages=[]) == 0
+    assert queued == 3
+    assert runtime.outbox is not None
+    assert runtime.outbox.drain() == 3
+    received = http_receiver.wait_for(3)
+    assert [(r.json()["n"], r.headers["X-N"]) for r in received] == [(0, "0"), (1, "1"), (2, "2")]
+    assert {m.source_ref for m in _messages(runtime)} == {"ref"}
+
+
 def test_rolled_back_transaction_sends_nothing(runtime: Runtime, http_receiver: Receiver) -> None:
     session = runtime.session_factory()
     outbox.enqueue(
@@ -77,6 +106,23 @@ def test_a_receiver_that_is_down_gets_the_message_when_it_is_back(
     # Not due yet: the backoff holds it back.
     assert runtime.outbox.run_once() == 0
     http_receiver.start()
+    clock.advance(timedelta(minutes=1))
+    assert runtime.outbox.drain() == 2
+    assert [r.json()["n"] for r in http_receiver.wait_for(2)] == [1, 2]
+
+
+def test_a_later_message_does_not_overtake_one_waiting_for_its_retry(
+    runtime: Runtime, http_receiver: Receiver, clock: FrozenClock
+) -> None:
+    http_receiver.stop()
+    _queue(runtime, f"{http_receiver.url}/hook", '{"n": 1}')
+    assert runtime.outbox is not None
+    assert runtime.outbox.run_once() == 0
+    # The receiver is back and a second message is due at once; the first is still in backoff.
+    http_receiver.start()
+    _queue(runtime, f"{http_receiver.url}/hook", '{"n": 2}')
+    assert runtime.outbox.run_once() == 0
+    assert http_receiver.requests == []
     clock.advance(timedelta(minutes=1))
     assert runtime.outbox.drain() == 2
     assert [r.json()["n"] for r in http_receiver.wait_for(2)] == [1, 2]

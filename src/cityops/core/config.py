@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,29 @@ class Environment(StrEnum):
 
     DEV = "dev"
     PRODUCTION = "production"
+
+
+# Placeholders a gateway body template may hold; values are inserted JSON-escaped.
+GATEWAY_PLACEHOLDERS = ("{phone}", "{phone_national}", "{zalo_user_id}", "{message}")
+
+
+def _check_gateway(name: str, url: str, template: str) -> None:
+    """Refuse a gateway whose URL is not HTTP(S) or whose body template does not render to JSON."""
+    if not url:
+        return
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"CITYOPS_{name.upper()}_URL must be an http:// or https:// URL")
+    sample = template
+    for placeholder in GATEWAY_PLACEHOLDERS:
+        # A value with a quote and a backslash proves the placeholder sits inside a JSON string.
+        sample = sample.replace(placeholder, json.dumps('x"\\y')[1:-1])
+    try:
+        json.loads(sample)
+    except ValueError as exc:
+        raise ValueError(
+            f"CITYOPS_{name.upper()}_TEMPLATE must be JSON once its placeholders are filled in "
+            f"(put each placeholder inside a JSON string): {exc}"
+        ) from exc
 
 
 class Settings(BaseSettings):
@@ -57,6 +81,32 @@ class Settings(BaseSettings):
     secure_cookies: bool | None = None
     # Build in-memory indexes (point → unit) at start-up instead of on the first request.
     warm_start: bool = True
+    # The address people open CityOps at: links in notifications point there.
+    public_url: str = "http://localhost:8000"
+
+    # E-mail over SMTP (notifications); no host: e-mail is off.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "CityOps <noreply@localhost>"
+    # none: plain SMTP (a local relay); starttls: upgrade on port 587; tls: implicit TLS (465).
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_timeout: float = Field(default=10.0, gt=0, le=120)
+    # SMS and Zalo through an HTTP gateway: POST to the URL with these headers (an API key) and
+    # the body template, whose {phone} / {phone_national} / {zalo_user_id} / {message}
+    # placeholders are filled in JSON-escaped. No URL: the channel is off.
+    sms_gateway_url: str = ""
+    sms_gateway_headers: dict[str, str] = Field(default_factory=dict)
+    sms_gateway_template: str = '{"to": "{phone}", "text": "{message}"}'
+    # Strip diacritics from SMS text: 160 plain characters fit one SMS, 70 accented ones do.
+    sms_unaccented: bool = True
+    zalo_gateway_url: str = ""
+    zalo_gateway_headers: dict[str, str] = Field(default_factory=dict)
+    zalo_gateway_template: str = (
+        '{"recipient": {"user_id": "{zalo_user_id}"}, "message": {"text": "{message}"}}'
+    )
+    gateway_timeout: float = Field(default=10.0, gt=0, le=120)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -66,6 +116,9 @@ class Settings(BaseSettings):
             self.log_json = self.env is Environment.PRODUCTION
         if self.secure_cookies is None:
             self.secure_cookies = self.env is Environment.PRODUCTION
+        self.public_url = self.public_url.rstrip("/")
+        _check_gateway("sms_gateway", self.sms_gateway_url, self.sms_gateway_template)
+        _check_gateway("zalo_gateway", self.zalo_gateway_url, self.zalo_gateway_template)
         if self.env is Environment.PRODUCTION and len(self.secret_key) < 32:
             raise ValueError(
                 "CITYOPS_SECRET_KEY must be set to at least 32 characters in production "
@@ -91,6 +144,9 @@ class Settings(BaseSettings):
         """Settings safe to print: secrets and passwords in URLs are hidden."""
         data = self.model_dump(mode="json")
         data["secret_key"] = "***" if self.secret_key else ""
+        data["smtp_password"] = "***" if self.smtp_password else ""
+        for name in ("sms_gateway_headers", "zalo_gateway_headers"):
+            data[name] = dict.fromkeys(data[name], "***")
         from sqlalchemy.engine import make_url
 
         data["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)

@@ -25,7 +25,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -145,7 +145,10 @@ def enqueue(
     max_attempts: int = 10,
     not_before: datetime | None = None,
 ) -> None:
-    """Queue a message in the caller's transaction (it is sent only if that transaction commits)."""
+    """Queue a message in the caller's transaction (it is sent only if that transaction commits).
+
+    `not_before` holds the message until then, and with it every later message of its owner.
+    """
     body = payload.encode() if isinstance(payload, str) else payload
     session.execute(
         insert(OutboxMessage).values(
@@ -164,6 +167,51 @@ def enqueue(
             next_attempt_at=not_before or now,
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for `enqueue_many`: the arguments `enqueue` takes, as a value."""
+
+    channel: str
+    owner: str
+    source: str
+    target: str
+    payload: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] | None = None
+    source_ref: str | None = None
+    max_attempts: int = 10
+    not_before: datetime | None = None
+
+
+def enqueue_many(*, session: Session, now: datetime, messages: Sequence[Outgoing]) -> int:
+    """Queue messages in the caller's transaction with one multi-row statement; return how many.
+
+    For fan-out (one event, tens of recipients), where a statement per message would cost more
+    than deciding and writing the messages themselves.
+    """
+    rows = [
+        {
+            "channel": m.channel,
+            "owner": m.owner[:300],
+            "source": m.source,
+            "source_ref": m.source_ref,
+            "target": m.target,
+            "headers": m.headers or {},
+            "content_type": m.content_type,
+            "payload": m.payload,
+            "status": PENDING,
+            "attempts": 0,
+            "max_attempts": m.max_attempts,
+            "created_at": now,
+            "next_attempt_at": m.not_before or now,
+        }
+        for m in messages
+    ]
+    if rows:
+        session.execute(insert(OutboxMessage), rows)
+    return len(rows)
 
 
 def get_all(
@@ -320,11 +368,9 @@ class Dispatcher:
         with self.session_factory() as session:
             rows = session.scalars(
                 select(OutboxMessage)
-                .where(
-                    OutboxMessage.owner == owner,
-                    OutboxMessage.status == PENDING,
-                    OutboxMessage.next_attempt_at <= now,
-                )
+                # Every pending message of the owner, due or not: one waiting for its retry
+                # (or held by `not_before`) must not be overtaken by a later one.
+                .where(OutboxMessage.owner == owner, OutboxMessage.status == PENDING)
                 .order_by(OutboxMessage.id)
                 .limit(self.batch)
             ).all()
@@ -344,8 +390,11 @@ class Dispatcher:
                 for row in rows
             ]
             limits = {row.id: row.max_attempts for row in rows}
+            due = {row.id: row.next_attempt_at <= now for row in rows}
         delivered = 0
         for parcel in parcels:
+            if not due[parcel.id]:
+                break  # keep this owner's order: the rest wait for the earliest one
             sender = self.senders.get(parcel.channel)
             if sender is None:
                 result = Delivery(ok=False, error=f"no sender for channel {parcel.channel!r}")
