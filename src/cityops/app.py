@@ -27,6 +27,7 @@ from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
 from cityops.units import service as unit_service
 from cityops.web import api as web_api
+from cityops.web import stream as web_stream
 
 API_PREFIX = "/api/v1"
 
@@ -36,6 +37,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     import_models()
     runtime = Runtime.build(settings, packages=MESSAGE_PACKAGES, clock=clock)
     auth_flows.install(runtime)
+    web_stream.install(runtime)
     return runtime
 
 
@@ -102,6 +104,7 @@ def create_app(
     app.include_router(units_api.router, prefix=API_PREFIX)
     app.include_router(context_api.router)
     app.include_router(ingest_api.router, prefix=API_PREFIX)
+    app.include_router(web_stream.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",
