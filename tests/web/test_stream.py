@@ -11,7 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
+import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -26,7 +28,7 @@ from cityops.core.runtime import Runtime
 from cityops.web.models import StreamEvent
 from cityops.web.stream import Position, Subscription, hub_of, purge
 
-from .live import LiveServer, SseClient, SseEvent
+from .live import TLS, LiveServer, SseClient, SseEvent
 
 API = "/api/v1"
 STREAM = f"{API}/stream"
@@ -187,12 +189,12 @@ def unit_of(runtime: Runtime, entity_id: str) -> str:
 
 def patch_pm25(base: str, admin: Headers, entity_id: str, value: float) -> None:
     """Change a station's PM2.5 through the NGSI-LD API of a live server."""
-    response = httpx.patch(
-        f"{base}{NGSI}/entities/{entity_id}/attrs",
-        json={"pm25": {"type": "Property", "value": value, "unitCode": "GQ"}},
-        headers={**admin, "Content-Type": "application/json"},
-        timeout=10,
-    )
+    with httpx.Client(verify=TLS, timeout=10) as http:
+        response = http.patch(
+            f"{base}{NGSI}/entities/{entity_id}/attrs",
+            json={"pm25": {"type": "Property", "value": value, "unitCode": "GQ"}},
+            headers={**admin, "Content-Type": "application/json"},
+        )
     assert response.status_code == 204, response.text
 
 
@@ -697,3 +699,35 @@ def test_the_log_keeps_a_week(runtime: Runtime, clock: FrozenClock) -> None:
         kept = session.scalars(select(StreamEvent.data)).all()
     assert [row["alert_id"] for row in kept] == [recent.data["alert_id"]]
     assert "stream.purge" in runtime.jobs.jobs
+
+
+# --- generated input --------------------------------------------------------------------------
+
+_STREAM_SCHEMA = schemathesis.openapi.from_dict(
+    create_app(Settings(database_url="sqlite://", secret_key="openapi-only-" + "x" * 32)).openapi()
+).include(path=STREAM)
+
+
+@_STREAM_SCHEMA.parametrize()
+@hypothesis.settings(
+    max_examples=40, deadline=None, suppress_health_check=list(hypothesis.HealthCheck)
+)
+def test_no_input_makes_the_stream_fail(
+    case: schemathesis.Case, live: LiveServer, login_as: Callable[..., Headers], runtime: Runtime
+) -> None:
+    if "fuzz-admin" not in runtime.caches:
+        runtime.caches["fuzz-admin"] = login_as("admin")
+    kwargs = case.as_transport_kwargs(base_url=live.url)
+    for extra in ({}, runtime.caches["fuzz-admin"]):
+        with (
+            httpx.Client(verify=TLS, timeout=10, cookies=kwargs.get("cookies")) as http,
+            http.stream(
+                kwargs["method"],
+                kwargs["url"],
+                params=kwargs.get("params"),
+                headers={**(kwargs.get("headers") or {}), **extra},
+            ) as response,
+        ):
+            assert response.status_code < 500, (case.as_curl_command(), response.read())
+            if response.status_code == 200:
+                assert next(response.iter_lines()).startswith("retry:")

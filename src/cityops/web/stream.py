@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -106,6 +107,7 @@ HUB_KEY = "web.stream_hub"
 RETRY_MS = 2000  # the reconnection delay suggested to EventSource clients
 PAGE = 500  # durable rows per database read
 RECENT_ROWS = 4096  # durable rows the hub keeps in memory for its clients
+RING_BATCH_SECONDS = 0.02  # under a flood, streams wake for entity changes at most this often
 COALESCE_AFTER = 500  # waiting entity changes past which a client gets one per attribute
 MAX_LAG = 10_000  # waiting entity changes past which a client is reset to the present
 CHUNK_BYTES = 64 * 1024  # bytes of events written to the socket at once
@@ -233,7 +235,7 @@ def purge(runtime: Runtime) -> int:
 # --- what is sent ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Item:
     """One event ready to send: what filtering needs, and its `event:` and `data:` lines."""
 
@@ -252,6 +254,10 @@ def _body(event_type: str, data: dict[str, Any], at: str, correlation_id: str) -
     return f"event: {event_type}\ndata: {dumps(payload)}\n"
 
 
+# The changes of one write share their time: format it once.
+_iso = functools.lru_cache(maxsize=16)(iso)
+
+
 def _entity_item(event: Event) -> Item:
     data = event.data
     key = None
@@ -268,7 +274,7 @@ def _entity_item(event: Event) -> Item:
         unit_code=data.get("unit_code"),
         departments=frozenset(),
         entity_type=data.get("entity_type"),
-        body=_body(event.type, data, iso(event.at), event.correlation_id),
+        body=_body(event.type, data, _iso(event.at), event.correlation_id),
         key=key,
     )
 
@@ -427,6 +433,7 @@ class StreamHub:
         self._ready = asyncio.Event()
         self._tick_scheduled = False
         self._db_scheduled = False
+        self._ring_woken_at = 0.0
         self._clients = 0
         self._poller: asyncio.Task[None] | None = None
         registry = runtime.metrics.registry
@@ -467,7 +474,7 @@ class StreamHub:
             if self._tick_scheduled:
                 return
             self._tick_scheduled = True
-            callback = self._on_ring_signal
+            callback = self._batch_ring_signal
         try:
             loop.call_soon_threadsafe(callback)
         except RuntimeError:  # the loop has closed: the server is gone
@@ -477,8 +484,20 @@ class StreamHub:
         self._db_scheduled = False
         self._db_wake.set()
 
+    def _batch_ring_signal(self) -> None:
+        # Under a flood of entity changes the streams wake at most every RING_BATCH_SECONDS and
+        # write what gathered in one piece; a lone change wakes them at once.
+        assert self._loop is not None
+        wait = self._ring_woken_at + RING_BATCH_SECONDS - self._loop.time()
+        if wait <= 0:
+            self._on_ring_signal()
+        else:
+            self._loop.call_later(wait, self._on_ring_signal)
+
     def _on_ring_signal(self) -> None:
+        assert self._loop is not None
         self._tick_scheduled = False
+        self._ring_woken_at = self._loop.time()
         self._notify()
 
     def _notify(self) -> None:
@@ -497,6 +516,7 @@ class StreamHub:
             self._tick_scheduled = self._db_scheduled = False
             self._poller = None
             self._clients = 0
+            self.clients_gauge.set(0)
         self._clients += 1
         self.clients_gauge.inc()
         self.active = True
