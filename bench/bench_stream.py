@@ -2,7 +2,10 @@
 
 Three paths, each quiet and then under a background flood of entity changes (a thread
 batch-upserting 100 stations x 4 attributes over NGSI-LD, as fast as the server takes them; the
-stream client is subscribed to them too, as an operations dashboard is):
+stream client is subscribed to them too, as an operations dashboard is). The third is measured
+once more under 5,000 entity changes per second published straight on the server's bus (the
+events ingest publishes after its commits, without the database work), which is the stream's own
+share of the figure "5,000 observations/s flowing":
 
 1. NGSI-LD PATCH over HTTP → `context.attribute_changed` on the stream (server in a subprocess);
 2. an alert committed by another process (a CLI import, another worker) → `alerts.alert_opened`
@@ -17,9 +20,11 @@ Run: .venv/bin/python bench/bench_stream.py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +54,7 @@ from harness import free_port, percentile, wait_ready
 PATCHES = 300
 ALERTS = 200
 POLL = 1.0  # the server's stream_poll_seconds (the default)
+BUS_RATE = 5000  # entity changes per second in the bus flood
 PROBE = "urn:ngsi-ld:AirQualityObserved:probe"
 
 
@@ -59,7 +65,7 @@ class Receiver:
         self.arrived: dict[str, float] = {}
         self.events = 0
         self._ready = threading.Event()
-        self._stop = False
+        self._response: httpx.Response | None = None
         self._thread = threading.Thread(target=self._run, args=(base, key), daemon=True)
         self._thread.start()
         if not self._ready.wait(30):
@@ -69,12 +75,12 @@ class Receiver:
         headers = {"X-API-Key": key}
         timeout = httpx.Timeout(30, read=None)
         with (
+            contextlib.suppress(httpx.HTTPError),  # stopped, or the server went away
             httpx.Client(timeout=timeout) as client,
             client.stream("GET", f"{base}/api/v1/stream", headers=headers) as response,
         ):
+            self._response = response
             for line in response.iter_lines():
-                if self._stop:
-                    return
                 if line == "":
                     self._ready.set()
                 elif line.startswith("data:"):
@@ -92,8 +98,12 @@ class Receiver:
         return self.arrived[key]
 
     def stop(self) -> None:
-        """Stop reading (at the next line)."""
-        self._stop = True
+        """Disconnect and wait for the reading thread."""
+        if self._response is not None:
+            sock = self._response.extensions["network_stream"].get_extra_info("socket")
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(10)
 
 
 def _probe_key(data: dict[str, Any]) -> str:
@@ -131,6 +141,57 @@ class Flood:
             self._stop.set()
             self._thread.join(60)
             self._client.close()
+
+
+class BusFlood:
+    """Entity changes published on the server's bus at a steady rate, as ingest would after each
+    commit, without the database work: the stream's own share of a 5,000/s flood."""
+
+    def __init__(self, runtime: Runtime, rate: int) -> None:
+        self.published = 0
+        self._runtime = runtime
+        self._rate = rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        batch, started = self._rate // 20, time.perf_counter()
+        while not self._stop.is_set():
+            at = self._runtime.clock.now()
+            for i in range(batch):
+                n = self.published + i
+                data = {
+                    "tenant": "default",
+                    "entity_id": f"urn:ngsi-ld:AirQualityObserved:bench-{n % 1000}",
+                    "entity_type": "AirQualityObserved",
+                    "attribute": "pm25",
+                    "dataset_id": None,
+                    "attribute_type": "Property",
+                    "value": n * 0.5,
+                    "previous": n * 0.5 - 0.5,
+                    "unit_code": "25195",
+                    "unitCode": "GQ",
+                    "observed_at": "2026-11-20T03:00:00.000Z",
+                    "deleted": False,
+                    "lat": 10.95,
+                    "lon": 106.84,
+                }
+                self._runtime.bus.publish(Event("context.attribute_changed", data, at))
+            self.published += batch
+            ahead = started + self.published / self._rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+
+    @contextmanager
+    def running(self) -> Iterator[Callable[[], float]]:
+        """Run the flood; yield a function giving its achieved rate per second."""
+        started = time.perf_counter()
+        self._thread.start()
+        try:
+            yield lambda: self.published / (time.perf_counter() - started)
+        finally:
+            self._stop.set()
+            self._thread.join(60)
 
 
 def _stream_key(runtime: Runtime) -> str:
@@ -301,6 +362,11 @@ def in_process(settings: Settings, key: str, reader: str, name: str) -> None:
     # Under the flood the alert's own commit waits for the database (SQLite: one writer).
     _report("alert in the server process: begin → stream, under flood", whole, load)
     _report("alert in the server process: commit → stream, under flood", streamed, load)
+    with BusFlood(runtime, BUS_RATE).running() as rate:
+        whole, streamed = _alerts(runtime, receiver, 40_000, ALERTS, 0.05)
+        load = f" (bus: {rate():,.0f} entity changes/s)"
+    _report("alert in the server process: commit → stream, bus flood", streamed, load)
+    print(f"  events read by the stream client: {receiver.events:,}")
     receiver.stop()
     server.should_exit = True
     thread.join(30)

@@ -245,8 +245,9 @@ class Item:
     departments: frozenset[str]
     entity_type: str | None
     body: str
-    # Entity attribute changes coalesce per (tenant, entity, attribute, dataset).
-    key: tuple[Any, ...] | None = None
+    # Entity attribute changes coalesce per (tenant, entity, attribute, dataset): the hash of
+    # that tuple, which takes less memory in the ring than the tuple itself.
+    key: int | None = None
 
 
 def _body(event_type: str, data: dict[str, Any], at: str, correlation_id: str) -> str:
@@ -262,11 +263,13 @@ def _entity_item(event: Event) -> Item:
     data = event.data
     key = None
     if event.type == EVENT_ATTRIBUTE_CHANGED:
-        key = (
-            data.get("tenant"),
-            data.get("entity_id"),
-            data.get("attribute"),
-            data.get("dataset_id"),
+        key = hash(
+            (
+                data.get("tenant"),
+                data.get("entity_id"),
+                data.get("attribute"),
+                data.get("dataset_id"),
+            )
         )
     return Item(
         kind=ENTITIES,
@@ -720,7 +723,7 @@ def _reset(reason: str, kinds: set[str], position: str) -> str:
 
 def _coalesce(changes: list[tuple[int, Item]]) -> list[tuple[int, Item]]:
     """Keep only the latest change of each entity attribute (creations and deletions stay)."""
-    seen: set[tuple[Any, ...]] = set()
+    seen: set[int] = set()
     kept: list[tuple[int, Item]] = []
     for number, item in reversed(changes):
         if item.key is not None:
