@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -600,6 +601,34 @@ def test_a_worker_sees_the_events_another_worker_committed(
         stream.close()
         second.stop()
         second_app.state.runtime.engine.dispose()
+
+
+def test_concurrent_writers_lose_nothing(
+    connect: Connect, operator: Headers, runtime: Runtime
+) -> None:
+    stream = connect(operator, types="alerts")
+    payloads = [alert("25195") for _ in range(120)]
+
+    def write(start: int) -> None:
+        for data in payloads[start::6]:
+            publish(runtime, "alerts.alert_opened", data)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wanted = sorted(data["alert_id"] for data in payloads)
+    received: list[SseEvent] = []
+    while len(received) < len(wanted):
+        received.append(stream.next(timeout=10))
+    received += stream.drain(0.3)
+    assert sorted(alert_ids(received)) == wanted
+    # In the order of the log, which a resuming client relies on.
+    positions = [Position.parse(event.id or "") for event in received]
+    durable = [position.durable for position in positions if position is not None]
+    assert len(durable) == len(received)
+    assert durable == sorted(durable)
 
 
 # --- slow clients, heartbeats, housekeeping -------------------------------------------------

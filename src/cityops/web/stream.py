@@ -174,10 +174,14 @@ def _write_pending(session: Session) -> None:
     events: list[Event] = session.info.pop(_PENDING, [])
     if not events:
         return
+    owners: dict[str, str | None] = {}
+    rows = [_log_row(session, item, owners) for item in events]
+    # Everything else this transaction writes goes first: under the lock it only inserts, so it
+    # never waits there for a row lock held by a transaction waiting for this lock.
+    session.flush()
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-    owners: dict[str, str | None] = {}
-    session.execute(insert(StreamEvent), [_log_row(session, item, owners) for item in events])
+    session.execute(insert(StreamEvent), rows)
 
 
 def _log_row(session: Session, event: Event, owners: dict[str, str | None]) -> dict[str, Any]:
