@@ -24,16 +24,25 @@ and the last ring sequence number. One value thus places the client in both sequ
 integer `<durable>` is accepted too (entity position unknown). The `Last-Event-ID` header (or the
 `last_event_id` query parameter, for clients that cannot set headers) resumes after it.
 
+**Who sees what.** Each kind needs its permission: `alert:read` for alerts, `incident:read` for
+incidents, `context:read` for entities and devices. An event's `unit_code` must be one of the
+caller's units (an event without a unit reaches callers without a unit scope only). A caller
+scoped to a department receives the incidents dispatched to it (`department_codes`), the alerts of
+the sectors it owns or that its rules' policy would dispatch to it, and its own devices; entity
+changes are scoped by unit only, as on the NGSI-LD API. A key bound to a tenant receives that
+tenant's events only. `unit_code`, `area_code`, `entity_type` and `tenant` narrow further.
+
 **Fan-out.** One `StreamHub` per process. It polls `stream_event` for `id > last` (an index range
 scan of the primary key) about once a second while any client is connected, and at once when a
 durable event was committed in this process; entity changes are appended to the ring by the
 after-commit bus handler, whatever thread commits. Both wake the streams through
-`loop.call_soon_threadsafe`. Clients pull from the hub's recent rows and the ring with their own
-cursors, so a slow client costs no memory: if it falls more than `MAX_LAG` entity changes behind
-it gets a `reset` and continues from the current position, and past `COALESCE_AFTER` waiting
-changes only the latest change of each entity attribute is sent. Durable events are never
-dropped for a slow client: it reads them from the database at its own pace. No database session
-is held while streaming; replay and polls open short ones.
+`loop.call_soon_threadsafe` (under a flood of entity changes, at most every 20 ms). Clients pull
+from the hub's recent rows and the ring with their own cursors, so a slow client costs no
+memory: if it falls more than `MAX_LAG` entity changes behind it gets a `reset` and continues
+from the current position, and past `COALESCE_AFTER` waiting changes only the latest change of
+each entity attribute is sent. Durable events are never dropped for a slow client: it reads them
+from the database at its own pace. No database session is held while streaming; replay and polls
+open short ones.
 
 **Limit.** Entity changes reach the streams of the process that committed them. With several
 workers, a dashboard follows the entity changes of its own worker only (durable events reach
