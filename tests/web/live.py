@@ -164,7 +164,10 @@ class SseClient:
 
     def next(self, timeout: float = 5.0) -> SseEvent:
         """The next event; fail after `timeout` seconds."""
-        return self.events.get(timeout=timeout)
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no event within {timeout} s") from None
 
     def until(self, predicate: Callable[[SseEvent], bool], timeout: float = 5.0) -> list[SseEvent]:
         """Every event up to and including the first matching `predicate`."""
