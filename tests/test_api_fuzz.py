@@ -17,7 +17,9 @@ from cityops.core.runtime import Runtime
 _DOCUMENT: dict[str, Any] = create_app(
     Settings(database_url="sqlite://", secret_key="openapi-only-" + "x" * 32)
 ).openapi()
-schema = schemathesis.openapi.from_dict(_DOCUMENT)
+# A valid request to the live stream never ends, and the in-process client reads a response to
+# its end: tests/web/test_stream.py fuzzes the stream against a real server instead.
+schema = schemathesis.openapi.from_dict(_DOCUMENT).exclude(path="/api/v1/stream")
 
 
 @schema.parametrize()

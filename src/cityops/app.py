@@ -32,6 +32,7 @@ from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
 from cityops.units import service as unit_service
 from cityops.web import api as web_api
+from cityops.web import stream as web_stream
 
 API_PREFIX = "/api/v1"
 
@@ -47,6 +48,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             runtime.outbox.register_sender(SMTP_CHANNEL, smtp_sender(settings))
     context_subscriptions.install(runtime)
     notify_flows.install(runtime)
+    web_stream.install(runtime)
     return runtime
 
 
@@ -117,6 +119,7 @@ def create_app(
     app.include_router(context_api.platform_router, prefix=API_PREFIX)
     app.include_router(ingest_api.router, prefix=API_PREFIX)
     app.include_router(notify_api.router, prefix=API_PREFIX)
+    app.include_router(web_stream.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",

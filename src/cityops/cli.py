@@ -133,6 +133,9 @@ def serve(
         workers=workers,
         proxy_headers=True,
         log_level=settings.log_level.lower(),
+        # Live streams (SSE) stay open for minutes: on shutdown give them 5 s, then close them
+        # (clients reconnect and resume), rather than waiting for every dashboard to leave.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -22,3 +22,5 @@ def import_models() -> None:
     importlib.import_module("cityops.core.outbox")
     for package in CONTEXTS:
         importlib.import_module(f"{package}.models")
+    # `web` is not a context (it sits above them all) but owns the live stream's log.
+    importlib.import_module("cityops.web.models")

@@ -107,6 +107,16 @@ class Settings(BaseSettings):
         '{"recipient": {"user_id": "{zalo_user_id}"}, "message": {"text": "{message}"}}'
     )
     gateway_timeout: float = Field(default=10.0, gt=0, le=120)
+    # Live stream (GET /api/v1/stream): how long alerts, incidents and device events are kept
+    # for resuming, how many entity changes each process keeps in memory (and for how long),
+    # how often idle streams send a heartbeat and look for other workers' events, and how long
+    # one connection lives before the client is asked to reconnect (and authenticate again).
+    stream_retention_days: int = Field(default=7, ge=1, le=365)
+    stream_ring_size: int = Field(default=50_000, ge=100, le=10_000_000)
+    stream_ring_seconds: int = Field(default=600, ge=10, le=24 * 3600)
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    stream_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    stream_max_seconds: int = Field(default=900, ge=1, le=24 * 3600)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

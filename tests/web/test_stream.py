@@ -1,0 +1,762 @@
+"""The live stream: what an operator's dashboard receives over SSE from a real server, what a
+scoped user never receives, and how a client resumes after a disconnect or a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import hypothesis
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from cityops.app import create_app
+from cityops.context.models import Entity
+from cityops.core.clock import FrozenClock
+from cityops.core.config import Settings
+from cityops.core.db import unit_of_work
+from cityops.core.events import Event
+from cityops.core.runtime import Runtime
+from cityops.web.models import StreamEvent
+from cityops.web.stream import Position, Subscription, hub_of, purge
+
+from .live import TLS, LiveServer, SseClient, SseEvent
+
+API = "/api/v1"
+STREAM = f"{API}/stream"
+NGSI = "/ngsi-ld/v1"
+BIEN_HOA = (106.843, 10.957)  # a ward of former Biên Hòa
+LONG_KHANH = (107.245, 10.935)  # a ward of former Long Khánh
+_ids = itertools.count(1)
+
+Headers = dict[str, str]
+Connect = Callable[..., SseClient]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Settings whose streams look for other workers' events only every 30 s, so an event
+    that arrives sooner came through the in-process wake-up."""
+    return settings.model_copy(update={"stream_poll_seconds": 30.0, "stream_ring_size": 20_000})
+
+
+@pytest.fixture
+def live(app: FastAPI) -> Iterator[LiveServer]:
+    """The test's app served by a real uvicorn server."""
+    server = LiveServer(app).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connect(live: LiveServer) -> Iterator[Connect]:
+    """Open streams on the live server (or another one); all are closed after the test."""
+    opened: list[SseClient] = []
+
+    def open_stream(
+        headers: Headers | None = None, server: LiveServer | None = None, **params: str
+    ) -> SseClient:
+        stream = SseClient(
+            f"{(server or live).url}{STREAM}", headers=dict(headers or {}), params=params
+        )
+        opened.append(stream)
+        assert stream.status == 200, stream.body
+        return stream
+
+    yield open_stream
+    for stream in opened:
+        stream.close()
+
+
+@pytest.fixture
+def admin(login_as: Callable[..., Headers]) -> Headers:
+    """Bearer headers of an administrator."""
+    return login_as("admin")
+
+
+@pytest.fixture
+def operator(login_as: Callable[..., Headers]) -> Headers:
+    """Bearer headers of a province operator."""
+    return login_as("operator")
+
+
+def alert(unit_code: str | None, *, sector: str = "environment", **extra: Any) -> dict[str, Any]:
+    """An `alerts.alert_opened` payload as the alerts context publishes it."""
+    alert_id = next(_ids)
+    return {
+        "alert_id": alert_id,
+        "rule_id": 7,
+        "rule_code": "aqi-unhealthy",
+        "kind": "threshold",
+        "severity": "high",
+        "status": "open",
+        "tenant": "default",
+        "entity_id": "urn:ngsi-ld:AirQualityObserved:dn-bien-hoa-1",
+        "entity_type": "AirQualityObserved",
+        "attribute": "pm25",
+        "value": 80.5,
+        "unit_code": unit_code,
+        "lat": 10.957,
+        "lon": 106.843,
+        "sector": sector,
+        "title_vi": "Chất lượng không khí kém",
+        "title_en": "Unhealthy air quality",
+        "opened_at": "2026-11-20T03:00:00.000Z",
+        "resolved_at": None,
+        "actor_id": None,
+        "policy": {
+            "incident": {"category": "air_pollution", "department_code": None},
+            "notify": [],
+        },
+        **extra,
+    }
+
+
+def incident(unit_code: str | None, *departments: str, **extra: Any) -> dict[str, Any]:
+    """An `incidents.incident_created` payload as the incidents context publishes it."""
+    incident_id = next(_ids)
+    return {
+        "incident_id": incident_id,
+        "code": f"SC-2026-{incident_id:05d}",
+        "title": "Ngập nước trên đường Phạm Văn Thuận",
+        "status": "new",
+        "previous_status": None,
+        "change": "created",
+        "severity": "medium",
+        "category": "flooding",
+        "sector": "construction",
+        "unit_code": unit_code,
+        "department_code": departments[0] if departments else None,
+        "department_codes": list(departments),
+        "assignee_id": None,
+        "alert_id": None,
+        "lat": 10.95,
+        "lon": 106.84,
+        "due_ack_at": None,
+        "due_resolve_at": None,
+        "escalation_level": 0,
+        "actor_id": None,
+        **extra,
+    }
+
+
+def publish(runtime: Runtime, event_type: str, data: dict[str, Any], **kwargs: Any) -> Event:
+    """Publish an event from a committed transaction, as a context's flow does."""
+    event = Event(type=event_type, data=data, at=runtime.clock.now(), **kwargs)
+    with unit_of_work(runtime.session_factory) as session:
+        runtime.bus.publish_after_commit(session, event)
+    return event
+
+
+def alert_ids(events: list[SseEvent]) -> list[int]:
+    """The alert ids among some events, in order."""
+    return [e.data["alert_id"] for e in events if e.type.startswith("alerts.")]
+
+
+def create_station(
+    client: TestClient, admin: Headers, name: str, point: tuple[float, float]
+) -> str:
+    """Create an air quality station at a point; return its id."""
+    entity_id = f"urn:ngsi-ld:AirQualityObserved:{name}"
+    body = {
+        "id": entity_id,
+        "type": "AirQualityObserved",
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": list(point)}},
+        "pm25": {"type": "Property", "value": 20.0, "unitCode": "GQ"},
+    }
+    response = client.post(
+        f"{NGSI}/entities", json=body, headers={**admin, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
+    return entity_id
+
+
+def unit_of(runtime: Runtime, entity_id: str) -> str:
+    """The ward or commune an entity was tagged with."""
+    with runtime.session_factory() as session:
+        code = session.scalars(select(Entity.unit_code).where(Entity.entity_id == entity_id)).one()
+    assert code is not None
+    return str(code)
+
+
+def patch_pm25(base: str, admin: Headers, entity_id: str, value: float) -> None:
+    """Change a station's PM2.5 through the NGSI-LD API of a live server."""
+    with httpx.Client(verify=TLS, timeout=10) as http:
+        response = http.patch(
+            f"{base}{NGSI}/entities/{entity_id}/attrs",
+            json={"pm25": {"type": "Property", "value": value, "unitCode": "GQ"}},
+            headers={**admin, "Content-Type": "application/json"},
+        )
+    assert response.status_code == 204, response.text
+
+
+# --- receiving ------------------------------------------------------------------------------
+
+
+def test_an_opened_alert_reaches_a_connected_operator_at_once(
+    connect: Connect, operator: Headers, runtime: Runtime
+) -> None:
+    stream = connect(operator)
+    assert stream.status == 200
+    assert stream.content_type.startswith("text/event-stream")
+    sent = publish(runtime, "alerts.alert_opened", alert("25195"), correlation_id="obs-42")
+    # Other workers are polled every 30 s here: arriving sooner means the wake-up worked.
+    received = stream.next(timeout=5)
+    assert received.type == "alerts.alert_opened"
+    assert received.data["alert_id"] == sent.data["alert_id"]
+    assert received.data["title_vi"] == "Chất lượng không khí kém"
+    assert received.data["policy"]["incident"]["category"] == "air_pollution"
+    assert received.data["correlation_id"] == "obs-42"
+    assert received.data["at"] == "2026-11-20T03:00:00.000Z"
+    assert received.id is not None
+    assert Position.parse(received.id) is not None
+    assert stream.retry == 2000
+
+
+def test_a_rolled_back_alert_is_never_streamed_nor_logged(
+    connect: Connect, operator: Headers, runtime: Runtime
+) -> None:
+    stream = connect(operator, types="alerts")
+
+    def publish_then_fail() -> None:
+        with unit_of_work(runtime.session_factory) as session:
+            event = Event(type="alerts.alert_opened", data=alert("25195"), at=runtime.clock.now())
+            runtime.bus.publish_after_commit(session, event)
+            raise RuntimeError("the rule engine failed after publishing")
+
+    with pytest.raises(RuntimeError):
+        publish_then_fail()
+    kept = publish(runtime, "alerts.alert_opened", alert("25195"))
+    assert alert_ids(stream.until(lambda e: e.type.startswith("alerts."))) == [
+        kept.data["alert_id"]
+    ]
+    with runtime.session_factory() as session:
+        logged = session.scalars(select(StreamEvent.data)).all()
+    assert [row["alert_id"] for row in logged] == [kept.data["alert_id"]]
+
+
+def test_an_ngsi_ld_patch_reaches_the_stream_as_an_attribute_change(
+    client: TestClient, connect: Connect, live: LiveServer, admin: Headers, operator: Headers
+) -> None:
+    station = create_station(client, admin, "dn-bien-hoa-1", BIEN_HOA)
+    stream = connect(operator, types="entities")
+    patch_pm25(live.url, admin, station, 87.5)
+    change = stream.next(timeout=5)
+    assert change.type == "context.attribute_changed"
+    assert change.data["entity_id"] == station
+    assert change.data["entity_type"] == "AirQualityObserved"
+    assert change.data["attribute"] == "pm25"
+    assert change.data["value"] == 87.5
+    assert change.data["previous"] == 20.0
+    assert change.data["unit_code"] is not None
+    assert change.data["correlation_id"]
+
+
+def test_a_cookie_session_streams_as_eventsource_does(
+    client: TestClient, connect: Connect, make_user: Callable[..., str], runtime: Runtime
+) -> None:
+    username = make_user("viewer")
+    login = client.post(
+        f"{API}/auth/login", json={"username": username, "password": "Dong-Nai-2026!"}
+    )
+    assert login.status_code == 200, login.text
+    cookie = f"cityops_session={client.cookies['cityops_session']}"
+    stream = connect({"Cookie": cookie}, types="alerts,incidents")
+    assert stream.status == 200
+    sent = publish(runtime, "incidents.incident_created", incident("25195", "SXD"))
+    received = stream.next(timeout=5)
+    assert received.type == "incidents.incident_created"
+    assert received.data["incident_id"] == sent.data["incident_id"]
+
+
+def test_device_status_changes_are_streamed(
+    connect: Connect, operator: Headers, runtime: Runtime
+) -> None:
+    stream = connect(operator, types="devices")
+    publish(runtime, "alerts.alert_opened", alert("25195"))
+    data = {
+        "tenant": "default",
+        "device_id": "aqm-bh-01",
+        "entity_id": "urn:ngsi-ld:AirQualityObserved:dn-bien-hoa-1",
+        "entity_type": "AirQualityObserved",
+        "unit_code": "25195",
+        "department_code": "SNNMT",
+        "previous": "online",
+        "status": "offline",
+        "at": "2026-11-20T03:00:00+00:00",
+    }
+    publish(runtime, "ingest.device_offline", data)
+    received = stream.next(timeout=5)
+    assert received.type == "ingest.device_offline"
+    assert received.data["device_id"] == "aqm-bh-01"
+
+
+# --- who sees what --------------------------------------------------------------------------
+
+
+def test_a_ward_user_sees_their_ward_and_never_another(
+    client: TestClient,
+    connect: Connect,
+    live: LiveServer,
+    admin: Headers,
+    operator: Headers,
+    login_as: Callable[..., Headers],
+    runtime: Runtime,
+) -> None:
+    mine = create_station(client, admin, "dn-bien-hoa-1", BIEN_HOA)
+    other = create_station(client, admin, "dn-long-khanh-1", LONG_KHANH)
+    ward, other_ward = unit_of(runtime, mine), unit_of(runtime, other)
+    assert ward != other_ward
+    officer = connect(login_as("unit_officer", unit_code=ward))
+    watcher = connect(operator)
+
+    # Another ward's events first: had the officer been sent them, they would arrive first.
+    hidden_incident = publish(runtime, "incidents.incident_created", incident(other_ward, "SXD"))
+    hidden_alert = publish(runtime, "alerts.alert_opened", alert(other_ward))
+    publish(runtime, "incidents.incident_created", incident(None, "SXD"))  # province-wide
+    patch_pm25(live.url, admin, other, 90.0)
+    own_incident = publish(runtime, "incidents.incident_created", incident(ward, "SXD"))
+    patch_pm25(live.url, admin, mine, 91.0)
+
+    seen = officer.collect(
+        lambda e: e.type == "context.attribute_changed",
+        lambda e: e.type == "incidents.incident_created",
+    )
+    seen += officer.drain(0.5)
+    assert {e.type for e in seen} == {"context.attribute_changed", "incidents.incident_created"}
+    assert [e.data["incident_id"] for e in seen if e.type.startswith("incidents.")] == [
+        own_incident.data["incident_id"]
+    ]
+    assert [e.data["entity_id"] for e in seen if e.type.startswith("context.")] == [mine]
+    assert all(e.data.get("unit_code") == ward for e in seen)
+
+    # The operator, province-wide, was sent everything: the officer's filter did the hiding.
+    everything = watcher.collect(
+        lambda e: e.type.startswith("context.") and e.data["entity_id"] == mine,
+        lambda e: e.data.get("incident_id") == own_incident.data["incident_id"],
+    )
+    ids = {e.data.get("incident_id") for e in everything} | {
+        e.data.get("alert_id") for e in everything
+    }
+    assert hidden_incident.data["incident_id"] in ids
+    assert hidden_alert.data["alert_id"] in ids
+    assert other in {e.data.get("entity_id") for e in everything if e.type.startswith("context.")}
+
+
+def test_a_department_sees_its_incidents_and_its_sectors_alerts(
+    connect: Connect, login_as: Callable[..., Headers], runtime: Runtime
+) -> None:
+    health = connect(
+        login_as("department_officer", department_code="SYT"), types="alerts,incidents"
+    )
+    publish(runtime, "incidents.incident_created", incident("25195", "SXD"))
+    publish(runtime, "alerts.alert_opened", alert("25195", sector="environment"))
+    shared = publish(runtime, "incidents.incident_created", incident("25195", "SXD", "SYT"))
+    health_alert = publish(runtime, "alerts.alert_opened", alert("25195", sector="health"))
+    seen = health.until(lambda e: e.data.get("alert_id") == health_alert.data["alert_id"])
+    seen += health.drain(0.5)
+    assert [(e.type, e.data.get("incident_id") or e.data.get("alert_id")) for e in seen] == [
+        ("incidents.incident_created", shared.data["incident_id"]),
+        ("alerts.alert_opened", health_alert.data["alert_id"]),
+    ]
+
+
+def test_a_key_without_incident_read_gets_alerts_but_no_incidents(
+    client: TestClient, connect: Connect, admin: Headers, runtime: Runtime
+) -> None:
+    created = client.post(
+        f"{API}/api-keys",
+        json={"name": "wall screen", "permissions": ["alert:read", "context:read"]},
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    key = {"X-API-Key": created.json()["key"]}
+    stream = connect(key)
+    publish(runtime, "incidents.incident_created", incident("25195", "SXD"))
+    opened = publish(runtime, "alerts.alert_opened", alert("25195"))
+    seen = stream.until(lambda e: e.type.startswith("alerts."))
+    seen += stream.drain(0.5)
+    assert [e.type for e in seen] == ["alerts.alert_opened"]
+    assert seen[0].data["alert_id"] == opened.data["alert_id"]
+
+    refused = client.get(STREAM, params={"types": "incidents"}, headers=key)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+def test_narrowing_to_an_area_or_unit_and_an_entity_type(
+    client: TestClient,
+    connect: Connect,
+    live: LiveServer,
+    admin: Headers,
+    operator: Headers,
+    runtime: Runtime,
+) -> None:
+    bien_hoa = create_station(client, admin, "dn-bien-hoa-1", BIEN_HOA)
+    long_khanh = create_station(client, admin, "dn-long-khanh-1", LONG_KHANH)
+    by_area = connect(operator, types="entities", area_code="long-khanh-cu")
+    by_unit = connect(operator, area_code="bien-hoa-cu", unit_code=unit_of(runtime, bien_hoa))
+    other_type = connect(operator, types="entities", entity_type="WaterObserved")
+    patch_pm25(live.url, admin, bien_hoa, 70.0)
+    patch_pm25(live.url, admin, long_khanh, 71.0)
+    assert [e.data["entity_id"] for e in by_area.until(lambda e: True)] == [long_khanh]
+    assert [e.data["entity_id"] for e in by_unit.until(lambda e: True)] == [bien_hoa]
+    assert by_area.drain(0.3) == by_unit.drain(0.1) == other_type.drain(0.1) == []
+
+
+# --- refusals (answered at once, so the in-process client serves) ---------------------------
+
+
+def test_anonymous_callers_are_refused(client: TestClient) -> None:
+    response = client.get(STREAM)
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    ("params", "headers", "field"),
+    [
+        ({"types": "alerts,weather"}, {}, "types"),
+        ({"last_event_id": "yesterday"}, {}, "last_event_id"),
+        ({}, {"Last-Event-ID": "12-zz-3"}, "Last-Event-ID"),
+        ({"unit_code": "99999"}, {}, "unit_code"),
+        ({"area_code": "nowhere"}, {}, "area_code"),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_parameter(
+    client: TestClient,
+    operator: Headers,
+    params: dict[str, str],
+    headers: Headers,
+    field: str,
+) -> None:
+    response = client.get(STREAM, params=params, headers={**operator, **headers})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert [error["field"] for error in body["errors"]] == [field]
+    assert field in body["detail"]
+    english = client.get(
+        STREAM, params=params, headers={**operator, **headers, "Accept-Language": "en"}
+    )
+    assert english.json()["errors"][0]["message"] != body["errors"][0]["message"]
+
+
+def test_narrowing_outside_ones_scope_is_forbidden(
+    client: TestClient, login_as: Callable[..., Headers]
+) -> None:
+    officer = login_as("unit_officer", unit_code="25195")
+    assert client.get(STREAM, params={"unit_code": "75"}, headers=officer).status_code == 403
+    assert (
+        client.get(STREAM, params={"area_code": "bien-hoa-cu"}, headers=officer).status_code == 403
+    )
+
+
+# --- resuming -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["header", "query"])
+def test_resuming_returns_exactly_the_missed_events(
+    connect: Connect, operator: Headers, runtime: Runtime, via: str
+) -> None:
+    first = connect(operator, types="alerts")
+    seen = publish(runtime, "alerts.alert_opened", alert("25195"))
+    assert alert_ids([first.next()]) == [seen.data["alert_id"]]
+    first.close()
+    last_id = first.last_id
+    assert last_id is not None
+
+    missed = [publish(runtime, "alerts.alert_opened", alert("25195")) for _ in range(3)]
+    resumed = (
+        connect({**operator, "Last-Event-ID": last_id}, types="alerts")
+        if via == "header"
+        else connect(operator, types="alerts", last_event_id=last_id)
+    )
+    live_one = publish(runtime, "alerts.alert_opened", alert("25195"))
+    received = resumed.until(lambda e: e.data.get("alert_id") == live_one.data["alert_id"])
+    received += resumed.drain(0.3)
+    assert alert_ids(received) == [e.data["alert_id"] for e in [*missed, live_one]]
+
+
+def test_a_fresh_stream_resumes_from_where_it_connected_even_with_nothing_received(
+    connect: Connect, operator: Headers, runtime: Runtime
+) -> None:
+    first = connect(operator, types="alerts")
+    first.drain(0.2)
+    first.close()
+    assert first.last_id is not None  # given with the first bytes, before any event
+    missed = publish(runtime, "alerts.alert_opened", alert("25195"))
+    resumed = connect({**operator, "Last-Event-ID": first.last_id}, types="alerts")
+    assert alert_ids([resumed.next()]) == [missed.data["alert_id"]]
+
+
+def test_resuming_after_a_restart_replays_durable_events_and_resets_entities(
+    client: TestClient,
+    connect: Connect,
+    live: LiveServer,
+    admin: Headers,
+    operator: Headers,
+    runtime: Runtime,
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    station = create_station(client, admin, "dn-bien-hoa-1", BIEN_HOA)
+    first = connect(operator, types="alerts,incidents,entities")
+    seen = publish(runtime, "alerts.alert_opened", alert("25195"))
+    assert alert_ids([first.next()]) == [seen.data["alert_id"]]
+    first.close()
+    last_id = first.last_id
+    assert last_id is not None
+
+    patch_pm25(live.url, admin, station, 55.0)  # missed, and forgotten by the restart
+    missed_alert = publish(runtime, "alerts.alert_opened", alert("25195"))
+    live.stop()
+    missed_incident = publish(runtime, "incidents.incident_created", incident("25195", "SXD"))
+
+    restarted_app = create_app(settings, clock=clock)
+    restarted = LiveServer(restarted_app).start()
+    resumed = connect({**operator, "Last-Event-ID": last_id}, server=restarted)
+    try:
+        reset = resumed.next()
+        assert reset.type == "reset"
+        assert reset.data == {"reason": "position_unknown", "kinds": ["entities"]}
+        replayed = [resumed.next(), resumed.next()]
+        assert [
+            (e.type, e.data.get("alert_id") or e.data.get("incident_id")) for e in replayed
+        ] == [
+            ("alerts.alert_opened", missed_alert.data["alert_id"]),
+            ("incidents.incident_created", missed_incident.data["incident_id"]),
+        ]
+        # Then it goes on live, entity changes included.
+        patch_pm25(restarted.url, admin, station, 56.0)
+        change = resumed.next()
+        assert (change.type, change.data["value"]) == ("context.attribute_changed", 56.0)
+        assert resumed.drain(0.3) == []
+    finally:
+        resumed.close()
+        restarted.stop()
+        restarted_app.state.runtime.engine.dispose()
+
+
+def test_entity_changes_missed_within_the_ring_are_replayed_and_older_ones_reset(
+    connect: Connect, operator: Headers, runtime: Runtime
+) -> None:
+    def change(value: float) -> None:
+        runtime.bus.publish(
+            Event(
+                type="context.attribute_changed",
+                data={
+                    "tenant": "default",
+                    "entity_id": "urn:ngsi-ld:AirQualityObserved:dn-bien-hoa-1",
+                    "entity_type": "AirQualityObserved",
+                    "attribute": "pm25",
+                    "value": value,
+                    "unit_code": "25195",
+                },
+                at=runtime.clock.now(),
+            )
+        )
+
+    first = connect(operator, types="entities")
+    change(1.0)
+    assert first.next().data["value"] == 1.0
+    first.close()
+    assert first.last_id is not None
+    change(2.0)
+    change(3.0)
+    resumed = connect({**operator, "Last-Event-ID": first.last_id}, types="entities")
+    assert [resumed.next().data["value"], resumed.next().data["value"]] == [2.0, 3.0]
+
+    # A position the ring no longer holds: reset, then live.
+    size = runtime.settings.stream_ring_size
+    for value in range(size + 5):
+        change(float(value))
+    late = connect({**operator, "Last-Event-ID": first.last_id}, types="entities")
+    reset = late.next()
+    assert (reset.type, reset.data["kinds"]) == ("reset", ["entities"])
+    change(-1.0)
+    assert late.next().data["value"] == -1.0
+
+
+def test_a_worker_sees_the_events_another_worker_committed(
+    app: FastAPI, connect: Connect, operator: Headers, settings: Settings, clock: FrozenClock
+) -> None:
+    second_app = create_app(settings.model_copy(update={"stream_poll_seconds": 0.2}), clock=clock)
+    second = LiveServer(second_app).start()
+    stream = connect(operator, server=second, types="alerts")
+    try:
+        # Committed by the first worker (the test's app): the second learns of it by polling.
+        sent = publish(app.state.runtime, "alerts.alert_opened", alert("25195"))
+        assert alert_ids([stream.next(timeout=5)]) == [sent.data["alert_id"]]
+    finally:
+        stream.close()
+        second.stop()
+        second_app.state.runtime.engine.dispose()
+
+
+def test_concurrent_writers_lose_nothing(
+    connect: Connect, operator: Headers, runtime: Runtime
+) -> None:
+    stream = connect(operator, types="alerts")
+    payloads = [alert("25195") for _ in range(120)]
+
+    def write(start: int) -> None:
+        for data in payloads[start::6]:
+            publish(runtime, "alerts.alert_opened", data)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wanted = sorted(data["alert_id"] for data in payloads)
+    received: list[SseEvent] = []
+    while len(received) < len(wanted):
+        received.append(stream.next(timeout=10))
+    received += stream.drain(0.3)
+    assert sorted(alert_ids(received)) == wanted
+    # In the order of the log, which a resuming client relies on.
+    positions = [Position.parse(event.id or "") for event in received]
+    durable = [position.durable for position in positions if position is not None]
+    assert len(durable) == len(received)
+    assert durable == sorted(durable)
+
+
+# --- slow clients, heartbeats, housekeeping -------------------------------------------------
+
+
+def test_a_client_too_far_behind_is_reset_and_a_lagging_one_gets_coalesced_changes(
+    runtime: Runtime,
+) -> None:
+    hub = hub_of(runtime)
+    subscription = Subscription(kinds=frozenset({"entities"}))
+
+    def change(entity: int, value: float) -> Event:
+        return Event(
+            type="context.attribute_changed",
+            data={
+                "tenant": "default",
+                "entity_id": f"urn:ngsi-ld:AirQualityObserved:s{entity}",
+                "entity_type": "AirQualityObserved",
+                "attribute": "pm25",
+                "value": value,
+                "unit_code": "25195",
+            },
+            at=runtime.clock.now(),
+        )
+
+    async def scenario() -> tuple[list[str], str]:
+        # The client reads nothing while changes pour in, as a stalled socket would.
+        stream = hub.serve(subscription, None)
+        await anext(stream)  # connected
+        for round_ in range(3):
+            for entity in range(400):
+                hub.on_event(change(entity, float(round_)))
+        values: list[str] = []
+        while len(values) < 400:
+            chunk = await anext(stream)
+            values += [line for line in chunk.splitlines() if line.startswith("data:")]
+        for value in range(15_000):
+            hub.on_event(change(1, float(value)))
+        reset = await anext(stream)
+        await stream.aclose()
+        return values, reset
+
+    values, reset = asyncio.run(scenario())
+    # 1,200 changes of 400 attributes: only the latest of each is sent.
+    assert len(values) == 400
+    assert all('"value":2.0' in line for line in values)
+    assert reset.startswith("event: reset\n")
+    assert '"reason":"too_slow"' in reset
+
+
+def test_idle_streams_get_heartbeats_and_are_counted_in_metrics(
+    app: FastAPI, connect: Connect, operator: Headers, settings: Settings, clock: FrozenClock
+) -> None:
+    quick_app = create_app(
+        settings.model_copy(update={"stream_heartbeat_seconds": 0.2}), clock=clock
+    )
+    quick = LiveServer(quick_app).start()
+    stream = connect(operator, server=quick, types="alerts")
+    try:
+        stream.drain(0.7)
+        assert stream.comments.count("ping") >= 2
+        metrics = httpx.get(f"{quick.url}/metrics", timeout=5).text
+        assert "cityops_stream_clients 1.0" in metrics
+        stream.close()
+        deadline = time.monotonic() + 5
+        while "cityops_stream_clients 0.0" not in metrics and time.monotonic() < deadline:
+            time.sleep(0.05)
+            metrics = httpx.get(f"{quick.url}/metrics", timeout=5).text
+        assert "cityops_stream_clients 0.0" in metrics
+    finally:
+        quick.stop()
+        quick_app.state.runtime.engine.dispose()
+
+
+def test_streams_end_after_their_lifetime_so_clients_reconnect(
+    connect: Connect, operator: Headers, settings: Settings, clock: FrozenClock
+) -> None:
+    short_app = create_app(settings.model_copy(update={"stream_max_seconds": 1}), clock=clock)
+    short = LiveServer(short_app).start()
+    stream = connect(operator, server=short, types="alerts")
+    try:
+        assert stream.closed.wait(5)
+        assert "reconnect" in stream.comments
+        assert stream.last_id is not None
+    finally:
+        short.stop()
+        short_app.state.runtime.engine.dispose()
+
+
+def test_the_log_keeps_a_week(runtime: Runtime, clock: FrozenClock) -> None:
+    publish(runtime, "alerts.alert_opened", alert("25195"))
+    clock.advance(timedelta(days=6))
+    recent = publish(runtime, "alerts.alert_opened", alert("25195"))
+    clock.advance(timedelta(days=1, hours=1))
+    assert purge(runtime) == 1
+    with runtime.session_factory() as session:
+        kept = session.scalars(select(StreamEvent.data)).all()
+    assert [row["alert_id"] for row in kept] == [recent.data["alert_id"]]
+    assert "stream.purge" in runtime.jobs.jobs
+
+
+# --- generated input --------------------------------------------------------------------------
+
+_STREAM_SCHEMA = schemathesis.openapi.from_dict(
+    create_app(Settings(database_url="sqlite://", secret_key="openapi-only-" + "x" * 32)).openapi()
+).include(path=STREAM)
+
+
+@_STREAM_SCHEMA.parametrize()
+@hypothesis.settings(
+    max_examples=40, deadline=None, suppress_health_check=list(hypothesis.HealthCheck)
+)
+def test_no_input_makes_the_stream_fail(
+    case: schemathesis.Case, live: LiveServer, login_as: Callable[..., Headers], runtime: Runtime
+) -> None:
+    if "fuzz-admin" not in runtime.caches:
+        runtime.caches["fuzz-admin"] = login_as("admin")
+    kwargs = case.as_transport_kwargs(base_url=live.url)
+    for extra in ({}, runtime.caches["fuzz-admin"]):
+        with (
+            httpx.Client(verify=TLS, timeout=10, cookies=kwargs.get("cookies")) as http,
+            http.stream(
+                kwargs["method"],
+                kwargs["url"],
+                params=kwargs.get("params"),
+                headers={**(kwargs.get("headers") or {}), **extra},
+            ) as response,
+        ):
+            assert response.status_code < 500, (case.as_curl_command(), response.read())
+            if response.status_code == 200:
+                assert next(response.iter_lines()).startswith("retry:")
