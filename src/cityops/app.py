@@ -23,6 +23,7 @@ from cityops.core.runtime import Runtime
 from cityops.ingest import api as ingest_api
 from cityops.ingest import jobs as ingest_jobs
 from cityops.ingest.mqtt import MqttBridge
+from cityops.programme import api as programme_api
 from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
 from cityops.units import service as unit_service
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(units_api.router, prefix=API_PREFIX)
     app.include_router(context_api.router)
     app.include_router(ingest_api.router, prefix=API_PREFIX)
+    app.include_router(programme_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",
