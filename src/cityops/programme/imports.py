@@ -723,6 +723,13 @@ def _phase_rows(
     return rows
 
 
+def merged_blank(values: service.ItemValues, field_name: str) -> bool:
+    """Whether a required item field is still empty (reported as missing, not as unknown)."""
+    return field_name in ("phase_code", "sector", "owner_department_code") and not getattr(
+        values, field_name
+    )
+
+
 def _item_rows(
     table: Table,
     *,
@@ -731,7 +738,8 @@ def _item_rows(
     out: _Collector,
 ) -> list[ItemRow]:
     codes: dict[str, int] = {}
-    parsed: list[tuple[int, str, dict[str, Any]]] = []
+    # (row, code, values read, columns that could not be read)
+    parsed: list[tuple[int, str, dict[str, Any], set[str]]] = []
     readers: dict[str, Callable[[Any], Any]] = {
         "name": _text,
         "name_en": _text,
@@ -766,28 +774,31 @@ def _item_rows(
             continue
         codes[code] = number
         values: dict[str, Any] = {}
-        bad = False
+        unreadable: set[str] = set()
         for name, reader in readers.items():
             if name not in raw:
                 continue
             ok, value = out.cell(table, number, name, reader, raw[name])
-            bad = bad or not ok
-            values[name] = value
-        if not bad:
-            parsed.append((number, code, values))
-    existing = service.get_by_codes(session=session, codes=[code for _, code, _ in parsed])
+            if ok:
+                values[name] = value
+            else:
+                unreadable.add(name)
+        parsed.append((number, code, values, unreadable))
+    existing = service.get_by_codes(session=session, codes=[code for _, code, _, _ in parsed])
     rows: list[ItemRow] = []
-    for number, code, values in parsed:
+    for number, code, values, unreadable in parsed:
         item = existing.get(code)
-        bad = False
+        # The readable cells of a row with unreadable ones are still checked, so one pass
+        # reports every problem of the row.
+        bad = bool(unreadable)
         for name in ("name", "phase", "sector", "owner"):
+            if name in unreadable:
+                continue
             if values.get(name) is None and (item is None or name in values):
                 out.add(
                     Problem(table.sheet, number, table.column(name), "programme.import.required")
                 )
                 bad = True
-        if bad:
-            continue
         merged = (
             service.values_of(item)
             if item is not None
@@ -824,12 +835,18 @@ def _item_rows(
                 merged.progress = 0 if value is None else value
             else:
                 setattr(merged, name, value)
-        found = service.check_item(refs=refs, values=merged)
-        for problem in found:
+        found = 0
+        for problem in service.check_item(refs=refs, values=merged):
             base = problem["field"].split("[", 1)[0]
-            column = table.column(_ITEM_FIELDS.get(base, base))
-            out.add(Problem(table.sheet, number, column, problem["key"], problem["params"]))
-        if not found:
+            name = _ITEM_FIELDS.get(base, base)
+            # Missing required values and unreadable cells are reported once, above.
+            if name in unreadable or merged_blank(merged, base):
+                continue
+            found += 1
+            out.add(
+                Problem(table.sheet, number, table.column(name), problem["key"], problem["params"])
+            )
+        if not bad and not found:
             rows.append(ItemRow(row=number, code=code, values=merged))
     return rows
 
