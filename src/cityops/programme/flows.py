@@ -89,28 +89,42 @@ def apply_plan(
             skip.add(item_row.code)
             result.skipped["items"] += 1
             continue
+        # One flush for all items: flushing per item costs time in the size of the session.
         _, changed = service.write_item(
-            session=session, item=item, code=item_row.code, values=item_row.values, clock=clock
+            session=session,
+            item=item,
+            code=item_row.code,
+            values=item_row.values,
+            clock=clock,
+            flush=False,
         )
         outcome = result.created if item is None else result.updated if changed else None
         (outcome or result.unchanged)["items"] += 1
+    session.flush()
     wanted = (set(plan.budget) | set(plan.milestones)) - skip
-    items = service.get_by_codes(session=session, codes=wanted)
-    for code, lines in plan.budget.items():
-        if code in skip:
-            result.skipped["budget_lines"] += len(lines)
-            continue
-        result.tally(
-            "budget_lines", service.replace_budget(session=session, item=items[code], lines=lines)
-        )
-    for code, milestones in plan.milestones.items():
-        if code in skip:
-            result.skipped["milestones"] += len(milestones)
-            continue
-        result.tally(
-            "milestones",
-            service.replace_milestones(session=session, item=items[code], milestones=milestones),
-        )
+    ids = {
+        code: item.id for code, item in service.get_by_codes(session=session, codes=wanted).items()
+    }
+    for code in set(plan.budget) & skip:
+        result.skipped["budget_lines"] += len(plan.budget[code])
+    for code in set(plan.milestones) & skip:
+        result.skipped["milestones"] += len(plan.milestones[code])
+    result.tally(
+        "budget_lines",
+        service.replace_budgets(
+            session=session,
+            lines_by_item={ids[c]: lines for c, lines in plan.budget.items() if c not in skip},
+        ),
+    )
+    result.tally(
+        "milestones",
+        service.replace_milestones_of(
+            session=session,
+            milestones_by_item={
+                ids[c]: milestones for c, milestones in plan.milestones.items() if c not in skip
+            },
+        ),
+    )
     # A phase narrowed by the file must still hold the items the file did not touch.
     for row, phase in changed_phases:
         try:

@@ -357,23 +357,22 @@ def read_workbook(data: bytes, name: str, notes: list[Problem]) -> list[Table]:
                 notes.append(Problem(sheet.title, None, None, "programme.import.unknown_sheet"))
                 continue
             rows: list[tuple[int, list[Any]]] = []
-            for number, cells in enumerate(
-                sheet.iter_rows(values_only=True, max_col=MAX_COLUMNS), start=1
-            ):
+            for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
                 if number > MAX_ROWS + 50:
+                    too_many = {"max": MAX_ROWS}
                     raise ImportRefused(
                         [
                             Problem(
-                                sheet.title,
-                                None,
-                                None,
-                                "programme.import.too_many_rows",
-                                {"max": MAX_ROWS},
+                                sheet.title, None, None, "programme.import.too_many_rows", too_many
                             )
                         ]
                     )
-                rows.append((number, list(cells)))
+                rows.append((number, list(cells[:MAX_COLUMNS])))
             tables.append(_table(kind, sheet.title, rows, notes))
+    except ImportRefused:
+        raise
+    except Exception:  # noqa: BLE001 - a sheet the parser cannot read: the file is not usable
+        raise ImportRefused([Problem(name, None, None, "programme.import.bad_workbook")]) from None
     finally:
         book.close()
     return tables
@@ -504,6 +503,14 @@ def _code(value: Any) -> str | None:
     if text is not None and not _CODE.match(text):
         raise _CellError("programme.import.bad_code", value=text)
     return text
+
+
+def _code_or_none(value: Any) -> str | None:
+    """The code in a cell, or None if it holds none (or no valid one)."""
+    try:
+        return _code(value)
+    except _CellError:
+        return None
 
 
 def _int(value: Any, *, low: int, high: int, key: str = "programme.import.bad_number") -> int:
@@ -1049,37 +1056,37 @@ def build_plan(*, session: Session, tables: list[Table], notes: list[Problem]) -
     if "items" in by_kind:
         plan.items = _item_rows(by_kind["items"], session=session, refs=refs, out=out)
     phase_of = {row.code: row.values.phase_code for row in plan.items}
-    referenced = {
-        str(raw.get("item")).strip()
-        for kind in ("budget", "milestones")
-        if kind in by_kind
-        for _, raw in by_kind[kind].rows
-        if not _blank(raw.get("item"))
-    }
+    referenced: set[str] = set()
+    for kind in ("budget", "milestones"):
+        for _, raw in by_kind[kind].rows if kind in by_kind else []:
+            ref = _code_or_none(raw.get("item"))
+            if ref is not None:
+                referenced.add(ref)
     # Items named in the budget or milestones sheets but not in the items sheet must exist.
     item_rows = {row.code for row in plan.items}
-    items_table = by_kind.get("items")
-    failed_items = {
-        str(raw.get("code")).strip() for _, raw in (items_table.rows if items_table else [])
-    } - item_rows
+    failed_items: set[str] = set()
+    for _, raw in by_kind["items"].rows if "items" in by_kind else []:
+        ref = _code_or_none(raw.get("code"))
+        if ref is not None and ref not in item_rows:
+            failed_items.add(ref)
     for code, item in service.get_by_codes(
         session=session, codes=referenced - item_rows - failed_items
     ).items():
         phase_of[code] = item.phase_code
     # Rows of items that failed are not reported twice: their lines are skipped silently.
-    for code in failed_items:
-        phase_of.pop(code, None)
+    for failed in failed_items:
+        phase_of.pop(failed, None)
     known = dict(phase_of)
     if "budget" in by_kind:
         table = by_kind["budget"]
         table.rows = [
-            (n, raw) for n, raw in table.rows if str(raw.get("item")).strip() not in failed_items
+            (n, raw) for n, raw in table.rows if _code_or_none(raw.get("item")) not in failed_items
         ]
         plan.budget = _budget_rows(table, phase_of=known, refs=refs, out=out, notes=notes)
     if "milestones" in by_kind:
         table = by_kind["milestones"]
         table.rows = [
-            (n, raw) for n, raw in table.rows if str(raw.get("item")).strip() not in failed_items
+            (n, raw) for n, raw in table.rows if _code_or_none(raw.get("item")) not in failed_items
         ]
         plan.milestones = _milestone_rows(table, phase_of=known, out=out)
     if out.problems:

@@ -8,7 +8,7 @@ counts are finished in Python, where date arithmetic is the same on every databa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from cityops.core.clock import Clock
 from cityops.core.errors import Conflict, Invalid, NotFound
@@ -570,10 +570,12 @@ def write_item(
     code: str,
     values: ItemValues,
     clock: Clock,
+    flush: bool = True,
 ) -> tuple[ProgrammeItem, bool]:
     """Create an item or bring an existing one to these (checked) values.
 
-    Returns the item and whether anything was created or changed.
+    Returns the item and whether anything was created or changed. Bulk callers pass
+    `flush=False` and flush once after the last item.
     """
     now = clock.now()
     changed = item is None
@@ -598,7 +600,8 @@ def write_item(
         )
     if changed:
         item.updated_at = now
-    session.flush()
+    if flush:
+        session.flush()
     return item, changed
 
 
@@ -702,36 +705,57 @@ class Changes:
     deleted: int = 0
 
 
+def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[list[int]]:
+    # Chunks keep IN lists under every database's parameter limit.
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def replace_budgets(
+    *, session: Session, lines_by_item: Mapping[int, Sequence[BudgetLineIn]]
+) -> Changes:
+    """Make each item's budget lines exactly the given (checked) lines, touching only what
+    differs: one read per 500 items and one flush, however many items."""
+    out = Changes()
+    existing: dict[int, dict[tuple[int, str], ProgrammeBudget]] = {}
+    for chunk in _chunks(list(lines_by_item)):
+        for line_row in session.scalars(
+            select(ProgrammeBudget).where(ProgrammeBudget.item_id.in_(chunk))
+        ):
+            existing.setdefault(line_row.item_id, {})[(line_row.year, line_row.source)] = line_row
+    for item_id, lines in lines_by_item.items():
+        have = existing.get(item_id, {})
+        for line in lines:
+            key = (line.year, str(line.source))
+            row = have.pop(key) if key in have else None
+            if row is None:
+                session.add(
+                    ProgrammeBudget(
+                        item_id=item_id,
+                        year=line.year,
+                        source=str(line.source),
+                        allocated=line.allocated,
+                        disbursed=line.disbursed,
+                    )
+                )
+                out.created += 1
+            elif (row.allocated, row.disbursed) != (line.allocated, line.disbursed):
+                row.allocated, row.disbursed = line.allocated, line.disbursed
+                out.updated += 1
+            else:
+                out.unchanged += 1
+        for row in have.values():
+            session.delete(row)
+            out.deleted += 1
+    session.flush()
+    return out
+
+
 def replace_budget(
     *, session: Session, item: ProgrammeItem, lines: Sequence[BudgetLineIn]
 ) -> Changes:
     """Make the item's budget lines exactly these (checked) lines, touching only what differs."""
-    out = Changes()
-    existing = {(row.year, row.source): row for row in get_budget_lines(session=session, item=item)}
-    for line in lines:
-        key = (line.year, str(line.source))
-        row = existing.pop(key, None)
-        if row is None:
-            session.add(
-                ProgrammeBudget(
-                    item_id=item.id,
-                    year=line.year,
-                    source=str(line.source),
-                    allocated=line.allocated,
-                    disbursed=line.disbursed,
-                )
-            )
-            out.created += 1
-        elif (row.allocated, row.disbursed) != (line.allocated, line.disbursed):
-            row.allocated, row.disbursed = line.allocated, line.disbursed
-            out.updated += 1
-        else:
-            out.unchanged += 1
-    for row in existing.values():
-        session.delete(row)
-        out.deleted += 1
-    session.flush()
-    return out
+    return replace_budgets(session=session, lines_by_item={item.id: lines})
 
 
 def set_budget(
@@ -838,29 +862,44 @@ def delete_milestone(*, session: Session, milestone: ProgrammeMilestone) -> None
     session.flush()
 
 
+def replace_milestones_of(
+    *, session: Session, milestones_by_item: Mapping[int, Sequence[MilestoneCreate]]
+) -> Changes:
+    """Make each item's milestones exactly the given ones (by name), touching only what
+    differs: one read per 500 items and one flush."""
+    out = Changes()
+    existing: dict[int, dict[str, ProgrammeMilestone]] = {}
+    for chunk in _chunks(list(milestones_by_item)):
+        for milestone_row in session.scalars(
+            select(ProgrammeMilestone).where(ProgrammeMilestone.item_id.in_(chunk))
+        ):
+            existing.setdefault(milestone_row.item_id, {})[milestone_row.name] = milestone_row
+    for item_id, milestones in milestones_by_item.items():
+        have = existing.get(item_id, {})
+        for milestone_in in milestones:
+            row = have.pop(milestone_in.name) if milestone_in.name in have else None
+            data = milestone_in.model_dump()
+            if row is None:
+                session.add(ProgrammeMilestone(item_id=item_id, **data))
+                out.created += 1
+            elif any(getattr(row, k) != v for k, v in data.items()):
+                for k, v in data.items():
+                    setattr(row, k, v)
+                out.updated += 1
+            else:
+                out.unchanged += 1
+        for row in have.values():
+            session.delete(row)
+            out.deleted += 1
+    session.flush()
+    return out
+
+
 def replace_milestones(
     *, session: Session, item: ProgrammeItem, milestones: Sequence[MilestoneCreate]
 ) -> Changes:
     """Make the item's milestones exactly these (by name), touching only what differs."""
-    out = Changes()
-    existing = {m.name: m for m in get_milestones(session=session, item_ids=[item.id])}
-    for milestone_in in milestones:
-        row = existing.pop(milestone_in.name, None)
-        data = milestone_in.model_dump()
-        if row is None:
-            session.add(ProgrammeMilestone(item_id=item.id, **data))
-            out.created += 1
-        elif any(getattr(row, k) != v for k, v in data.items()):
-            for k, v in data.items():
-                setattr(row, k, v)
-            out.updated += 1
-        else:
-            out.unchanged += 1
-    for row in existing.values():
-        session.delete(row)
-        out.deleted += 1
-    session.flush()
-    return out
+    return replace_milestones_of(session=session, milestones_by_item={item.id: milestones})
 
 
 def milestone_days_late(milestone: ProgrammeMilestone, item: ProgrammeItem, today: date) -> int:
@@ -872,6 +911,10 @@ def milestone_days_late(milestone: ProgrammeMilestone, item: ProgrammeItem, toda
     ):
         return 0
     return (today - milestone.due_date).days
+
+
+# Views that show no unit or department lists skip loading them (thousands of rows at scale).
+_WITHOUT_LISTS = (lazyload(ProgrammeItem.unit_rows), lazyload(ProgrammeItem.department_rows))
 
 
 # --- views: responsibility matrix --------------------------------------------------------------
@@ -896,25 +939,27 @@ def get_matrix(
         .group_by(ProgrammeItemUnit.item_id)
         .subquery()
     )
+    columns = (
+        ProgrammeItem.code,
+        ProgrammeItem.name,
+        ProgrammeItem.name_en,
+        ProgrammeItem.phase_code,
+        ProgrammeItem.sector,
+        ProgrammeItem.status,
+        ProgrammeItem.owner_department_code,
+    )
     items = [
-        {
-            "code": item.code,
-            "name": item.name,
-            "name_en": item.name_en,
-            "phase_code": item.phase_code,
-            "sector": item.sector,
-            "status": item.status,
-            "owner_department_code": item.owner_department_code,
-            "unit_count": int(units or 0),
-        }
-        for item, units in session.execute(
-            select(ProgrammeItem, unit_counts.c.units)
+        {**row._asdict(), "unit_count": int(row.units or 0)}
+        for row in session.execute(
+            select(*columns, unit_counts.c.units)
             .outerjoin(unit_counts, unit_counts.c.item_id == ProgrammeItem.id)
             .where(*conditions)
             .order_by(ProgrammeItem.phase_code, ProgrammeItem.code)
             .limit(MAX_ROWS)
         )
     ]
+    for item in items:
+        item.pop("units")
     owners = select(
         ProgrammeItem.owner_department_code.label("department_code"),
         ProgrammeItem.code.label("item_code"),
@@ -975,6 +1020,7 @@ def get_roadmap(
     items = list(
         session.scalars(
             select(ProgrammeItem)
+            .options(*_WITHOUT_LISTS)
             .where(*conditions)
             .order_by(
                 ProgrammeItem.phase_code,
@@ -1201,6 +1247,7 @@ def get_late(
     for milestone, item in session.execute(
         select(ProgrammeMilestone, ProgrammeItem)
         .join(ProgrammeItem, ProgrammeItem.id == ProgrammeMilestone.item_id)
+        .options(*_WITHOUT_LISTS)
         .where(late_condition(today), *conditions)
         .order_by(ProgrammeItem.code, ProgrammeMilestone.due_date, ProgrammeMilestone.name)
         .limit(MAX_ROWS)
