@@ -930,8 +930,16 @@ def import_programme(
 ) -> ImportReport:
     """Import phases, items, budget lines and milestones, all or nothing.
 
-    Re-importing updates items by code: nothing is duplicated. A refused file is a 422 whose
-    `errors` name the sheet, row and column of every bad cell.
+    Sheets (or CSV files), with English or Vietnamese names and headers:
+    **phases** (code, name, name_en, description, start_year, end_year, planned_recurrent_pct,
+    planned_investment_pct); **items** (code, name, name_en, description, phase, sector, owner,
+    supporting, units (unit or area codes), status, progress, start_date, end_date);
+    **budget** (item, year, source: recurrent | investment, allocated, disbursed, in whole VND);
+    **milestones** (item, name, name_en, due_date, done_date, weight). Lists are separated by
+    `;`; dates are YYYY-MM-DD or DD/MM/YYYY. An item named in the budget (milestones) sheet gets
+    exactly the lines (milestones) listed there. Re-importing updates items by code: nothing is
+    duplicated. A refused file is a 422 whose `errors` name the sheet, row and column of every
+    bad cell; disbursement above allocation is a warning in the report.
     """
     files: list[tuple[str, bytes, str | None]] = []
     if workbook is not None:
