@@ -28,6 +28,7 @@ from cityops.ingest import jobs as ingest_jobs
 from cityops.ingest.mqtt import MqttBridge
 from cityops.notify import api as notify_api
 from cityops.notify import flows as notify_flows
+from cityops.programme import api as programme_api
 from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
 from cityops.units import service as unit_service
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(ingest_api.router, prefix=API_PREFIX)
     app.include_router(notify_api.router, prefix=API_PREFIX)
     app.include_router(web_stream.router, prefix=API_PREFIX)
+    app.include_router(programme_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",

@@ -413,6 +413,64 @@ def import_observations(
             typer.echo(f"  ... and {len(report.bad_rows) - 200} more")
 
 
+@import_app.command("programme")
+def import_programme(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True,
+            help="An XLSX workbook, CSV files (items.csv, budget.csv, ...) or a folder of them.",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and report; write nothing.")
+    ] = False,
+) -> None:
+    """Import the smart-city programme (phases, items, budget, milestones): all or nothing."""
+    from rich.progress import Progress
+
+    from cityops.programme import flows as programme_flows
+
+    stages = ("read", "check", "write", "done")
+    with _runtime() as runtime:
+        _require_migrated(runtime)
+        with Progress(transient=True) as bar, _system_work(runtime) as session:
+            task = bar.add_task("programme", total=len(stages) - 1)
+
+            def advance(stage: str) -> None:
+                bar.update(task, completed=stages.index(stage), description=stage)
+
+            result = programme_flows.import_paths(
+                session=session, paths=files, clock=runtime.clock, progress=advance
+            )
+            if dry_run:
+                session.rollback()
+        lang = runtime.settings.default_language
+        typer.echo(
+            ("dry run, nothing written; " if dry_run else "") + "rows: " + _pairs(result.rows)
+        )
+        for outcome in ("created", "updated", "unchanged", "deleted", "skipped"):
+            counts = getattr(result, outcome)
+            if any(counts.values()):
+                typer.echo(f"{outcome}: {_pairs(counts)}")
+        for warning in result.warnings[:200]:
+            where = ", ".join(
+                part
+                for part in (
+                    warning.sheet,
+                    f"row {warning.row}" if warning.row else "",
+                    f"column {warning.column}" if warning.column else "",
+                )
+                if part
+            )
+            message = runtime.translate(warning.key, lang, **warning.params)
+            typer.echo(f"  warning ({where}): {message}")
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in counts.items())
+
+
 @device_app.command("create")
 def device_create(
     device_id: Annotated[str, typer.Argument(help="Device id (unique in its tenant).")],

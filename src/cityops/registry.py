@@ -11,6 +11,7 @@ CONTEXTS: tuple[str, ...] = (
     "cityops.context",
     "cityops.ingest",
     "cityops.notify",
+    "cityops.programme",
 )
 
 # Packages whose `locales/` folders hold message catalogues.

@@ -36,6 +36,7 @@ def test_password_login_returns_tokens_that_authorise(
         "audit:read",
         "context:read",
         "incident:read",
+        "programme:read",
         "rule:read",
         "user:read",
     ]

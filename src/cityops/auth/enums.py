@@ -42,6 +42,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.VIEWER: frozenset({*_WATCH, Permission.INCIDENT_READ}),
 }
 
+# The programme board: read province-wide; a department reports on the items it owns.
+for _role in (Role.LEADER, Role.OPERATOR, Role.DEPARTMENT_OFFICER, Role.VIEWER):
+    ROLE_PERMISSIONS[_role] |= {Permission.PROGRAMME_READ}
+ROLE_PERMISSIONS[Role.DEPARTMENT_OFFICER] |= {Permission.PROGRAMME_REPORT}
+
 
 def role_permissions(role: str) -> frozenset[str]:
     """Return the permissions of a role (none for an unknown role)."""

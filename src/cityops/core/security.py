@@ -44,6 +44,9 @@ class Permission(StrEnum):
     INCIDENT_WORK = "incident:work"  # start work, comment, attach files, resolve (in scope)
     INCIDENT_ADMIN = "incident:admin"  # categories, SLA policies, holidays
     NOTIFY_ADMIN = "notify:admin"  # notification channels and the delivery log
+    PROGRAMME_READ = "programme:read"  # see the smart-city programme board (province-wide)
+    PROGRAMME_REPORT = "programme:report"  # report progress/milestones of own department's items
+    PROGRAMME_ADMIN = "programme:admin"  # phases, items, budget lines, imports
 
 
 @dataclass(frozen=True, slots=True)

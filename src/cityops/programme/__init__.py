@@ -1,0 +1,1 @@
+"""The smart-city programme board: phases, items, owners, budget by source, milestones."""
