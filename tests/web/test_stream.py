@@ -171,6 +171,7 @@ def create_station(
         "id": entity_id,
         "type": "AirQualityObserved",
         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": list(point)}},
+        "dateObserved": {"type": "Property", "value": "2026-11-20T02:55:00Z"},
         "pm25": {"type": "Property", "value": 20.0, "unitCode": "GQ"},
     }
     response = client.post(
