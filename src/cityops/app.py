@@ -20,6 +20,9 @@ from cityops.core.errors import install_error_handlers
 from cityops.core.logging import configure_logging
 from cityops.core.metrics import RequestContextMiddleware
 from cityops.core.runtime import Runtime
+from cityops.incidents import api as incidents_api
+from cityops.incidents import flows as incidents_flows
+from cityops.incidents import jobs as incidents_jobs
 from cityops.ingest import api as ingest_api
 from cityops.ingest import jobs as ingest_jobs
 from cityops.ingest.mqtt import MqttBridge
@@ -36,6 +39,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     import_models()
     runtime = Runtime.build(settings, packages=MESSAGE_PACKAGES, clock=clock)
     auth_flows.install(runtime)
+    incidents_flows.install(runtime)
     return runtime
 
 
@@ -60,6 +64,7 @@ def create_app(
         configure_logging(settings.log_level, json_lines=bool(settings.log_json))
     runtime = build_runtime(settings, clock=clock)
     ingest_jobs.register(runtime)
+    incidents_jobs.register(runtime)
     register_outbox_jobs(runtime)
 
     @asynccontextmanager
@@ -102,6 +107,7 @@ def create_app(
     app.include_router(units_api.router, prefix=API_PREFIX)
     app.include_router(context_api.router)
     app.include_router(ingest_api.router, prefix=API_PREFIX)
+    app.include_router(incidents_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL
+from cityops.incidents import flows as incidents_flows
 from cityops.units import flows as units_flows
 
 
@@ -14,6 +15,8 @@ def seed(runtime: Runtime, *, profile: str | None = None) -> dict[str, int]:
         # Reference data from the profile is not an operator's action: it is not audited.
         session.info["actor"] = SYSTEM_PRINCIPAL
         session.info["audit"] = False
-        return units_flows.seed_profile(
-            session=session, profile=profile or runtime.settings.profile, clock=runtime.clock
-        )
+        name = profile or runtime.settings.profile
+        counts = units_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
+        # Incident categories name departments: seeded after the units context.
+        counts |= incidents_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
+        return counts
