@@ -219,10 +219,9 @@ def _supporting(main: str | None, codes: Sequence[str]) -> list[str]:
     return [code for code in dict.fromkeys(codes) if code != main]
 
 
-def _check_department_fields(
-    session: Session, main: str | None, supporting: Sequence[str], *, main_field: str
-) -> None:
-    fields = [(main_field, main)] if main is not None else []
+def _check_department_fields(session: Session, main: str | None, supporting: Sequence[str]) -> None:
+    # Field names point into the request as sent (before duplicates are dropped).
+    fields = [("department_code", main)] if main is not None else []
     fields += [(f"supporting_department_codes[{i}]", c) for i, c in enumerate(supporting)]
     service.check_departments(session=session, fields=fields)
 
@@ -246,10 +245,10 @@ def create_incident(
     principal.check(Permission.INCIDENT_CREATE)
     category = _active_category(session, incident_in.category_code, "category_code")
     main = incident_in.department_code or category.department_code
-    supporting = _supporting(main, incident_in.supporting_department_codes)
     _check_department_fields(
-        session, incident_in.department_code, supporting, main_field="department_code"
+        session, incident_in.department_code, incident_in.supporting_department_codes
     )
+    supporting = _supporting(main, incident_in.supporting_department_codes)
     if incident_in.alert_id is not None:
         existing = service.get_by_alert_id(session=session, alert_id=incident_in.alert_id)
         if existing is not None:
@@ -565,8 +564,8 @@ def assign(
     if incident.status not in ASSIGNABLE_STATUSES:
         raise Conflict("incidents.assign.not_open", code=incident.code, current=incident.status)
     main = assign_in.department_code
+    _check_department_fields(session, main, assign_in.supporting_department_codes)
     supporting = _supporting(main, assign_in.supporting_department_codes)
-    _check_department_fields(session, main, supporting, main_field="department_code")
     before = {
         "department_code": incident.department_code,
         "supporting_department_codes": incident.supporting_department_codes,
