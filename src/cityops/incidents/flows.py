@@ -586,7 +586,7 @@ def assign(
         return incident
     now = runtime.clock.now()
     if first:
-        incident.status = str(IncidentStatus.ASSIGNED)
+        service.set_status(incident, str(IncidentStatus.ASSIGNED))
     incident.updated_at = now
     kind = TimelineKind.ASSIGNED if first else TimelineKind.REASSIGNED
     service.add_entry(
@@ -669,7 +669,7 @@ def transition(
     elif step.kind == TimelineKind.REOPENED:
         incident.resolved_at = None
         incident.closed_at = None
-    incident.status = str(to)
+    service.set_status(incident, str(to))
     incident.updated_at = now
     service.add_entry(
         session=session,
@@ -748,6 +748,7 @@ def update_incident(
         changes["due_ack_at"] = [_iso(incident.due_ack_at), _iso(due_ack)]
         changes["due_resolve_at"] = [_iso(incident.due_resolve_at), _iso(due_resolve)]
         incident.due_ack_at, incident.due_resolve_at = due_ack, due_resolve
+        service.refresh_overdue_at(incident)
     incident.updated_at = now
     service.add_entry(
         session=session,

@@ -104,6 +104,9 @@ class Incident(Audited, Base):
         # The SLA job looks only at deadlines not yet marked as breached.
         Index("ix_incident_ack_due", "ack_breached", "due_ack_at"),
         Index("ix_incident_resolve_due", "resolve_breached", "due_resolve_at"),
+        Index("ix_incident_overdue_at", "overdue_at"),
+        # A search for words of the title scans this small index instead of the whole table.
+        Index("ix_incident_title_folded", "title_folded"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -135,6 +138,9 @@ class Incident(Audited, Base):
     # None when no SLA policy applied.
     due_ack_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_resolve_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The deadline that makes an open incident overdue: acknowledgement until work starts, then
+    # resolution; None once resolved or closed. One indexed column answers "overdue" fast.
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ack_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     resolve_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
@@ -158,11 +164,19 @@ class Incident(Audited, Base):
 
 
 class IncidentDepartment(Audited, Base):
-    """A department responsible for an incident: the main one or a supporting one."""
+    """A department responsible for an incident: the main one or a supporting one.
+
+    `status` and `created_at` repeat the incident's: a department's list (by status, newest
+    first) and its count then read one covering index, without visiting the incidents.
+    """
 
     __tablename__ = "incident_department"
+    # The copies change with the incident, whose own audit rows already record the change.
+    __audit_exclude__ = frozenset({"status", "created_at"})
     __table_args__ = (
-        Index("ix_incident_department_department_incident", "department_code", "incident_id"),
+        Index(
+            "ix_incident_department_list", "department_code", "status", "created_at", "incident_id"
+        ),
     )
 
     incident_id: Mapped[int] = mapped_column(
@@ -172,6 +186,8 @@ class IncidentDepartment(Audited, Base):
         String(32), ForeignKey("department.code"), primary_key=True
     )
     role: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class TimelineEntry(Base):

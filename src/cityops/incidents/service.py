@@ -7,13 +7,14 @@ Services flush, never commit; the caller owns the transaction. Events are publis
 from __future__ import annotations
 
 import dataclasses
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
@@ -50,6 +51,8 @@ from cityops.incidents.schemas import (
 from cityops.units import service as unit_service
 
 CODE_PREFIX = "SC"
+# A search that starts like a public code looks codes up instead of titles.
+CODE_QUERY = re.compile(r"^sc-\d", re.IGNORECASE)
 SORTS = {
     "created_at": "created_at",
     "updated_at": "updated_at",
@@ -450,42 +453,54 @@ def get_visible_or_raise(*, session: Session, principal: Principal, incident_id:
 
 
 def overdue_condition(now: datetime) -> ColumnElement[bool]:
-    """SQL condition: open and past the resolution deadline, or not started past the ack one."""
-    return and_(
-        Incident.status.in_([str(s) for s in OPEN_STATUSES]),
-        or_(
-            Incident.due_resolve_at < now,
-            and_(Incident.acknowledged_at.is_(None), Incident.due_ack_at < now),
-        ),
-    )
+    """SQL condition: open and past the deadline due next (see `Incident.overdue_at`)."""
+    return Incident.overdue_at < now
 
 
 def is_overdue(incident: Incident, now: datetime) -> bool:
     """Whether an incident is open and past a deadline at `now` (the same rule as in SQL)."""
+    return incident.overdue_at is not None and incident.overdue_at < now
+
+
+def refresh_overdue_at(incident: Incident) -> None:
+    """Recompute the deadline that makes an incident overdue: acknowledgement until work
+    starts, then resolution; none once resolved or closed."""
     if incident.status not in OPEN_STATUSES:
-        return False
-    if incident.due_resolve_at is not None and incident.due_resolve_at < now:
-        return True
-    return (
-        incident.acknowledged_at is None
-        and incident.due_ack_at is not None
-        and incident.due_ack_at < now
-    )
+        incident.overdue_at = None
+    elif incident.acknowledged_at is None and incident.due_ack_at is not None:
+        incident.overdue_at = incident.due_ack_at
+    else:
+        incident.overdue_at = incident.due_resolve_at
 
 
-def _order(sort: str) -> list[Any]:
+def set_status(incident: Incident, status: str) -> None:
+    """Change an incident's status, with its copies on the department rows and its overdue
+    deadline (set acknowledgement and resolution times first)."""
+    incident.status = status
+    for row in incident.departments:
+        row.status = status
+    refresh_overdue_at(incident)
+
+
+def _order(sort: str, driver: Any = None) -> list[Any]:
     descending = sort.startswith("-")
     name = SORTS[sort.lstrip("-")]
-    column: Any
+    columns: list[Any]
     if name == "severity":
-        column = case(
-            *((Incident.severity == str(s), r) for s, r in SEVERITY_RANK.items()), else_=-1
-        )
+        rank = case(*((Incident.severity == str(s), r) for s, r in SEVERITY_RANK.items()), else_=-1)
+        columns = [rank, Incident.id]
+    elif name == "created_at" and driver is not None:
+        # Listing a department's incidents: the order its covering index holds.
+        columns = [driver.created_at, driver.incident_id]
     else:
-        column = getattr(Incident, name)
-    if descending:
-        return [column.desc(), Incident.id.desc()]
-    return [column.asc(), Incident.id.asc()]
+        columns = [getattr(Incident, name), Incident.id]
+    return [c.desc() if descending else c.asc() for c in columns]
+
+
+def _search(text: str) -> ColumnElement[bool]:
+    if CODE_QUERY.match(text):
+        return Incident.code.startswith(text.upper(), autoescape=True)
+    return Incident.title_folded.contains(fold(text), autoescape=True)
 
 
 def get_all(
@@ -511,14 +526,28 @@ def get_all(
     """Return one page of the incidents a scope reaches matching the filters, and the total.
 
     `department_code` matches the main or a supporting department; `created_to` is exclusive.
+    With a department (asked for, or the caller's scope), the query starts from that
+    department's rows, whose copies of status and creation time answer the common filters
+    from one index.
     """
-    conditions = visible_to(scope)
+    departments = list(dict.fromkeys(c for c in (scope.department_code, department_code) if c))
+    driver: Any = IncidentDepartment if departments else Incident
+    driven: list[ColumnElement[bool]] = []
+    if departments:
+        driven.append(IncidentDepartment.department_code == departments[0])
+    conditions: list[ColumnElement[bool]] = [
+        Incident.id.in_(_department_members(code)) for code in departments[1:]
+    ]
+    if scope.unit_codes is not None:
+        conditions.append(scope.unit_filter(Incident.unit_code))
     if statuses:
-        conditions.append(Incident.status.in_(list(statuses)))
+        driven.append(driver.status.in_(list(statuses)))
+    if created_from is not None:
+        driven.append(driver.created_at >= created_from)
+    if created_to is not None:
+        driven.append(driver.created_at < created_to)
     if unit_codes is not None:
         conditions.append(Incident.unit_code.in_(sorted(unit_codes)))
-    if department_code is not None:
-        conditions.append(Incident.id.in_(_department_members(department_code)))
     if sector is not None:
         conditions.append(Incident.sector == sector)
     if severities:
@@ -527,33 +556,31 @@ def get_all(
         conditions.append(Incident.category_code == category_code)
     if source is not None:
         conditions.append(Incident.source == source)
-    if created_from is not None:
-        conditions.append(Incident.created_at >= created_from)
-    if created_to is not None:
-        conditions.append(Incident.created_at < created_to)
     if overdue is not None:
-        condition = overdue_condition(now)
-        conditions.append(condition if overdue else not_(condition))
+        conditions.append(
+            overdue_condition(now)
+            if overdue
+            else or_(Incident.overdue_at.is_(None), Incident.overdue_at >= now)
+        )
     text = (q or "").strip()
     if text:
-        folded = fold(text)
-        conditions.append(
-            or_(
-                Incident.code == text.upper(),
-                Incident.title_folded.contains(folded, autoescape=True),
-            )
-        )
+        conditions.append(_search(text))
+    page = select(Incident)
+    count = select(func.count()).select_from(driver)
+    if departments:
+        page = page.join(IncidentDepartment, IncidentDepartment.incident_id == Incident.id)
+        if conditions:
+            count = count.join(Incident, Incident.id == IncidentDepartment.incident_id)
     rows = session.scalars(
-        select(Incident)
-        .where(*conditions)
-        .order_by(*_order(sort))
+        page.where(*driven, *conditions)
+        .order_by(*_order(sort, IncidentDepartment if departments else None))
         .limit(limit)
         .offset(offset)
         .options(selectinload(Incident.departments))
     ).all()
     if offset == 0 and len(rows) < limit:
         return list(rows), len(rows)
-    total = session.scalar(select(func.count()).select_from(Incident).where(*conditions)) or 0
+    total = session.scalar(count.where(*driven, *conditions)) or 0
     return list(rows), int(total)
 
 
@@ -611,6 +638,7 @@ def create(*, session: Session, incident_in: NewIncident) -> Incident:
         resolve_breached=False,
         escalation_level=0,
     )
+    refresh_overdue_at(incident)
     session.add(incident)
     set_departments(
         session=session,
@@ -635,7 +663,13 @@ def set_departments(
             row.role = wanted.pop(row.department_code)
             keep.append(row)
     keep.extend(
-        IncidentDepartment(department_code=code, role=role) for code, role in wanted.items()
+        IncidentDepartment(
+            department_code=code,
+            role=role,
+            status=incident.status,
+            created_at=incident.created_at,
+        )
+        for code, role in wanted.items()
     )
     incident.departments = keep
     incident.department_code = main

@@ -92,6 +92,7 @@ def upgrade() -> None:
         sa.Column("closed_at", UTC, nullable=True),
         sa.Column("due_ack_at", UTC, nullable=True),
         sa.Column("due_resolve_at", UTC, nullable=True),
+        sa.Column("overdue_at", UTC, nullable=True),
         sa.Column("ack_breached", sa.Boolean(), nullable=False),
         sa.Column("resolve_breached", sa.Boolean(), nullable=False),
         sa.Column("escalation_level", sa.Integer(), nullable=False),
@@ -128,6 +129,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_incident_department_created_at", ["department_code", "created_at"], unique=False
         )
+        batch_op.create_index("ix_incident_overdue_at", ["overdue_at"], unique=False)
         batch_op.create_index(
             "ix_incident_resolve_due", ["resolve_breached", "due_resolve_at"], unique=False
         )
@@ -140,6 +142,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_incident_status_created_at", ["status", "created_at"], unique=False
         )
+        batch_op.create_index("ix_incident_title_folded", ["title_folded"], unique=False)
         batch_op.create_index(
             "ix_incident_unit_created_at", ["unit_code", "created_at"], unique=False
         )
@@ -219,6 +222,8 @@ def upgrade() -> None:
         sa.Column("incident_id", sa.Integer(), nullable=False),
         sa.Column("department_code", sa.String(length=32), nullable=False),
         sa.Column("role", sa.String(length=8), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", UTC, nullable=False),
         sa.ForeignKeyConstraint(
             ["department_code"],
             ["department.code"],
@@ -236,8 +241,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("incident_department", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_incident_department_department_incident",
-            ["department_code", "incident_id"],
+            "ix_incident_department_list",
+            ["department_code", "status", "created_at", "incident_id"],
             unique=False,
         )
 
@@ -273,7 +278,7 @@ def downgrade() -> None:
 
     op.drop_table("incident_event")
     with op.batch_alter_table("incident_department", schema=None) as batch_op:
-        batch_op.drop_index("ix_incident_department_department_incident")
+        batch_op.drop_index("ix_incident_department_list")
 
     op.drop_table("incident_department")
     with op.batch_alter_table("incident_comment", schema=None) as batch_op:
@@ -291,10 +296,12 @@ def downgrade() -> None:
     op.drop_table("sla_policy")
     with op.batch_alter_table("incident", schema=None) as batch_op:
         batch_op.drop_index("ix_incident_unit_created_at")
+        batch_op.drop_index("ix_incident_title_folded")
         batch_op.drop_index("ix_incident_status_created_at")
         batch_op.drop_index("ix_incident_severity_created_at")
         batch_op.drop_index("ix_incident_sector_created_at")
         batch_op.drop_index("ix_incident_resolve_due")
+        batch_op.drop_index("ix_incident_overdue_at")
         batch_op.drop_index("ix_incident_department_created_at")
         batch_op.drop_index("ix_incident_created_at")
         batch_op.drop_index("ix_incident_category_created_at")
