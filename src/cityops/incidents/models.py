@@ -95,11 +95,13 @@ class Incident(Audited, Base):
     # Each index serves a list filter with the default newest-first order.
     __table_args__ = (
         Index("ix_incident_created_at", "created_at"),
-        Index("ix_incident_status_created_at", "status", "created_at"),
+        # Status alone, status and units (a ward, an area), and a period: one covering index.
+        Index("ix_incident_status_unit_created_at", "status", "unit_code", "created_at"),
+        Index("ix_incident_status_due", "status", "due_resolve_at"),
         Index("ix_incident_unit_created_at", "unit_code", "created_at"),
         Index("ix_incident_department_created_at", "department_code", "created_at"),
         Index("ix_incident_category_created_at", "category_code", "created_at"),
-        Index("ix_incident_sector_created_at", "sector", "created_at"),
+        Index("ix_incident_sector_severity_created_at", "sector", "severity", "created_at"),
         Index("ix_incident_severity_created_at", "severity", "created_at"),
         # The SLA job looks only at deadlines not yet marked as breached.
         Index("ix_incident_ack_due", "ack_breached", "due_ack_at"),

@@ -482,19 +482,16 @@ def set_status(incident: Incident, status: str) -> None:
     refresh_overdue_at(incident)
 
 
-def _order(sort: str, driver: Any = None) -> list[Any]:
-    descending = sort.startswith("-")
+def _sort_keys(sort: str, driver: Any) -> tuple[list[Any], bool]:
+    """The columns a sort orders by (ties broken by id), and whether it is descending."""
     name = SORTS[sort.lstrip("-")]
-    columns: list[Any]
+    key: Any
     if name == "severity":
-        rank = case(*((Incident.severity == str(s), r) for s, r in SEVERITY_RANK.items()), else_=-1)
-        columns = [rank, Incident.id]
-    elif name == "created_at" and driver is not None:
-        # Listing a department's incidents: the order its covering index holds.
-        columns = [driver.created_at, driver.incident_id]
+        key = case(*((Incident.severity == str(s), r) for s, r in SEVERITY_RANK.items()), else_=-1)
     else:
-        columns = [getattr(Incident, name), Incident.id]
-    return [c.desc() if descending else c.asc() for c in columns]
+        key = getattr(driver if name == "created_at" else Incident, name)
+    tie = driver.incident_id if driver is IncidentDepartment else Incident.id
+    return [key, tie], sort.startswith("-")
 
 
 def _search(text: str) -> ColumnElement[bool]:
@@ -565,21 +562,30 @@ def get_all(
     text = (q or "").strip()
     if text:
         conditions.append(_search(text))
-    page = select(Incident)
-    count = select(func.count()).select_from(driver)
-    if departments:
-        page = page.join(IncidentDepartment, IncidentDepartment.incident_id == Incident.id)
-        if conditions:
-            count = count.join(Incident, Incident.id == IncidentDepartment.incident_id)
+    keys, descending = _sort_keys(sort, driver)
+    # Only the sort's own table is read when nothing else asks for the incident: a department's
+    # list is then answered from its covering index alone.
+    joined = departments and (bool(conditions) or sort.lstrip("-") != "created_at")
+    # The page's ids first (from indexes where they suffice), then only those rows: skipped
+    # rows of a deep page and sorted-out candidates are never fetched whole.
+    ids = select(*(k.label(f"k{i}") for i, k in enumerate(keys))).select_from(driver)
+    if joined:
+        ids = ids.join(Incident, Incident.id == IncidentDepartment.incident_id)
+    ordered = [k.desc() if descending else k.asc() for k in keys]
+    chosen = ids.where(*driven, *conditions).order_by(*ordered).limit(limit).offset(offset)
+    page = chosen.subquery("page")
+    columns = [page.c[f"k{i}"] for i in range(len(keys))]
     rows = session.scalars(
-        page.where(*driven, *conditions)
-        .order_by(*_order(sort, IncidentDepartment if departments else None))
-        .limit(limit)
-        .offset(offset)
+        select(Incident)
+        .join(page, Incident.id == columns[-1])
+        .order_by(*(c.desc() if descending else c.asc() for c in columns))
         .options(selectinload(Incident.departments))
     ).all()
     if offset == 0 and len(rows) < limit:
         return list(rows), len(rows)
+    count = select(func.count()).select_from(driver)
+    if departments and conditions:
+        count = count.join(Incident, Incident.id == IncidentDepartment.incident_id)
     total = session.scalar(count.where(*driven, *conditions)) or 0
     return list(rows), int(total)
 

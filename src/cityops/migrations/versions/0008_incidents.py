@@ -134,13 +134,18 @@ def upgrade() -> None:
             "ix_incident_resolve_due", ["resolve_breached", "due_resolve_at"], unique=False
         )
         batch_op.create_index(
-            "ix_incident_sector_created_at", ["sector", "created_at"], unique=False
+            "ix_incident_sector_severity_created_at",
+            ["sector", "severity", "created_at"],
+            unique=False,
         )
         batch_op.create_index(
             "ix_incident_severity_created_at", ["severity", "created_at"], unique=False
         )
+        batch_op.create_index("ix_incident_status_due", ["status", "due_resolve_at"], unique=False)
         batch_op.create_index(
-            "ix_incident_status_created_at", ["status", "created_at"], unique=False
+            "ix_incident_status_unit_created_at",
+            ["status", "unit_code", "created_at"],
+            unique=False,
         )
         batch_op.create_index("ix_incident_title_folded", ["title_folded"], unique=False)
         batch_op.create_index(
@@ -297,9 +302,10 @@ def downgrade() -> None:
     with op.batch_alter_table("incident", schema=None) as batch_op:
         batch_op.drop_index("ix_incident_unit_created_at")
         batch_op.drop_index("ix_incident_title_folded")
-        batch_op.drop_index("ix_incident_status_created_at")
+        batch_op.drop_index("ix_incident_status_unit_created_at")
+        batch_op.drop_index("ix_incident_status_due")
         batch_op.drop_index("ix_incident_severity_created_at")
-        batch_op.drop_index("ix_incident_sector_created_at")
+        batch_op.drop_index("ix_incident_sector_severity_created_at")
         batch_op.drop_index("ix_incident_resolve_due")
         batch_op.drop_index("ix_incident_overdue_at")
         batch_op.drop_index("ix_incident_department_created_at")
