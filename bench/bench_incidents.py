@@ -278,6 +278,11 @@ def measure(settings: Settings, keys: dict[str, str], dialect: str) -> None:
         wait_ready(base, server)
         with httpx.Client(base_url=base, timeout=30) as client:
             print(f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up")
+            # The floor: an authenticated request that reads almost nothing (one holiday).
+            _time(
+                client, "request floor (GET /incidents/holidays?limit=1)", None,
+                lambda i: (f"{url}/holidays", {"limit": 1}, "province"), keys,
+            )  # fmt: skip
             _time(
                 client, "newest first, no filter, limit 50", 50,
                 lambda i: (url, {"limit": 50}, "province"), keys,

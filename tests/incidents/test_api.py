@@ -115,6 +115,7 @@ def test_bad_list_parameters_name_the_field(client: TestClient, operator: Person
     cases = [
         ({"unit_code": "99999"}, "unit_code"),
         ({"area_code": "khong-co"}, "area_code"),
+        ({"department_code": "XYZ"}, "department_code"),
         ({"status": "lost"}, "status"),
         ({"severity": "extreme"}, "severity"),
         ({"sort": "title"}, "sort"),

@@ -199,6 +199,22 @@ def list_incidents(
                 count=1,
             )
         unit_codes = members if unit_codes is None else unit_codes & members
+    if (
+        department_code is not None
+        and unit_service.get_department(session=session, department_code=department_code) is None
+    ):
+        raise Invalid(
+            "incidents.invalid",
+            errors=[
+                field_error(
+                    "department_code",
+                    "incidents.department.unknown",
+                    where="query",
+                    code=department_code,
+                )
+            ],
+            count=1,
+        )
     now = runtime.clock.now()
     rows, total = service.get_all(
         session=session,
