@@ -236,7 +236,10 @@ def list_incidents(
         offset=offset,
     )
     return IncidentPage(
-        items=[_read(i, now) for i in rows], total=total, limit=limit, offset=offset
+        items=[IncidentRead.model_validate(row) for row in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
