@@ -23,6 +23,9 @@ from cityops.core.metrics import RequestContextMiddleware
 from cityops.core.outbox_smtp import CHANNEL as SMTP_CHANNEL
 from cityops.core.outbox_smtp import smtp_configured, smtp_sender
 from cityops.core.runtime import Runtime
+from cityops.incidents import api as incidents_api
+from cityops.incidents import flows as incidents_flows
+from cityops.incidents import jobs as incidents_jobs
 from cityops.ingest import api as ingest_api
 from cityops.ingest import jobs as ingest_jobs
 from cityops.ingest.mqtt import MqttBridge
@@ -50,6 +53,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     context_subscriptions.install(runtime)
     notify_flows.install(runtime)
     web_stream.install(runtime)
+    incidents_flows.install(runtime)
     return runtime
 
 
@@ -75,6 +79,7 @@ def create_app(
     runtime = build_runtime(settings, clock=clock)
     ingest_jobs.register(runtime)
     context_subscriptions.register_jobs(runtime)
+    incidents_jobs.register(runtime)
     register_outbox_jobs(runtime)
 
     @asynccontextmanager
@@ -122,6 +127,7 @@ def create_app(
     app.include_router(notify_api.router, prefix=API_PREFIX)
     app.include_router(web_stream.router, prefix=API_PREFIX)
     app.include_router(programme_api.router, prefix=API_PREFIX)
+    app.include_router(incidents_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",

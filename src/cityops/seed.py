@@ -5,6 +5,7 @@ from __future__ import annotations
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL
+from cityops.incidents import flows as incidents_flows
 from cityops.programme import flows as programme_flows
 from cityops.units import flows as units_flows
 
@@ -21,4 +22,6 @@ def seed(runtime: Runtime, *, profile: str | None = None) -> dict[str, int]:
         counts.update(
             programme_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
         )
+        # Incident categories name departments: seeded after the units context.
+        counts |= incidents_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
         return counts

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     # Largest page an NGSI-LD query may ask for (400 TooManyResults above it).
     ngsild_max_limit: int = Field(default=1000, ge=1, le=100_000)
     map_tile_url: str = ""
+    # Largest file attached to an incident (images and PDF), in bytes; larger uploads get 413.
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=14, ge=1, le=365)

@@ -1,7 +1,7 @@
 """Notify context: per-user notification preferences and webhook endpoints.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-11-28
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import cityops.core.db
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,958 @@
+"""Database work of the incidents context: categories, SLA policies, holidays, incidents, their
+departments, timeline, comments and attachments, and the SLA report.
+
+Services flush, never commit; the caller owns the transaction. Events are published by flows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from cityops.core.clock import Clock
+from cityops.core.errors import Conflict, Invalid, NotFound
+from cityops.core.security import Principal, Scope
+from cityops.core.text import fold
+from cityops.incidents.enums import (
+    OPEN_STATUSES,
+    SEVERITY_RANK,
+    DepartmentRole,
+    HolidayKind,
+)
+from cityops.incidents.models import (
+    Holiday,
+    Incident,
+    IncidentAttachment,
+    IncidentCategory,
+    IncidentComment,
+    IncidentDepartment,
+    IncidentSequence,
+    SlaPolicy,
+    TimelineEntry,
+)
+from cityops.incidents.schemas import (
+    CategoryCreate,
+    CategoryUpdate,
+    HolidayCreate,
+    HolidayUpdate,
+    SlaPolicyCreate,
+    SlaPolicyUpdate,
+)
+from cityops.units import service as unit_service
+
+CODE_PREFIX = "SC"
+# A search that starts like a public code looks codes up instead of titles.
+CODE_QUERY = re.compile(r"^sc-\d", re.IGNORECASE)
+SORTS = {
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "due_resolve_at": "due_resolve_at",
+    "severity": "severity",
+    "code": "code",
+}
+
+
+def field_error(field: str, key: str, /, *, where: str = "body", **params: Any) -> dict[str, Any]:
+    """Describe one field's problem by message key; the edge renders it in the caller's language."""
+    return {"field": field, "in": where, "key": key, "params": params}
+
+
+def check_departments(*, session: Session, fields: Sequence[tuple[str, str]]) -> None:
+    """Raise 422 naming every field whose department code does not exist."""
+    errors = [
+        field_error(name, "incidents.department.unknown", code=code)
+        for name, code in fields
+        if unit_service.get_department(session=session, department_code=code) is None
+    ]
+    if errors:
+        raise Invalid("incidents.invalid", errors=errors, count=len(errors))
+
+
+# --- categories ------------------------------------------------------------------------------
+
+
+def get_category(*, session: Session, category_code: str) -> IncidentCategory | None:
+    """Return a category by code, or None."""
+    return session.get(IncidentCategory, category_code)
+
+
+def get_category_or_raise(*, session: Session, category_code: str) -> IncidentCategory:
+    """Return a category by code, or raise 404."""
+    category = get_category(session=session, category_code=category_code)
+    if category is None:
+        raise NotFound("incidents.category.not_found", code=category_code)
+    return category
+
+
+def get_all_categories(
+    *, session: Session, active: bool | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[IncidentCategory], int]:
+    """Return one page of categories (optionally only active or retired ones)."""
+    conditions: list[ColumnElement[bool]] = []
+    if active is not None:
+        conditions.append(IncidentCategory.is_active.is_(active))
+    total = session.scalar(select(func.count()).select_from(IncidentCategory).where(*conditions))
+    rows = session.scalars(
+        select(IncidentCategory)
+        .where(*conditions)
+        .order_by(IncidentCategory.code)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def create_category(
+    *, session: Session, category_in: CategoryCreate, clock: Clock
+) -> IncidentCategory:
+    """Create a category."""
+    if get_category(session=session, category_code=category_in.code) is not None:
+        raise Conflict("incidents.category.exists", code=category_in.code)
+    if category_in.department_code is not None:
+        check_departments(
+            session=session, fields=[("department_code", category_in.department_code)]
+        )
+    now = clock.now()
+    category = IncidentCategory(
+        **category_in.model_dump(mode="json"), is_active=True, created_at=now, updated_at=now
+    )
+    session.add(category)
+    session.flush()
+    return category
+
+
+def update_category(
+    *, session: Session, category: IncidentCategory, category_in: CategoryUpdate, clock: Clock
+) -> IncidentCategory:
+    """Update a category's names, sector, default department or severity, or retire it."""
+    data = category_in.model_dump(mode="json", exclude_unset=True)
+    for field in ("name", "default_severity", "is_active"):
+        if field in data and data[field] is None:
+            raise Invalid(
+                "incidents.field.required",
+                errors=[field_error(field, "incidents.field.required", field=field)],
+                field=field,
+            )
+    if data.get("department_code") is not None:
+        check_departments(session=session, fields=[("department_code", data["department_code"])])
+    for field, value in data.items():
+        setattr(category, field, value)
+    category.updated_at = clock.now()
+    session.flush()
+    return category
+
+
+def delete_category(*, session: Session, category: IncidentCategory) -> None:
+    """Delete a category no incident uses (with its SLA policies); retire it otherwise."""
+    used = session.scalar(
+        select(func.count()).select_from(Incident).where(Incident.category_code == category.code)
+    )
+    if used:
+        raise Conflict("incidents.category.in_use", code=category.code, count=used)
+    for policy in session.scalars(
+        select(SlaPolicy).where(SlaPolicy.category_code == category.code)
+    ).all():
+        session.delete(policy)
+    session.delete(category)
+    session.flush()
+
+
+# --- SLA policies ----------------------------------------------------------------------------
+
+
+def get_policy(*, session: Session, policy_id: int) -> SlaPolicy | None:
+    """Return an SLA policy by id, or None."""
+    return session.get(SlaPolicy, policy_id)
+
+
+def get_policy_or_raise(*, session: Session, policy_id: int) -> SlaPolicy:
+    """Return an SLA policy by id, or raise 404."""
+    policy = get_policy(session=session, policy_id=policy_id)
+    if policy is None:
+        raise NotFound("incidents.policy.not_found", id=policy_id)
+    return policy
+
+
+def get_all_policies(
+    *,
+    session: Session,
+    category_code: str | None = None,
+    defaults_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[SlaPolicy], int]:
+    """Return one page of SLA policies: defaults first, then by category and severity."""
+    conditions: list[ColumnElement[bool]] = []
+    if defaults_only:
+        conditions.append(SlaPolicy.category_code.is_(None))
+    elif category_code is not None:
+        conditions.append(SlaPolicy.category_code == category_code)
+    severity_rank = case(
+        *((SlaPolicy.severity == str(s), r) for s, r in SEVERITY_RANK.items()), else_=9
+    )
+    total = session.scalar(select(func.count()).select_from(SlaPolicy).where(*conditions))
+    rows = session.scalars(
+        select(SlaPolicy)
+        .where(*conditions)
+        .order_by(
+            SlaPolicy.category_code.is_not(None),
+            SlaPolicy.category_code,
+            severity_rank,
+            SlaPolicy.id,
+        )
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def _policy_for(session: Session, category_code: str | None, severity: str) -> SlaPolicy | None:
+    column = SlaPolicy.category_code
+    condition = column.is_(None) if category_code is None else column == category_code
+    return session.scalars(
+        select(SlaPolicy)
+        .where(condition, SlaPolicy.severity == severity)
+        .order_by(SlaPolicy.id)
+        .limit(1)
+    ).first()
+
+
+def find_policy(*, session: Session, category_code: str, severity: str) -> SlaPolicy | None:
+    """Return the policy of a category and severity, else the default of the severity."""
+    return _policy_for(session, category_code, severity) or _policy_for(session, None, severity)
+
+
+def create_policy(*, session: Session, policy_in: SlaPolicyCreate, clock: Clock) -> SlaPolicy:
+    """Create an SLA policy; one per category (or default) and severity."""
+    if (
+        policy_in.category_code is not None
+        and get_category(session=session, category_code=policy_in.category_code) is None
+    ):
+        raise Invalid(
+            "incidents.invalid",
+            errors=[
+                field_error(
+                    "category_code", "incidents.category.unknown", code=policy_in.category_code
+                )
+            ],
+            count=1,
+        )
+    existing = _policy_for(session, policy_in.category_code, str(policy_in.severity))
+    if existing is not None:
+        raise Conflict(
+            "incidents.policy.exists",
+            category=policy_in.category_code or "*",
+            severity=str(policy_in.severity),
+            id=existing.id,
+        )
+    now = clock.now()
+    policy = SlaPolicy(**policy_in.model_dump(mode="json"), created_at=now, updated_at=now)
+    session.add(policy)
+    session.flush()
+    return policy
+
+
+def update_policy(
+    *, session: Session, policy: SlaPolicy, policy_in: SlaPolicyUpdate, clock: Clock
+) -> SlaPolicy:
+    """Change an SLA policy's minutes or its business-hours flag (new incidents only)."""
+    data = policy_in.model_dump(exclude_unset=True)
+    for field, value in data.items():
+        if value is None:
+            raise Invalid(
+                "incidents.field.required",
+                errors=[field_error(field, "incidents.field.required", field=field)],
+                field=field,
+            )
+    ack = data.get("ack_minutes", policy.ack_minutes)
+    resolve = data.get("resolve_minutes", policy.resolve_minutes)
+    if resolve < ack:
+        raise Invalid(
+            "incidents.invalid",
+            errors=[field_error("resolve_minutes", "incidents.policy.resolve_before_ack")],
+            count=1,
+        )
+    for field, value in data.items():
+        setattr(policy, field, value)
+    policy.updated_at = clock.now()
+    session.flush()
+    return policy
+
+
+def delete_policy(*, session: Session, policy: SlaPolicy) -> None:
+    """Delete an SLA policy (incidents keep the deadlines they were given)."""
+    session.delete(policy)
+    session.flush()
+
+
+# --- holidays --------------------------------------------------------------------------------
+
+
+def get_holiday(*, session: Session, day: date) -> Holiday | None:
+    """Return the calendar exception of a date, or None."""
+    return session.get(Holiday, day)
+
+
+def get_holiday_or_raise(*, session: Session, day: date) -> Holiday:
+    """Return the calendar exception of a date, or raise 404."""
+    holiday = get_holiday(session=session, day=day)
+    if holiday is None:
+        raise NotFound("incidents.holiday.not_found", day=day.isoformat())
+    return holiday
+
+
+def get_all_holidays(
+    *, session: Session, year: int | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[Holiday], int]:
+    """Return one page of calendar exceptions in date order (optionally of one year)."""
+    conditions: list[ColumnElement[bool]] = []
+    if year is not None:
+        conditions.append(Holiday.day.between(date(year, 1, 1), date(year, 12, 31)))
+    total = session.scalar(select(func.count()).select_from(Holiday).where(*conditions))
+    rows = session.scalars(
+        select(Holiday).where(*conditions).order_by(Holiday.day).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def get_calendar_exceptions(*, session: Session) -> list[tuple[date, bool]]:
+    """Return every calendar exception as (date, is_day_off)."""
+    rows = session.execute(select(Holiday.day, Holiday.kind)).all()
+    return [(day, kind == HolidayKind.DAY_OFF) for day, kind in rows]
+
+
+def create_holiday(*, session: Session, holiday_in: HolidayCreate, clock: Clock) -> Holiday:
+    """Add a day off or a make-up working day to the calendar."""
+    if get_holiday(session=session, day=holiday_in.day) is not None:
+        raise Conflict("incidents.holiday.exists", day=holiday_in.day.isoformat())
+    if holiday_in.day.year < 2000 or holiday_in.day.year > 2100:
+        raise Invalid(
+            "incidents.invalid",
+            errors=[field_error("day", "incidents.holiday.out_of_range")],
+            count=1,
+        )
+    now = clock.now()
+    holiday = Holiday(
+        day=holiday_in.day,
+        kind=str(holiday_in.kind),
+        name=holiday_in.name,
+        name_en=holiday_in.name_en,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(holiday)
+    session.flush()
+    return holiday
+
+
+def update_holiday(
+    *, session: Session, holiday: Holiday, holiday_in: HolidayUpdate, clock: Clock
+) -> Holiday:
+    """Rename a calendar exception or change its kind."""
+    data = holiday_in.model_dump(mode="json", exclude_unset=True)
+    for field in ("kind", "name"):
+        if field in data and data[field] is None:
+            raise Invalid(
+                "incidents.field.required",
+                errors=[field_error(field, "incidents.field.required", field=field)],
+                field=field,
+            )
+    for field, value in data.items():
+        setattr(holiday, field, value)
+    holiday.updated_at = clock.now()
+    session.flush()
+    return holiday
+
+
+def delete_holiday(*, session: Session, holiday: Holiday) -> None:
+    """Remove a calendar exception."""
+    session.delete(holiday)
+    session.flush()
+
+
+# --- incidents -------------------------------------------------------------------------------
+
+
+def next_code(*, session: Session, year: int) -> str:
+    """Give out the next public code of a year (`SC-2026-000123`), safely under concurrency."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(
+            insert(IncidentSequence)
+            .values(year=year, last_number=0)
+            .on_conflict_do_nothing(index_elements=["year"])
+        )
+    elif session.get(IncidentSequence, year) is None:
+        session.add(IncidentSequence(year=year, last_number=0))
+        session.flush()
+    # The row lock taken by this update serialises concurrent creations until commit.
+    number = session.execute(
+        update(IncidentSequence)
+        .where(IncidentSequence.year == year)
+        .values(last_number=IncidentSequence.last_number + 1)
+        .returning(IncidentSequence.last_number)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    return f"{CODE_PREFIX}-{year}-{number:06d}"
+
+
+def get(*, session: Session, incident_id: int) -> Incident | None:
+    """Return an incident by id, or None."""
+    return session.get(Incident, incident_id)
+
+
+def get_by_code(*, session: Session, code: str) -> Incident | None:
+    """Return an incident by its public code, or None."""
+    return session.scalars(select(Incident).where(Incident.code == code.upper())).first()
+
+
+def get_by_alert_id(*, session: Session, alert_id: int) -> Incident | None:
+    """Return the incident opened for an alert, or None."""
+    return session.scalars(select(Incident).where(Incident.alert_id == alert_id)).first()
+
+
+def _department_members(department_code: str) -> Any:
+    return select(IncidentDepartment.incident_id).where(
+        IncidentDepartment.department_code == department_code
+    )
+
+
+def visible_to(scope: Scope) -> list[ColumnElement[bool]]:
+    """SQL conditions keeping the incidents a scope reaches: its units, and its department as
+    main or supporting department."""
+    conditions = [scope.unit_filter(Incident.unit_code)]
+    if scope.department_code is not None:
+        conditions.append(Incident.id.in_(_department_members(scope.department_code)))
+    return conditions
+
+
+def can_see(*, scope: Scope, incident: Incident) -> bool:
+    """Whether a scope reaches an incident (the same rule as `visible_to`)."""
+    if not scope.covers_unit(incident.unit_code):
+        return False
+    return scope.department_code is None or scope.department_code in incident.department_codes
+
+
+def get_visible_or_raise(*, session: Session, principal: Principal, incident_id: int) -> Incident:
+    """Return an incident the caller may see; 404 otherwise (out of scope looks like absent)."""
+    incident = get(session=session, incident_id=incident_id)
+    if incident is None or not can_see(scope=principal.scope, incident=incident):
+        raise NotFound("incidents.incident.not_found", id=incident_id)
+    return incident
+
+
+def overdue_condition(now: datetime) -> ColumnElement[bool]:
+    """SQL condition: open and past the deadline due next (see `Incident.overdue_at`)."""
+    return Incident.overdue_at < now
+
+
+def is_overdue(incident: Incident, now: datetime) -> bool:
+    """Whether an incident is open and past a deadline at `now` (the same rule as in SQL)."""
+    return incident.overdue_at is not None and incident.overdue_at < now
+
+
+def refresh_overdue_at(incident: Incident) -> None:
+    """Recompute the deadline that makes an incident overdue: acknowledgement until work
+    starts, then resolution; none once resolved or closed."""
+    if incident.status not in OPEN_STATUSES:
+        incident.overdue_at = None
+    elif incident.acknowledged_at is None and incident.due_ack_at is not None:
+        incident.overdue_at = incident.due_ack_at
+    else:
+        incident.overdue_at = incident.due_resolve_at
+
+
+def set_status(incident: Incident, status: str) -> None:
+    """Change an incident's status, with its copies on the department rows and its overdue
+    deadline (set acknowledgement and resolution times first)."""
+    incident.status = status
+    for row in incident.departments:
+        row.status = status
+    refresh_overdue_at(incident)
+
+
+# What a list shows of an incident: everything but the long text and the search form.
+SUMMARY_COLUMNS = [c for c in Incident.__table__.c if c.key not in ("description", "title_folded")]
+
+
+def _sort_keys(sort: str, driver: Any) -> tuple[list[Any], bool]:
+    """The columns a sort orders by (ties broken by id), and whether it is descending."""
+    name = SORTS[sort.lstrip("-")]
+    key: Any
+    if name == "severity":
+        key = case(*((Incident.severity == str(s), r) for s, r in SEVERITY_RANK.items()), else_=-1)
+    else:
+        key = getattr(driver if name == "created_at" else Incident, name)
+    tie = driver.incident_id if driver is IncidentDepartment else Incident.id
+    return [key, tie], sort.startswith("-")
+
+
+def _search(text: str) -> ColumnElement[bool]:
+    if CODE_QUERY.match(text):
+        return Incident.code.startswith(text.upper(), autoescape=True)
+    return Incident.title_folded.contains(fold(text), autoescape=True)
+
+
+def get_all(
+    *,
+    session: Session,
+    scope: Scope,
+    now: datetime,
+    statuses: Sequence[str] | None = None,
+    unit_codes: frozenset[str] | None = None,
+    department_code: str | None = None,
+    sector: str | None = None,
+    severities: Sequence[str] | None = None,
+    category_code: str | None = None,
+    source: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    overdue: bool | None = None,
+    q: str | None = None,
+    sort: str = "-created_at",
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """Return one page of the incidents a scope reaches matching the filters (as plain rows:
+    the columns of a summary, `supporting_department_codes` and `overdue`), and the total.
+
+    `department_code` matches the main or a supporting department; `created_to` is exclusive.
+    With a department (asked for, or the caller's scope), the query starts from that
+    department's rows, whose copies of status and creation time answer the common filters
+    from one index.
+    """
+    departments = list(dict.fromkeys(c for c in (scope.department_code, department_code) if c))
+    driver: Any = IncidentDepartment if departments else Incident
+    driven: list[ColumnElement[bool]] = []
+    if departments:
+        driven.append(IncidentDepartment.department_code == departments[0])
+    conditions: list[ColumnElement[bool]] = [
+        Incident.id.in_(_department_members(code)) for code in departments[1:]
+    ]
+    if scope.unit_codes is not None:
+        conditions.append(scope.unit_filter(Incident.unit_code))
+    if statuses:
+        driven.append(driver.status.in_(list(statuses)))
+    if created_from is not None:
+        driven.append(driver.created_at >= created_from)
+    if created_to is not None:
+        driven.append(driver.created_at < created_to)
+    if unit_codes is not None:
+        conditions.append(Incident.unit_code.in_(sorted(unit_codes)))
+    if sector is not None:
+        conditions.append(Incident.sector == sector)
+    if severities:
+        conditions.append(Incident.severity.in_(list(severities)))
+    if category_code is not None:
+        conditions.append(Incident.category_code == category_code)
+    if source is not None:
+        conditions.append(Incident.source == source)
+    if overdue is not None:
+        conditions.append(
+            overdue_condition(now)
+            if overdue
+            else or_(Incident.overdue_at.is_(None), Incident.overdue_at >= now)
+        )
+    text = (q or "").strip()
+    if text:
+        conditions.append(_search(text))
+    keys, descending = _sort_keys(sort, driver)
+    # Only the sort's own table is read when nothing else asks for the incident: a department's
+    # list is then answered from its covering index alone.
+    joined = departments and (bool(conditions) or sort.lstrip("-") != "created_at")
+    # The page's ids first (from indexes where they suffice), then only those rows: skipped
+    # rows of a deep page and sorted-out candidates are never fetched whole.
+    ids = select(*(k.label(f"k{i}") for i, k in enumerate(keys))).select_from(driver)
+    if joined:
+        ids = ids.join(Incident, Incident.id == IncidentDepartment.incident_id)
+    ordered = [k.desc() if descending else k.asc() for k in keys]
+    chosen = ids.where(*driven, *conditions).order_by(*ordered).limit(limit).offset(offset)
+    page = chosen.subquery("page")
+    columns = [page.c[f"k{i}"] for i in range(len(keys))]
+    # Plain rows, not ORM objects: a list never needs identity tracking, and rows cost a third.
+    rows = session.execute(
+        select(*SUMMARY_COLUMNS)
+        .join(page, Incident.id == columns[-1])
+        .order_by(*(c.desc() if descending else c.asc() for c in columns))
+    ).all()
+    supporting: dict[int, list[str]] = {}
+    if rows:
+        for incident_id, code in session.execute(
+            select(IncidentDepartment.incident_id, IncidentDepartment.department_code)
+            .where(
+                IncidentDepartment.incident_id.in_([row.id for row in rows]),
+                IncidentDepartment.role != str(DepartmentRole.MAIN),
+            )
+            .order_by(IncidentDepartment.department_code)
+        ):
+            supporting.setdefault(incident_id, []).append(code)
+    items = [
+        {
+            **row._mapping,
+            "supporting_department_codes": supporting.get(row.id, []),
+            "overdue": row.overdue_at is not None and row.overdue_at < now,
+        }
+        for row in rows
+    ]
+    if offset == 0 and len(items) < limit:
+        return items, len(items)
+    count = select(func.count()).select_from(driver)
+    if departments and conditions:
+        count = count.join(Incident, Incident.id == IncidentDepartment.incident_id)
+    total = session.scalar(count.where(*driven, *conditions)) or 0
+    return items, int(total)
+
+
+@dataclass(slots=True)
+class NewIncident:
+    """Everything needed to insert an incident (flows decides the values)."""
+
+    code: str
+    title: str
+    description: str | None
+    category_code: str
+    sector: str | None
+    severity: str
+    status: str
+    source: str
+    alert_id: int | None
+    source_ref: str | None
+    lat: float | None
+    lon: float | None
+    unit_code: str | None
+    department_code: str | None
+    supporting_department_codes: Sequence[str]
+    assignee_id: int | None
+    created_by: int | None
+    created_at: datetime
+    due_ack_at: datetime | None
+    due_resolve_at: datetime | None
+
+
+def create(*, session: Session, incident_in: NewIncident) -> Incident:
+    """Insert an incident with its departments."""
+    incident = Incident(
+        code=incident_in.code,
+        title=incident_in.title,
+        title_folded=fold(incident_in.title)[:300],
+        description=incident_in.description,
+        category_code=incident_in.category_code,
+        sector=incident_in.sector,
+        severity=incident_in.severity,
+        status=incident_in.status,
+        source=incident_in.source,
+        alert_id=incident_in.alert_id,
+        source_ref=incident_in.source_ref,
+        lat=incident_in.lat,
+        lon=incident_in.lon,
+        unit_code=incident_in.unit_code,
+        department_code=None,
+        assignee_id=incident_in.assignee_id,
+        created_by=incident_in.created_by,
+        created_at=incident_in.created_at,
+        updated_at=incident_in.created_at,
+        due_ack_at=incident_in.due_ack_at,
+        due_resolve_at=incident_in.due_resolve_at,
+        ack_breached=False,
+        resolve_breached=False,
+        escalation_level=0,
+    )
+    refresh_overdue_at(incident)
+    session.add(incident)
+    set_departments(
+        session=session,
+        incident=incident,
+        main=incident_in.department_code,
+        supporting=incident_in.supporting_department_codes,
+    )
+    session.flush()
+    return incident
+
+
+def set_departments(
+    *, session: Session, incident: Incident, main: str | None, supporting: Sequence[str]
+) -> None:
+    """Make `main` the main department and `supporting` the supporting ones (replacing both)."""
+    wanted: dict[str, str] = {code: str(DepartmentRole.SUPPORT) for code in supporting}
+    if main is not None:
+        wanted[main] = str(DepartmentRole.MAIN)
+    keep: list[IncidentDepartment] = []
+    for row in incident.departments:
+        if row.department_code in wanted:
+            row.role = wanted.pop(row.department_code)
+            keep.append(row)
+    keep.extend(
+        IncidentDepartment(
+            department_code=code,
+            role=role,
+            status=incident.status,
+            created_at=incident.created_at,
+        )
+        for code, role in wanted.items()
+    )
+    incident.departments = keep
+    incident.department_code = main
+
+
+def set_title(incident: Incident, title: str) -> None:
+    """Change an incident's title (and its search form)."""
+    incident.title = title
+    incident.title_folded = fold(title)[:300]
+
+
+def add_entry(
+    *,
+    session: Session,
+    incident: Incident,
+    at: datetime,
+    kind: str,
+    actor: Principal | None,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    note: str | None = None,
+    data: dict[str, Any] | None = None,
+    actor_name: str | None = None,
+) -> TimelineEntry:
+    """Append one entry to an incident's timeline."""
+    entry = TimelineEntry(
+        incident_id=incident.id,
+        at=at,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        actor_kind=actor.kind if actor is not None else "system",
+        actor_id=actor.id if actor is not None and actor.kind != "system" else None,
+        actor_name=(actor_name or (actor.name if actor is not None else "system"))[:64],
+        note=note,
+        data=data or {},
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def get_timeline(*, session: Session, incident_id: int) -> list[TimelineEntry]:
+    """Return an incident's timeline, oldest first."""
+    rows = session.scalars(
+        select(TimelineEntry)
+        .where(TimelineEntry.incident_id == incident_id)
+        .order_by(TimelineEntry.id)
+    ).all()
+    return list(rows)
+
+
+def create_comment(
+    *,
+    session: Session,
+    incident: Incident,
+    author: Principal,
+    body: str,
+    public: bool,
+    at: datetime,
+) -> IncidentComment:
+    """Add a comment to an incident."""
+    comment = IncidentComment(
+        incident_id=incident.id,
+        author_id=author.id if author.kind != "system" else None,
+        author_name=author.name[:64],
+        body=body,
+        public=public,
+        created_at=at,
+    )
+    session.add(comment)
+    session.flush()
+    return comment
+
+
+def get_comments(*, session: Session, incident_id: int) -> list[IncidentComment]:
+    """Return an incident's comments, oldest first."""
+    rows = session.scalars(
+        select(IncidentComment)
+        .where(IncidentComment.incident_id == incident_id)
+        .order_by(IncidentComment.id)
+    ).all()
+    return list(rows)
+
+
+def create_attachment(
+    *,
+    session: Session,
+    incident: Incident,
+    file_name: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    uploader: Principal,
+    at: datetime,
+) -> IncidentAttachment:
+    """Record a stored file as an attachment of an incident."""
+    attachment = IncidentAttachment(
+        incident_id=incident.id,
+        file_name=file_name,
+        content_type=content_type,
+        size=size,
+        sha256=sha256,
+        uploaded_by=uploader.id if uploader.kind != "system" else None,
+        uploaded_by_name=uploader.name[:64],
+        created_at=at,
+    )
+    session.add(attachment)
+    session.flush()
+    return attachment
+
+
+def get_attachment(
+    *, session: Session, incident_id: int, attachment_id: int
+) -> IncidentAttachment | None:
+    """Return an attachment of an incident, or None."""
+    attachment = session.get(IncidentAttachment, attachment_id)
+    if attachment is None or attachment.incident_id != incident_id:
+        return None
+    return attachment
+
+
+def get_attachments(*, session: Session, incident_id: int) -> list[IncidentAttachment]:
+    """Return an incident's attachments, oldest first."""
+    rows = session.scalars(
+        select(IncidentAttachment)
+        .where(IncidentAttachment.incident_id == incident_id)
+        .order_by(IncidentAttachment.id)
+    ).all()
+    return list(rows)
+
+
+def get_due_for_ack(*, session: Session, now: datetime, limit: int) -> list[Incident]:
+    """Return open incidents not started past their acknowledgement deadline, not yet marked."""
+    rows = session.scalars(
+        select(Incident)
+        .where(
+            Incident.ack_breached.is_(False),
+            Incident.due_ack_at <= now,
+            Incident.acknowledged_at.is_(None),
+            Incident.status.in_([str(s) for s in OPEN_STATUSES]),
+        )
+        .order_by(Incident.due_ack_at, Incident.id)
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+def get_due_for_resolve(*, session: Session, now: datetime, limit: int) -> list[Incident]:
+    """Return open incidents past their resolution deadline, not yet marked."""
+    rows = session.scalars(
+        select(Incident)
+        .where(
+            Incident.resolve_breached.is_(False),
+            Incident.due_resolve_at <= now,
+            Incident.status.in_([str(s) for s in OPEN_STATUSES]),
+        )
+        .order_by(Incident.due_resolve_at, Incident.id)
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+# --- SLA report ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Tally:
+    total: int = 0
+    acknowledged: int = 0
+    ack_on_time: int = 0
+    ack_late_open: int = 0
+    resolved: int = 0
+    resolved_on_time: int = 0
+    overdue_open: int = 0
+    minutes: list[float] = dataclasses.field(default_factory=list)
+
+
+def _rate(hits: int, decided: int) -> float | None:
+    return round(hits / decided, 4) if decided else None
+
+
+def _row(key: str | None, name: str | None, tally: _Tally) -> dict[str, Any]:
+    return {
+        "key": key,
+        "name": name,
+        "total": tally.total,
+        "acknowledged": tally.acknowledged,
+        "ack_on_time": tally.ack_on_time,
+        "ack_on_time_rate": _rate(tally.ack_on_time, tally.acknowledged + tally.ack_late_open),
+        "resolved": tally.resolved,
+        "resolved_on_time": tally.resolved_on_time,
+        "overdue_open": tally.overdue_open,
+        "on_time_rate": _rate(tally.resolved_on_time, tally.resolved + tally.overdue_open),
+        "median_minutes_to_resolve": (
+            round(statistics.median(tally.minutes), 1) if tally.minutes else None
+        ),
+    }
+
+
+def sla_report(
+    *,
+    session: Session,
+    scope: Scope,
+    group_by: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Return SLA figures per main department or unit for incidents created in [start, end).
+
+    Resolution is on time when resolved no later than its deadline; acknowledgement when work
+    started no later than its deadline. Deadlines still running are not counted either way.
+    """
+    key_column = Incident.department_code if group_by == "department" else Incident.unit_code
+    rows = session.execute(
+        select(
+            key_column,
+            Incident.status,
+            Incident.created_at,
+            Incident.acknowledged_at,
+            Incident.resolved_at,
+            Incident.due_ack_at,
+            Incident.due_resolve_at,
+        ).where(*visible_to(scope), Incident.created_at >= start, Incident.created_at < end)
+    ).all()
+    tallies: dict[str | None, _Tally] = {}
+    overall = _Tally()
+    for key, status, created, acked, resolved, due_ack, due_resolve in rows:
+        open_ = status in OPEN_STATUSES and resolved is None
+        for tally in (tallies.setdefault(key, _Tally()), overall):
+            tally.total += 1
+            if acked is not None:
+                tally.acknowledged += 1
+                if due_ack is None or acked <= due_ack:
+                    tally.ack_on_time += 1
+            elif open_ and due_ack is not None and due_ack < now:
+                tally.ack_late_open += 1
+            if resolved is not None:
+                tally.resolved += 1
+                if due_resolve is None or resolved <= due_resolve:
+                    tally.resolved_on_time += 1
+                tally.minutes.append((resolved - created).total_seconds() / 60)
+            elif open_ and due_resolve is not None and due_resolve < now:
+                tally.overdue_open += 1
+    out = []
+    for key in sorted(tallies, key=lambda k: (k is None, k or "")):
+        name: str | None = None
+        if key is not None and group_by == "department":
+            department = unit_service.get_department(session=session, department_code=key)
+            name = department.name if department is not None else None
+        elif key is not None:
+            unit = unit_service.get(session=session, unit_code=key)
+            name = unit.name if unit is not None else None
+        out.append(_row(key, name, tallies[key]))
+    return out, _row(None, None, overall)
