@@ -94,7 +94,7 @@ def _server(mode: str) -> Iterator[str]:
                 self.wfile.write(body)
                 return
             # Trickle: one byte well inside the read timeout, for far longer than it.
-            for _ in range(30):
+            for _ in range(90):
                 if release.wait(FETCH_TIMEOUT / 3):
                     return
                 try:
@@ -232,7 +232,8 @@ def test_stalling_context_host_is_503_within_the_timeout(
         elapsed = time.monotonic() - started
     assert response.status_code == 503
     assert response.json()["type"] == ERR + "LdContextNotAvailable"
-    assert elapsed < FETCH_TIMEOUT + 2
+    # Far below the 10 s the host stalls for; generous so a loaded CI machine does not flake.
+    assert elapsed < FETCH_TIMEOUT + 5
 
 
 def test_trickling_context_host_is_503_within_the_timeout(
@@ -247,7 +248,7 @@ def test_trickling_context_host_is_503_within_the_timeout(
         )
         elapsed = time.monotonic() - started
     assert response.status_code == 503
-    assert elapsed < FETCH_TIMEOUT + 2, f"the fetch took {elapsed:.1f} s"
+    assert elapsed < FETCH_TIMEOUT + 5, f"the fetch took {elapsed:.1f} s"
 
 
 def test_refused_context_host_is_503(client: TestClient, admin: dict[str, str]) -> None:
