@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cityops.alerts import flows as alerts_flows
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL
@@ -14,6 +15,8 @@ def seed(runtime: Runtime, *, profile: str | None = None) -> dict[str, int]:
         # Reference data from the profile is not an operator's action: it is not audited.
         session.info["actor"] = SYSTEM_PRINCIPAL
         session.info["audit"] = False
-        return units_flows.seed_profile(
-            session=session, profile=profile or runtime.settings.profile, clock=runtime.clock
-        )
+        name = profile or runtime.settings.profile
+        counts = units_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
+        # The rule pack (profiles/<name>/rules.yaml): missing codes only, tuned rules stay.
+        counts["rules"] = alerts_flows.seed_rules(runtime=runtime, session=session, profile=name)
+        return counts
