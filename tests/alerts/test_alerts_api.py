@@ -37,8 +37,10 @@ def test_filters(client: TestClient, admin: dict[str, str], spread: dict[str, in
     assert len(everything) == 6
     assert {a["unit_code"] for a in everything} == {"26041", "26017", "26080"}
     assert len(alerts_of(client, admin, unit="26041")) == 2
-    # A unit's descendants: the province holds every ward; a legacy district its successors.
+    # A unit reaches its descendants (the province: every ward) and its successors (the
+    # former Biên Hòa city: today's wards formed from it).
     assert len(alerts_of(client, admin, unit="75")) == 6
+    assert {a["unit_code"] for a in alerts_of(client, admin, unit="731")} == {"26041", "26017"}
     assert len(alerts_of(client, admin, area="bien-hoa-cu")) == 4
     assert len(alerts_of(client, admin, area="bien-hoa-cu", unit="26017")) == 2
     assert {a["rule_code"] for a in alerts_of(client, admin, severity="medium")} == {"aqi-bad"}
@@ -64,7 +66,8 @@ def test_history_links_to_the_observations_that_raised_and_cleared_it(
     engine.process_pending()
     (bad,) = alerts_of(client, admin, entity=BH, rule="aqi-bad")
     detail = client.get(f"{API}/alerts/{bad['id']}", headers=admin).json()
-    assert detail["status"] == "resolved" and detail["resolution"] == "auto"
+    assert detail["status"] == "resolved"
+    assert detail["resolution"] == "auto"
     opened, resolved = detail["history"]
     assert (opened["kind"], opened["value"], resolved["kind"], resolved["value"]) == (
         "opened",
@@ -99,7 +102,8 @@ def test_a_ward_scoped_user_never_sees_another_wards_alert(
 ) -> None:
     ward = login_as("operator", unit_code="26041")
     mine = alerts_of(client, ward)
-    assert {a["unit_code"] for a in mine} == {"26041"} and len(mine) == 2
+    assert {a["unit_code"] for a in mine} == {"26041"}
+    assert len(mine) == 2
     # Filters cannot widen the scope.
     assert alerts_of(client, ward, unit="26080") == []
     assert {a["unit_code"] for a in alerts_of(client, ward, area="bien-hoa-cu")} == {"26041"}
@@ -141,14 +145,17 @@ def test_lifecycle_rules(client: TestClient, admin: dict[str, str], spread: dict
     assert acked.json()["acknowledged_by"] is not None
     assert client.post(f"{base}/acknowledge", headers=en).status_code == 409
     past = client.post(f"{base}/snooze", json={"until": "2026-01-01T00:00:00Z"}, headers=en)
-    assert past.status_code == 422 and "future" in past.json()["detail"]
-    both = client.post(f"{base}/snooze", json={"minutes": 5, "until": "2026-12-01T00:00:00Z"},
-                       headers=en)  # fmt: skip
+    assert past.status_code == 422
+    assert "future" in past.json()["detail"]
+    both = client.post(
+        f"{base}/snooze", json={"minutes": 5, "until": "2026-12-01T00:00:00Z"}, headers=en
+    )
     assert both.status_code == 422
     until = client.post(f"{base}/snooze", json={"until": "2026-11-20T05:00:00Z"}, headers=admin)
     assert until.json()["snoozed_until"].startswith("2026-11-20T05:00:00")
     done = client.post(f"{base}/resolve", json={"note": "đã xử lý"}, headers=admin).json()
-    assert done["status"] == "resolved" and done["resolved_by"] is not None
+    assert done["status"] == "resolved"
+    assert done["resolved_by"] is not None
     assert [h["kind"] for h in done["history"]] == ["opened", "acknowledged", "snoozed", "resolved"]
     assert done["history"][-1]["note"] == "đã xử lý"
     assert client.post(f"{base}/resolve", headers=en).status_code == 409
@@ -165,10 +172,28 @@ def test_event_payloads_follow_the_contract(
     observe(BH, "AirQualityObserved", t, point=TRAN_BIEN, airQualityIndex=210)
     engine.process_pending()
     keys = {
-        "alert_id", "rule_id", "rule_code", "kind", "severity", "status", "tenant", "entity_id",
-        "entity_type", "attribute", "value", "unit_code", "lat", "lon", "sector", "title_vi",
-        "title_en", "opened_at", "resolved_at", "actor_id", "policy",
-    }  # fmt: skip
+        "alert_id",
+        "rule_id",
+        "rule_code",
+        "kind",
+        "severity",
+        "status",
+        "tenant",
+        "entity_id",
+        "entity_type",
+        "attribute",
+        "value",
+        "unit_code",
+        "lat",
+        "lon",
+        "sector",
+        "title_vi",
+        "title_en",
+        "opened_at",
+        "resolved_at",
+        "actor_id",
+        "policy",
+    }
     assert {e.data["rule_code"] for e in alert_events} == {"aqi-poor", "aqi-bad", "aqi-very-bad"}
     for event in alert_events:
         assert keys <= set(event.data)

@@ -108,7 +108,8 @@ def test_threshold_with_hysteresis(
             assert past_clear(op, value, limit, h)
             open_alerts -= 1
         elif what == UPDATE:
-            assert was_active and not past_clear(op, value, limit, h)
+            assert was_active
+            assert not past_clear(op, value, limit, h)
         else:
             assert not was_active
             assert not meets(op, value, limit)
@@ -136,7 +137,8 @@ def test_minimum_duration_is_judged_on_observation_times(
         run_start = (run_start or at) if value > limit else None
         what = r.step(state, obs(value, at))
         if what == OPEN:
-            assert run_start is not None and at - run_start >= timedelta(seconds=duration)
+            assert run_start is not None
+            assert at - run_start >= timedelta(seconds=duration)
         if (
             not was_active
             and run_start is not None
@@ -168,7 +170,8 @@ def test_pending_threshold_is_confirmed_when_the_value_stays_put() -> None:
     assert state.pending_since == T0
     assert r.confirm(state, T0 + timedelta(minutes=29)) is None
     assert r.confirm(state, T0 + timedelta(minutes=30)) == OPEN
-    assert state.active and state.last_value == 170
+    assert state.active
+    assert state.last_value == 170
 
 
 def test_schedule_window_across_midnight_and_days() -> None:

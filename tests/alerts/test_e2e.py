@@ -46,8 +46,13 @@ def test_an_ngsi_ld_patch_raises_an_alert_that_clears_by_itself(
     engine.process_pending()
     assert alerts_of(client, admin, entity=STATION) == []
 
-    spike = {"airQualityIndex": {"type": "Property", "value": 176,
-                                 "observedAt": iso(t + timedelta(hours=1))}}  # fmt: skip
+    spike = {
+        "airQualityIndex": {
+            "type": "Property",
+            "value": 176,
+            "observedAt": iso(t + timedelta(hours=1)),
+        }
+    }
     patched = client.patch(f"{NGSI}/entities/{STATION}/attrs", json=spike, headers=writer)
     assert patched.status_code == 204, patched.text
     engine.process_pending()
@@ -62,15 +67,22 @@ def test_an_ngsi_ld_patch_raises_an_alert_that_clears_by_itself(
     assert bad["title_vi"] == "VN_AQI trên 150 (Xấu) — dn-aq-bien-hoa-e2e"
     opened = [e for e in alert_events if e.data["rule_code"] == "aqi-bad"]
     assert [e.type for e in opened] == ["alerts.alert_opened"]
-    assert opened[0].data["alert_id"] == bad["id"] and opened[0].data["value"] == 176
+    assert opened[0].data["alert_id"] == bad["id"]
+    assert opened[0].data["value"] == 176
     # The ward's officer sees it; Long Khánh's does not.
     assert len(alerts_of(client, login_as("unit_officer", unit_code="26041"))) == 2
     assert alerts_of(client, login_as("unit_officer", unit_code="26080")) == []
 
     # The air clears (batch upsert this time): both alerts resolve by themselves.
-    clean = {"id": STATION, "type": "AirQualityObserved",
-             "airQualityIndex": {"type": "Property", "value": 62,
-                                 "observedAt": iso(t + timedelta(hours=3))}}  # fmt: skip
+    clean = {
+        "id": STATION,
+        "type": "AirQualityObserved",
+        "airQualityIndex": {
+            "type": "Property",
+            "value": 62,
+            "observedAt": iso(t + timedelta(hours=3)),
+        },
+    }
     upserted = client.post(f"{NGSI}/entityOperations/upsert", json=[clean], headers=writer)
     assert upserted.status_code in (201, 204), upserted.text
     engine.process_pending()
@@ -117,7 +129,8 @@ def test_a_simulated_pollution_spike_in_bien_hoa(
     assert alert["unit_code"] == asset.unit_code
     assert asset.unit_code in _area_units(client, admin, "bien-hoa-cu")
     # The plume passes, the hourly index falls back under 140: resolved by itself.
-    assert alert["status"] == "resolved" and alert["resolution"] == "auto"
+    assert alert["status"] == "resolved"
+    assert alert["resolution"] == "auto"
     assert _at(alert["resolved_at"]) > spike.end
 
 

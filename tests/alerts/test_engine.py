@@ -5,6 +5,7 @@ hysteresis and duration state."""
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,7 +26,7 @@ from cityops.core.db import unit_of_work
 from cityops.core.events import Event
 from cityops.core.runtime import Runtime
 
-from .conftest import API, LONG_KHANH, TAM_HIEP, TRAN_BIEN, Observe, alerts_of
+from .conftest import API, LONG_KHANH, TAM_HIEP, TRAN_BIEN, Observe
 
 _ticks = itertools.count(1)
 SENSOR = "urn:ngsi-ld:TestSensor:s1"
@@ -69,7 +70,8 @@ def test_threshold_opens_updates_and_resolves_past_hysteresis(
     engine.process_pending()
     (alert,) = _alerts(runtime)
     assert (alert.status, alert.rule_id, alert.unit_code) == ("open", rule["id"], "26041")
-    assert alert.first_value == 12 and alert.opened_at == t + timedelta(minutes=1)
+    assert alert.first_value == 12
+    assert alert.opened_at == t + timedelta(minutes=1)
     assert alert.department_code == "SNNMT"  # the environment sector's department
     # In the hysteresis band (8 < v ≤ 10): still open; a value update within 5 minutes is not
     # written, one later is.
@@ -77,19 +79,25 @@ def test_threshold_opens_updates_and_resolves_past_hysteresis(
     observe(SENSOR, "TestSensor", t + timedelta(minutes=8), level=9.5)
     engine.process_pending()
     (alert,) = _alerts(runtime)
-    assert alert.status == "open" and alert.last_value == 9.5
+    assert alert.status == "open"
+    assert alert.last_value == 9.5
     assert _history(runtime, alert.id) == ["opened", "value_updated"]
     observe(SENSOR, "TestSensor", t + timedelta(minutes=9), level=8)
     engine.process_pending()
     (alert,) = _alerts(runtime)
-    assert alert.status == "resolved" and alert.resolution == "auto"
-    assert alert.open_key is None and alert.resolved_at == t + timedelta(minutes=9)
+    assert alert.status == "resolved"
+    assert alert.resolution == "auto"
+    assert alert.open_key is None
+    assert alert.resolved_at == t + timedelta(minutes=9)
     assert _history(runtime, alert.id) == ["opened", "value_updated", "resolved"]
     assert [e.type for e in alert_events] == ["alerts.alert_opened", "alerts.alert_resolved"]
     opened = alert_events[0]
-    assert opened.data["policy"] == {"incident": {"category": "other", "department_code": None},
-                                     "notify": ["ioc"]}  # fmt: skip
-    assert opened.data["value"] == 12 and opened.data["rule_code"] == "test-level-high"
+    assert opened.data["policy"] == {
+        "incident": {"category": "other", "department_code": None},
+        "notify": ["ioc"],
+    }
+    assert opened.data["value"] == 12
+    assert opened.data["rule_code"] == "test-level-high"
 
 
 @settings(
@@ -97,9 +105,13 @@ def test_threshold_opens_updates_and_resolves_past_hysteresis(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(values=st.lists(st.integers(min_value=0, max_value=20), min_size=1, max_size=12))
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=20), st.booleans()), min_size=1, max_size=12
+    )
+)
 def test_never_two_open_alerts_for_one_rule_and_entity(
-    values: list[int],
+    steps: list[tuple[int, bool]],
     observe: Observe,
     engine: flows.Engine,
     runtime: Runtime,
@@ -112,19 +124,23 @@ def test_never_two_open_alerts_for_one_rule_and_entity(
     entity = f"urn:ngsi-ld:TestSensor:{uuid.uuid4().hex[:8]}"
     t = clock.now()
     above = False
-    for i, value in enumerate(values):
+    for i, (value, evaluate_now) in enumerate(steps):
         observe(entity, "TestSensor", t + timedelta(minutes=i), point=TRAN_BIEN, level=value)
-        # Batches of different sizes: sometimes evaluate after each value, sometimes later.
-        if i % 3 != 1:
+        # Batches of every size: an alert may open and resolve within one batch.
+        if evaluate_now:
             engine.process_pending()
-    engine.process_pending()
-    for value in values:
         above = value > 10 or (above and value > 8)
+    engine.process_pending()
     alerts = _alerts(runtime, entity)
     assert sum(1 for a in alerts if a.status != "resolved") == (1 if above else 0)
-    with unit_of_work(runtime.session_factory) as session:
-        keys = session.scalars(select(Alert.open_key).where(Alert.entity_id == entity)).all()
-    assert len([k for k in keys if k is not None]) <= 1
+    # Every crossing opened exactly one alert, with the value that crossed.
+    crossings, was = [], False
+    for value, _ in steps:
+        now = value > 10 or (was and value > 8)
+        if now and not was:
+            crossings.append(value)
+        was = now
+    assert [a.first_value for a in alerts] == crossings
 
 
 def test_minimum_duration_and_confirmation_of_a_steady_value(
@@ -160,7 +176,8 @@ def test_minimum_duration_and_confirmation_of_a_steady_value(
     clock.set(t + timedelta(minutes=30))
     _run_jobs(runtime)
     (steady,) = _alerts(runtime, other)
-    assert steady.status == "open" and steady.first_value == 30
+    assert steady.status == "open"
+    assert steady.first_value == 30
 
 
 def test_rate_of_change(
@@ -183,7 +200,8 @@ def test_rate_of_change(
     observe(SENSOR, "TestSensor", t + timedelta(minutes=20), level=1.7)
     engine.process_pending()
     (alert,) = _alerts(runtime)
-    assert alert.kind == "rate_of_change" and alert.status == "open"
+    assert alert.kind == "rate_of_change"
+    assert alert.status == "open"
     # Level, no longer rising within the window: resolves.
     observe(SENSOR, "TestSensor", t + timedelta(minutes=55), level=1.75)
     engine.process_pending()
@@ -248,7 +266,8 @@ def test_composite_fires_when_all_members_fire_on_the_same_entity(
     alerts = {a.rule_code: a for a in _alerts(runtime)}
     assert set(alerts) == {"test-hot", "test-dry", "test-fire-weather"}
     fire = alerts["test-fire-weather"]
-    assert fire.severity == "critical" and fire.first_value == ["test-hot", "test-dry"]
+    assert fire.severity == "critical"
+    assert fire.first_value == ["test-hot", "test-dry"]
     assert fire.unit_code == "26041"
     # Another entity with one member firing has no composite alert.
     assert [a.rule_code for a in _alerts(runtime, "urn:ngsi-ld:TestSensor:s2")] == ["test-dry"]
@@ -274,7 +293,7 @@ def test_schedule_limits_opening_not_resolving(
     assert _alerts(runtime) == []
     observe(SENSOR, "TestSensor", t + timedelta(hours=3), level=21)  # 13:00
     engine.process_pending()
-    (alert,) = _alerts(runtime)
+    (_alert,) = _alerts(runtime)
     observe(SENSOR, "TestSensor", t + timedelta(hours=9), level=1)  # 19:00
     engine.process_pending()
     assert _alerts(runtime)[0].status == "resolved"
@@ -309,7 +328,8 @@ def test_device_offline_opens_and_online_resolves(
     (alert,) = _alerts(runtime, device["entity_id"])
     assert (alert.rule_code, alert.severity, alert.status) == ("device-offline", "low", "open")
     assert alert.policy == {"incident": None, "notify": ["ioc"]}
-    assert alert.unit_code == "26041" and alert.department_code == "SKHCN"
+    assert alert.unit_code == "26041"
+    assert alert.department_code == "SKHCN"
     assert client.post(url, json={"pm25": 13}, headers=headers).status_code == 200
     engine.process_pending()
     assert _alerts(runtime, device["entity_id"])[0].status == "resolved"
@@ -342,7 +362,8 @@ def test_snoozed_alert_wakes_up_and_still_resolves_by_itself(
     clock.advance(timedelta(minutes=1))
     _run_jobs(runtime)
     woken = client.get(base, headers=admin).json()
-    assert woken["status"] == "acknowledged" and woken["snoozed_until"] is None
+    assert woken["status"] == "acknowledged"
+    assert woken["snoozed_until"] is None
     assert [h["kind"] for h in woken["history"]] == [
         "opened",
         "acknowledged",
@@ -482,3 +503,100 @@ def test_a_restart_keeps_duration_and_hysteresis_state(
             assert session.scalar(select(func.count()).select_from(RuleState)) >= 2
     finally:
         second.state.runtime.engine.dispose()
+
+
+def test_rules_apply_within_their_units_and_areas(
+    observe: Observe,
+    engine: flows.Engine,
+    runtime: Runtime,
+    clock: FrozenClock,
+    make_rule: Callable[..., dict[str, Any]],
+) -> None:
+    make_rule(code="test-old-bien-hoa", unit_codes=["731"])  # the former city: today's wards
+    make_rule(code="test-long-khanh-area", area_code="long-khanh-cu")
+    t = clock.now()
+    here, there = "urn:ngsi-ld:TestSensor:bh", "urn:ngsi-ld:TestSensor:lk"
+    observe(here, "TestSensor", t, point=TAM_HIEP, level=20)
+    observe(there, "TestSensor", t, point=LONG_KHANH, level=20)
+    engine.process_pending()
+    assert [a.rule_code for a in _alerts(runtime, here)] == ["test-old-bien-hoa"]
+    assert [a.rule_code for a in _alerts(runtime, there)] == ["test-long-khanh-area"]
+
+
+def test_deleting_a_rule_resolves_its_alerts_and_keeps_their_history(
+    client: TestClient,
+    admin: dict[str, str],
+    observe: Observe,
+    engine: flows.Engine,
+    runtime: Runtime,
+    clock: FrozenClock,
+    make_rule: Callable[..., dict[str, Any]],
+) -> None:
+    rule = make_rule()
+    observe(SENSOR, "TestSensor", clock.now(), point=TRAN_BIEN, level=20)
+    engine.process_pending()
+    assert client.delete(f"{API}/rules/{rule['id']}", headers=admin).status_code == 204
+    (alert,) = _alerts(runtime)
+    assert (alert.rule_id, alert.rule_code, alert.resolution) == (
+        None,
+        "test-level-high",
+        "rule_deleted",
+    )
+    assert _history(runtime, alert.id) == ["opened", "resolved"]
+    observe(SENSOR, "TestSensor", clock.now() + timedelta(minutes=1), level=30)
+    engine.process_pending()
+    assert len(_alerts(runtime)) == 1
+
+
+def test_synchronous_evaluation_setting(
+    settings: Settings, clock: FrozenClock, make_rule: Callable[..., dict[str, Any]]
+) -> None:
+    make_rule()
+    application = create_app(settings.model_copy(update={"alerts_synchronous": True}), clock=clock)
+    try:
+        runtime2: Runtime = application.state.runtime
+        _write(runtime2, SENSOR, clock.now(), 25)
+        (alert,) = _alerts(runtime2)
+        assert alert.status == "open"
+    finally:
+        application.state.runtime.engine.dispose()
+
+
+def test_the_evaluator_thread_runs_with_the_server(
+    settings: Settings, clock: FrozenClock, make_rule: Callable[..., dict[str, Any]]
+) -> None:
+    make_rule()
+    application = create_app(settings.model_copy(update={"background_jobs": True}), clock=clock)
+    runtime2: Runtime = application.state.runtime
+    try:
+        with TestClient(application):
+            _write(runtime2, SENSOR, clock.now(), 25)
+            deadline = time.monotonic() + 15
+            while not _alerts(runtime2) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [a.status for a in _alerts(runtime2)] == ["open"]
+        assert not flows.engine_of(runtime2).running  # stopped with the server
+    finally:
+        runtime2.engine.dispose()
+
+
+def _write(runtime: Runtime, entity_id: str, at: Any, level: float) -> None:
+    from cityops.context import flows as context_flows
+
+    with unit_of_work(runtime.session_factory) as session:
+        context_flows.write_entities(
+            runtime=runtime,
+            session=session,
+            tenant="default",
+            entities=[
+                {
+                    "id": entity_id,
+                    "type": "TestSensor",
+                    "location": {
+                        "type": "GeoProperty",
+                        "value": {"type": "Point", "coordinates": [TRAN_BIEN[1], TRAN_BIEN[0]]},
+                    },
+                    "level": {"type": "Property", "value": level, "observedAt": at.isoformat()},
+                }
+            ],
+        )

@@ -94,8 +94,9 @@ def test_the_seeded_pack_matches_the_simulator(client: TestClient, admin: dict[s
 def test_create_read_change_and_delete(
     client: TestClient, admin: dict[str, str], make_rule: Callable[..., dict[str, Any]]
 ) -> None:
-    rule = make_rule(unit_codes=["731"])  # a legacy district: its scope reaches its wards
-    assert rule["unit_codes"] == ["731"] and rule["enabled"] is True
+    rule = make_rule(unit_codes=["731"])  # the former Biên Hòa city
+    assert rule["unit_codes"] == ["731"]
+    assert rule["enabled"] is True
     again = client.post(f"{API}/rules", json={**_body(), "code": "test-level-high"}, headers=admin)
     assert again.status_code == 409
     url = f"{API}/rules/{rule['id']}"
@@ -176,7 +177,7 @@ def _body(**overrides: Any) -> dict[str, Any]:
             },
             "condition.rules[1]",
             "no rule with code no-such-rule",
-        ),  # fmt: skip
+        ),
         ({"kind": "missing_data", "condition": {}}, "attribute", "Not used by a rule of kind"),
     ],
 )
@@ -205,10 +206,12 @@ def test_composites_refuse_cycles_and_protect_their_members(
     client: TestClient, admin: dict[str, str], make_rule: Callable[..., dict[str, Any]]
 ) -> None:
     composite = {"kind": "composite", "entity_type": None, "attribute": None}
-    inner = make_rule(code="c-inner", **composite,
-                      condition={"mode": "any", "rules": ["aqi-bad", "aqi-poor"]})  # fmt: skip
-    make_rule(code="c-outer", **composite,
-              condition={"mode": "all", "rules": ["c-inner", "aqi-poor"]})  # fmt: skip
+    inner = make_rule(
+        code="c-inner", **composite, condition={"mode": "any", "rules": ["aqi-bad", "aqi-poor"]}
+    )
+    make_rule(
+        code="c-outer", **composite, condition={"mode": "all", "rules": ["c-inner", "aqi-poor"]}
+    )
     looped = client.patch(
         f"{API}/rules/{inner['id']}",
         json={"condition": {"mode": "any", "rules": ["c-outer", "aqi-bad"]}},
@@ -228,7 +231,7 @@ def test_composites_refuse_cycles_and_protect_their_members(
         f"{API}/rules",
         json=_body(
             code="c-self", **composite, condition={"mode": "all", "rules": ["c-self", "aqi-bad"]}
-        ),  # fmt: skip
+        ),
         headers=admin,
     )
     assert self_loop.status_code == 422
@@ -253,8 +256,11 @@ def test_yaml_import_creates_then_updates_and_is_idempotent(
     assert third.json()["updated"] == ["noise-night"]
     night = client.get(f"{API}/rules", params={"q": "noise-night"}, headers=admin).json()
     assert night["items"][0]["condition"]["value"] == 60
-    assert night["items"][0]["schedule"] == {"days": [1, 2, 3, 4, 5, 6, 7], "start": "22:00",
-                                             "end": "06:00"}  # fmt: skip
+    assert night["items"][0]["schedule"] == {
+        "days": [1, 2, 3, 4, 5, 6, 7],
+        "start": "22:00",
+        "end": "06:00",
+    }
 
 
 def test_yaml_import_is_all_or_nothing_and_names_each_bad_rule(
@@ -348,8 +354,12 @@ def test_only_rule_administrators_change_rules(
     assert client.get(f"{API}/rules", headers=viewer).status_code == 200
     assert client.post(f"{API}/rules", json=_body(), headers=viewer).status_code == 403
     operator = login_as("operator")
-    assert client.post(f"{API}/rules/import", content=GOOD_YAML,
-                       headers={**operator, **YAML}).status_code == 403  # fmt: skip
+    assert (
+        client.post(
+            f"{API}/rules/import", content=GOOD_YAML, headers={**operator, **YAML}
+        ).status_code
+        == 403
+    )
     assert client.get(f"{API}/rules").status_code == 401
     # An administrator scoped to one ward writes rules for that ward only.
     ward_admin = login_as("admin", unit_code="26041")

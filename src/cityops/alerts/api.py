@@ -243,10 +243,11 @@ def list_alerts(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> AlertPage:
-    """List the alerts in the caller's scope, newest first. `unit` includes its descendants."""
+    """List the alerts in the caller's scope, newest first. `unit` includes its descendants
+    and, for a legacy unit, the current units formed from it."""
     units: frozenset[str] | None = None
     if unit is not None:
-        units = unit_service.get_subtree_codes(session=session, unit_code=unit)
+        units = flows.unit_reach(session, unit)
     if area is not None:
         members = unit_service.get_area_unit_codes(session=session, area_code=area) or frozenset()
         units = members if units is None else units & members

@@ -407,15 +407,21 @@ class Index:
     def candidates(self, obs: Obs) -> list[CompiledRule]:
         """Return the rules that may change on this observation (without the ones already
         holding on the entity, which the engine adds from its state)."""
-        by_unit = self.observed.get((obs.entity_type or "", obs.attribute or ""))
+        return self.candidates_for(obs.entity_type, obs.attribute, obs.unit_code, obs.value)
+
+    def candidates_for(
+        self, entity_type: Any, attribute: Any, unit_code: Any, value: Any
+    ) -> list[CompiledRule]:
+        """`candidates` for the parts of an observation (the hot path allocates nothing)."""
+        by_unit = self.observed.get((entity_type, attribute))
         if not by_unit:
             return []
-        found: list[CompiledRule] = []
         anywhere = by_unit.get(None)
-        if anywhere is not None:
-            found = anywhere.candidates(obs.value)
-        if obs.unit_code is not None:
-            local = by_unit.get(obs.unit_code)
+        found = anywhere.candidates(value) if anywhere is not None else []
+        if unit_code is not None:
+            local = by_unit.get(unit_code)
             if local is not None:
-                found = [*found, *local.candidates(obs.value)]
+                nearby = local.candidates(value)
+                if nearby:
+                    found = [*found, *nearby] if found else nearby
         return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from zoneinfo import ZoneInfo
 import yaml
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
-from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from cityops.alerts import service
@@ -48,7 +48,7 @@ from cityops.alerts.enums import (
     Resolution,
     RuleKind,
 )
-from cityops.alerts.models import Alert, AlertEvent, AlertRule
+from cityops.alerts.models import Alert, AlertRule
 from cityops.alerts.schemas import ImportResult, RuleCreate, RuleUpdate
 from cityops.core.db import unit_of_work
 from cityops.core.errors import Conflict, Forbidden, Invalid
@@ -60,6 +60,7 @@ from cityops.units import service as unit_service
 log = logging.getLogger(__name__)
 
 ENGINE_KEY = "alerts.engine"
+METRICS_KEY = "alerts.metrics"
 ATTRIBUTE_CHANGED = "context.attribute_changed"
 DEVICE_OFFLINE = "ingest.device_offline"
 DEVICE_ONLINE = "ingest.device_online"
@@ -91,10 +92,14 @@ class AlertsMetrics:
 
 
 def _metrics(runtime: Runtime, queue: deque[Any]) -> AlertsMetrics:
+    found = runtime.caches.get(METRICS_KEY)
+    if isinstance(found, AlertsMetrics):
+        found.queued.set_function(lambda: len(queue))
+        return found
     registry = runtime.metrics.registry
     queued = Gauge("cityops_alerts_queued", "Events waiting for rule evaluation", registry=registry)
     queued.set_function(lambda: len(queue))
-    return AlertsMetrics(
+    metrics = AlertsMetrics(
         observations=Counter(
             "cityops_alerts_events_evaluated",
             "Observations and device events evaluated against the rules",
@@ -119,6 +124,8 @@ def _metrics(runtime: Runtime, queue: deque[Any]) -> AlertsMetrics:
             registry=registry,
         ),
     )
+    runtime.caches[METRICS_KEY] = metrics
+    return metrics
 
 
 # --- compiling rules -------------------------------------------------------------------------
@@ -137,6 +144,13 @@ def rule_department(session: Session, rule: AlertRule | Mapping[str, Any]) -> st
     return None
 
 
+def unit_reach(session: Session, unit_code: str) -> frozenset[str]:
+    """Return a unit, its descendants and, for a legacy unit, the current units formed from it
+    (so "731", the former Biên Hòa city, reaches today's wards)."""
+    subtree = unit_service.get_subtree_codes(session=session, unit_code=unit_code)
+    return subtree | unit_service.get_successor_codes(session=session, legacy_codes=sorted(subtree))
+
+
 def rule_units(
     session: Session,
     unit_codes: Iterable[str] | None,
@@ -151,7 +165,7 @@ def rule_units(
     found: set[str] = set()
     for code in codes:
         if code not in cache:
-            cache[code] = unit_service.get_subtree_codes(session=session, unit_code=code)
+            cache[code] = unit_reach(session, code)
         found |= cache[code]
     if area_code:
         found |= unit_service.get_area_unit_codes(session=session, area_code=area_code) or set()
@@ -217,32 +231,38 @@ def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
-def event_data(alert: Alert, *, value: Any = None, actor_id: int | None = None) -> dict[str, Any]:
+def event_data(
+    alert: Alert | Mapping[str, Any], *, value: Any = None, actor_id: int | None = None
+) -> dict[str, Any]:
     """Return the payload of an `alerts.*` event (the operations event contract)."""
-    policy = alert.policy or {}
+
+    def get(name: str) -> Any:
+        return _get(alert, name)
+
+    policy = get("policy") or {}
     return {
-        "alert_id": alert.id,
-        "rule_id": alert.rule_id,
-        "rule_code": alert.rule_code,
-        "kind": alert.kind,
-        "severity": alert.severity,
-        "status": alert.status,
-        "tenant": alert.tenant,
-        "entity_id": alert.entity_id,
-        "entity_type": alert.entity_type,
-        "attribute": alert.attribute,
-        "value": alert.last_value if value is None else value,
-        "unit_code": alert.unit_code,
-        "department_code": alert.department_code,
-        "lat": alert.lat,
-        "lon": alert.lon,
-        "sector": alert.sector,
-        "title_vi": alert.title_vi,
-        "title_en": alert.title_en,
-        "opened_at": _iso(alert.opened_at),
-        "resolved_at": _iso(alert.resolved_at),
-        "resolution": alert.resolution,
-        "snoozed_until": _iso(alert.snoozed_until),
+        "alert_id": get("id"),
+        "rule_id": get("rule_id"),
+        "rule_code": get("rule_code"),
+        "kind": get("kind"),
+        "severity": get("severity"),
+        "status": get("status"),
+        "tenant": get("tenant"),
+        "entity_id": get("entity_id"),
+        "entity_type": get("entity_type"),
+        "attribute": get("attribute"),
+        "value": get("last_value") if value is None else value,
+        "unit_code": get("unit_code"),
+        "department_code": get("department_code"),
+        "lat": get("lat"),
+        "lon": get("lon"),
+        "sector": get("sector"),
+        "title_vi": get("title_vi"),
+        "title_en": get("title_en"),
+        "opened_at": _iso(get("opened_at")),
+        "resolved_at": _iso(get("resolved_at")),
+        "resolution": get("resolution"),
+        "snoozed_until": _iso(get("snoozed_until")),
         "actor_id": actor_id,
         "policy": {"incident": policy.get("incident"), "notify": list(policy.get("notify") or [])},
     }
@@ -294,12 +314,14 @@ def _float(value: Any) -> float | None:
 
 @dataclass(slots=True)
 class Change:
-    """An alert to open, resolve or update, decided by a rule on an observation."""
+    """An alert to open, resolve or update, decided by a rule on an observation (with the
+    value the rule judged, as it was then)."""
 
     what: str
     rule: CompiledRule
     state: State
     obs: Obs
+    value: Any
 
 
 class Engine:
@@ -361,6 +383,16 @@ class Engine:
             self.process_pending()
         else:
             self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        """Whether the evaluator thread runs."""
+        return self._thread is not None
+
+    @property
+    def pending(self) -> int:
+        """How many events wait for evaluation."""
+        return len(self._queue)
 
     # --- thread ----------------------------------------------------------------------------
 
@@ -501,24 +533,28 @@ class Engine:
         data = event.data
         if data.get("deleted"):
             return
-        tenant, entity_id = str(data.get("tenant")), str(data.get("entity_id"))
-        attribute = data.get("attribute")
+        tenant: str = data.get("tenant") or ""
+        entity_id: str = data.get("entity_id") or ""
+        attribute: str = data.get("attribute") or ""
+        value = data.get("value")
+        candidates = self._index.candidates_for(
+            data.get("entity_type"), attribute, data.get("unit_code"), value
+        )
+        hot = self._hot.get((tenant, entity_id, attribute))
+        if not candidates and not hot:
+            return
         obs = Obs(
             tenant=tenant,
             entity_id=entity_id,
             entity_type=data.get("entity_type"),
             attribute=attribute,
-            value=data.get("value"),
-            at=event.at,
+            value=value,
+            at=_parse_time(data.get("observed_at"), event.at),
             unit_code=data.get("unit_code"),
+            lat=_float(data.get("lat")),
+            lon=_float(data.get("lon")),
+            correlation_id=event.correlation_id,
         )
-        candidates = self._index.candidates(obs)
-        hot = self._hot.get((tenant, entity_id, str(attribute)))
-        if not candidates and not hot:
-            return
-        obs.at = _parse_time(data.get("observed_at"), event.at)
-        obs.lat, obs.lon = _float(data.get("lat")), _float(data.get("lon"))
-        obs.correlation_id = event.correlation_id
         rules = candidates if not hot else [*candidates, *(self._index.rules[i] for i in hot)]
         seen: set[int] = set()
         for rule in rules:
@@ -554,14 +590,16 @@ class Engine:
                         del self._hot[key]
         if what is None:
             return
-        if what == UPDATE:
+        if what == OPEN:
+            state.value_written_at = obs.at
+        elif what == UPDATE:
             written = state.value_written_at
             if state.alert_id is None or (
                 written is not None and obs.at - written < VALUE_UPDATE_EVERY
             ):
                 return
             state.value_written_at = obs.at
-        changes.append(Change(what, rule, state, obs))
+        changes.append(Change(what, rule, state, obs, state.last_value))
         if what in (OPEN, RESOLVE):
             self._propagate(rule, state, obs, changes, touched)
 
@@ -663,13 +701,8 @@ class Engine:
         now = runtime.clock.now()
         with unit_of_work(runtime.session_factory) as session:
             session.info["actor"] = SYSTEM_PRINCIPAL
-            for change in changes:
-                if change.what == OPEN:
-                    self._open(session, change, now)
-                elif change.what == RESOLVE:
-                    self._resolve(session, change, now)
-                else:
-                    self._update_value(session, change, now)
+            if changes:
+                self._apply(session, changes, now)
             service.upsert_states(
                 session=session,
                 rows=[
@@ -697,109 +730,152 @@ class Engine:
             if change.what in (OPEN, RESOLVE):
                 self.metrics.transitions.labels(change.what).inc()
 
-    def _open(self, session: Session, change: Change, now: datetime) -> None:
-        rule, state, obs = change.rule, change.state, change.obs
-        key = service.fingerprint(rule.id, obs.tenant, obs.entity_id)
-        existing = service.get_open_by_key(session=session, key=key)
-        if existing is not None:
-            # Already open (state lost with a crash, or written by another process).
-            state.alert_id = existing.id
-            return
-        value = state.last_value
-        alert = service.create_alert(
-            session=session,
-            now=now,
-            rule_id=rule.id,
-            rule_code=rule.code,
-            kind=str(rule.kind),
-            fingerprint=key,
-            tenant=obs.tenant,
-            entity_id=obs.entity_id,
-            entity_type=obs.entity_type,
-            attribute=obs.attribute,
-            unit_code=obs.unit_code,
-            department_code=rule.department_code,
-            lat=obs.lat,
-            lon=obs.lon,
-            severity=rule.severity,
-            sector=rule.sector,
-            title_vi=_title(rule.name_vi, obs.entity_id),
-            title_en=_title(rule.name_en, obs.entity_id),
-            policy=rule.policy,
-            opened_at=obs.at,
-            first_value=value,
-            last_value=value,
-            last_value_at=obs.at,
-        )
-        service.add_event(
-            session=session,
-            alert=alert,
-            kind=AlertEventKind.OPENED,
-            at=now,
-            value=value,
-            observed_at=obs.at,
-            correlation_id=obs.correlation_id,
-        )
-        state.alert_id = alert.id
-        state.value_written_at = obs.at
-        publish(
-            self._runtime,
-            session,
-            AlertsEvent.ALERT_OPENED,
-            alert,
-            now=now,
-            value=value,
-            correlation_id=obs.correlation_id,
-        )
+    def _apply(self, session: Session, changes: list[Change], now: datetime) -> None:
+        """Write a batch's alert changes in a handful of set-based statements: one query for
+        the alerts involved, one multi-row insert of the new ones, one of their history.
 
-    def _resolve(self, session: Session, change: Change, now: datetime) -> None:
-        state, obs = change.state, change.obs
-        alert_id, state.alert_id = state.alert_id, None
-        alert = service.get_alert(session=session, alert_id=alert_id) if alert_id else None
-        if alert is None or alert.status == AlertStatus.RESOLVED:
-            return  # resolved by hand meanwhile: nothing more to do
-        service.resolve(
+        An alert is handled as its row (a dict) while new, as its table object once stored."""
+        keys = {
+            id(change): service.fingerprint(change.rule.id, change.obs.tenant, change.obs.entity_id)
+            for change in changes
+            if change.what == OPEN
+        }
+        # Alerts open in the database though the engine did not know (a crash lost its state,
+        # or another process opened them): adopted, never duplicated.
+        adoptable = service.get_open_by_keys(session=session, keys=set(keys.values()))
+        known = service.get_alerts(
             session=session,
-            alert=alert,
-            now=now,
-            resolution=Resolution.AUTO,
-            value=state.last_value,
-            observed_at=obs.at,
-            correlation_id=obs.correlation_id,
+            ids={c.state.alert_id for c in changes if c.state.alert_id is not None},
         )
-        publish(
-            self._runtime,
-            session,
-            AlertsEvent.ALERT_RESOLVED,
-            alert,
-            now=now,
-            value=state.last_value,
-            correlation_id=obs.correlation_id,
+        handles: dict[int, Alert | dict[str, Any] | None] = {}
+        states: dict[int, State] = {}
+        new_rows: list[dict[str, Any]] = []
+        history: list[tuple[Alert | dict[str, Any], AlertEventKind, Change, Any]] = []
+        published: list[tuple[AlertsEvent, Alert | dict[str, Any], Change]] = []
+        for change in changes:
+            state = change.state
+            slot = id(state)
+            states[slot] = state
+            if slot in handles:
+                alert = handles[slot]
+            else:
+                alert = known.get(state.alert_id) if state.alert_id is not None else None
+            live = alert is not None and _get(alert, "status") != AlertStatus.RESOLVED
+            if change.what == OPEN:
+                if live:
+                    continue  # already open for this rule and entity
+                alert = adoptable.pop(keys[id(change)], None)
+                if alert is not None and alert.status == AlertStatus.RESOLVED:
+                    alert = None  # resolved earlier in this very batch
+                if alert is None:
+                    alert = self._new_alert(change, keys[id(change)], now)
+                    new_rows.append(alert)
+                    history.append((alert, AlertEventKind.OPENED, change, None))
+                    published.append((AlertsEvent.ALERT_OPENED, alert, change))
+                handles[slot] = alert
+            elif change.what == RESOLVE:
+                handles[slot] = None
+                if alert is None or not live:
+                    continue  # resolved by hand meanwhile: nothing more to do
+                fields = service.resolved_values(
+                    opened_at=_get(alert, "opened_at"),
+                    now=now,
+                    resolution=Resolution.AUTO,
+                    value=change.value,
+                    observed_at=change.obs.at,
+                )
+                _set(alert, fields)
+                history.append((alert, AlertEventKind.RESOLVED, change, {"resolution": "auto"}))
+                published.append((AlertsEvent.ALERT_RESOLVED, alert, change))
+            elif alert is not None and live:
+                _set(
+                    alert,
+                    {"last_value": change.value, "last_value_at": change.obs.at, "updated_at": now},
+                )
+                history.append((alert, AlertEventKind.VALUE_UPDATED, change, None))
+        service.insert_alerts(session=session, rows=new_rows, now=now)
+        session.flush()
+        service.add_events(
+            session=session,
+            rows=[
+                service.event_row(
+                    alert=alert,
+                    kind=kind,
+                    at=now,
+                    value=change.value,
+                    observed_at=change.obs.at,
+                    correlation_id=change.obs.correlation_id,
+                    details=details,
+                )
+                for alert, kind, change, details in history
+            ],
         )
-
-    def _update_value(self, session: Session, change: Change, now: datetime) -> None:
-        state, obs = change.state, change.obs
-        done = session.execute(
-            sql_update(Alert)
-            .where(Alert.id == state.alert_id, Alert.status != AlertStatus.RESOLVED)
-            .values(last_value=state.last_value, last_value_at=obs.at, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if not getattr(done, "rowcount", 0):
-            return
-        session.add(
-            AlertEvent(
-                alert_id=state.alert_id,
-                kind=str(AlertEventKind.VALUE_UPDATED),
-                at=now,
-                value=state.last_value,
-                observed_at=obs.at,
-                tenant=obs.tenant,
-                entity_id=obs.entity_id,
-                attribute=obs.attribute,
-                correlation_id=obs.correlation_id,
+        for slot, alert in handles.items():
+            live = alert is not None and _get(alert, "status") != AlertStatus.RESOLVED
+            states[slot].alert_id = _get(alert, "id") if alert is not None and live else None
+        for kind, alert, change in published:
+            data = event_data(alert, value=change.value)
+            if kind is AlertsEvent.ALERT_OPENED:
+                # As it was when it opened: it may have resolved later in this very batch.
+                data.update(status=AlertStatus.OPEN.value, resolved_at=None, resolution=None)
+            self._runtime.bus.publish_after_commit(
+                session,
+                Event(
+                    type=str(kind),
+                    data=data,
+                    at=now,
+                    correlation_id=change.obs.correlation_id or uuid.uuid4().hex,
+                ),
             )
-        )
+
+    @staticmethod
+    def _new_alert(change: Change, key: str, now: datetime) -> dict[str, Any]:
+        rule, obs = change.rule, change.obs
+        return {
+            "rule_id": rule.id,
+            "rule_code": rule.code,
+            "kind": str(rule.kind),
+            "fingerprint": key,
+            "open_key": key,
+            "tenant": obs.tenant,
+            "entity_id": obs.entity_id,
+            "entity_type": obs.entity_type,
+            "attribute": obs.attribute,
+            "unit_code": obs.unit_code,
+            "department_code": rule.department_code,
+            "lat": obs.lat,
+            "lon": obs.lon,
+            "severity": rule.severity,
+            "sector": rule.sector,
+            "title_vi": _title(rule.name_vi, obs.entity_id),
+            "title_en": _title(rule.name_en, obs.entity_id),
+            "policy": rule.policy,
+            "status": AlertStatus.OPEN.value,
+            "snoozed_until": None,
+            "opened_at": obs.at,
+            "created_at": now,
+            "acknowledged_at": None,
+            "acknowledged_by": None,
+            "resolved_at": None,
+            "resolved_by": None,
+            "resolution": None,
+            "first_value": change.value,
+            "last_value": change.value,
+            "last_value_at": obs.at,
+            "updated_at": now,
+        }
+
+
+def _get(alert: Alert | Mapping[str, Any], name: str) -> Any:
+    return alert[name] if isinstance(alert, Mapping) else getattr(alert, name)
+
+
+def _set(alert: Alert | dict[str, Any], values: Mapping[str, Any]) -> None:
+    if isinstance(alert, dict):
+        alert.update(values)
+    else:
+        for name, value in values.items():
+            setattr(alert, name, value)
 
 
 def engine_of(runtime: Runtime) -> Engine:
@@ -883,7 +959,7 @@ def _merge(rule: AlertRule, rule_in: RuleUpdate | Mapping[str, Any]) -> RuleCrea
         raise Invalid("alerts.rule.invalid", errors=errors, count=len(errors)) from None
 
 
-def _apply(
+def _apply_rule(
     runtime: Runtime,
     session: Session,
     rule: AlertRule,
@@ -913,7 +989,7 @@ def update_rule(
     values = service.validate_or_raise(session=session, rule_in=merged, exclude=rule.code)
     check_rule_scope(session, principal, values)
     now = runtime.clock.now()
-    if _apply(runtime, session, rule, values, principal, now):
+    if _apply_rule(runtime, session, rule, values, principal, now):
         _rules_changed(runtime, session, now)
     return rule
 
@@ -1051,7 +1127,7 @@ def import_rules(
             result.created.append(values["code"])
         elif create_only or service.rule_values(rule) == dict(values):
             result.unchanged.append(values["code"])
-        elif _apply(runtime, session, rule, values, principal, now):
+        elif _apply_rule(runtime, session, rule, values, principal, now):
             result.updated.append(values["code"])
         else:
             result.unchanged.append(values["code"])

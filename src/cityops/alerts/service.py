@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -412,11 +412,6 @@ def get_alert(*, session: Session, alert_id: int) -> Alert | None:
     return session.get(Alert, alert_id)
 
 
-def get_open_by_key(*, session: Session, key: str) -> Alert | None:
-    """Return the alert not yet resolved with this fingerprint, if any."""
-    return session.scalars(select(Alert).where(Alert.open_key == key)).one_or_none()
-
-
 def get_open_for_rule(*, session: Session, rule_id: int) -> list[Alert]:
     """Return a rule's alerts not yet resolved."""
     return list(
@@ -555,20 +550,6 @@ def add_event(
     return event
 
 
-def create_alert(*, session: Session, now: datetime, **values: Any) -> Alert:
-    """Store a new open alert."""
-    alert = Alert(
-        **values,
-        open_key=values["fingerprint"],
-        status=AlertStatus.OPEN,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(alert)
-    session.flush()
-    return alert
-
-
 def acknowledge(
     *, session: Session, alert: Alert, actor: Principal, now: datetime, note: str | None
 ) -> AlertEvent:
@@ -638,6 +619,55 @@ def unsnooze(*, session: Session, alert: Alert, now: datetime) -> AlertEvent:
     return event
 
 
+def resolved_values(
+    *,
+    opened_at: datetime,
+    now: datetime,
+    resolution: Resolution,
+    actor_id: int | None = None,
+    value: Any = None,
+    observed_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Return the fields of an alert as resolved (by its last observation, or now)."""
+    values: dict[str, Any] = {
+        "status": AlertStatus.RESOLVED.value,
+        "open_key": None,
+        "snoozed_until": None,
+        "resolved_at": max(observed_at or now, opened_at),
+        "resolved_by": actor_id,
+        "resolution": str(resolution),
+        "updated_at": now,
+    }
+    if observed_at is not None:
+        values.update(last_value=value, last_value_at=observed_at)
+    return values
+
+
+def insert_alerts(*, session: Session, rows: list[dict[str, Any]], now: datetime) -> None:
+    """Insert new alerts in one statement and give each row its id.
+
+    SQLite cannot hand back the ids of a multi-row insert in order, so they are read back:
+    the rows of this transaction are the newest ones of these fingerprints created `now`, and
+    autoincrement ids follow the insertion order."""
+    if not rows:
+        return
+    before = session.scalar(select(func.max(Alert.id))) or 0
+    session.execute(insert(Alert), rows)
+    ids = session.scalars(
+        select(Alert.id)
+        .where(
+            Alert.id > before,
+            Alert.created_at == now,
+            Alert.fingerprint.in_(sorted({row["fingerprint"] for row in rows})),
+        )
+        .order_by(Alert.id)
+    ).all()
+    if len(ids) != len(rows):
+        raise RuntimeError("alerts written concurrently: the batch is retried")
+    for row, alert_id in zip(rows, ids, strict=True):
+        row["id"] = alert_id
+
+
 def resolve(
     *,
     session: Session,
@@ -646,36 +676,81 @@ def resolve(
     resolution: Resolution,
     actor: Principal | None = None,
     note: str | None = None,
-    value: Any = None,
-    observed_at: datetime | None = None,
-    correlation_id: str | None = None,
 ) -> AlertEvent:
-    """Resolve an alert (by its condition clearing, by hand, or with its rule)."""
+    """Resolve an alert by hand or with its rule (the engine resolves in bulk)."""
     if alert.status == AlertStatus.RESOLVED:
         raise Conflict("alerts.alert.resolved", id=alert.id)
-    alert.status = AlertStatus.RESOLVED
-    alert.open_key = None
-    alert.snoozed_until = None
-    alert.resolved_at = max(observed_at or now, alert.opened_at)
-    alert.resolved_by = actor_of(actor)[0]
-    alert.resolution = str(resolution)
-    if observed_at is not None:
-        alert.last_value, alert.last_value_at = value, observed_at
-    alert.updated_at = now
+    fields = resolved_values(
+        opened_at=alert.opened_at, now=now, resolution=resolution, actor_id=actor_of(actor)[0]
+    )
+    for name, value in fields.items():
+        setattr(alert, name, value)
     event = add_event(
         session=session,
         alert=alert,
         kind=AlertEventKind.RESOLVED,
         at=now,
         actor=actor,
-        value=value,
-        observed_at=observed_at,
-        correlation_id=correlation_id,
         note=note,
         details={"resolution": str(resolution)},
     )
     session.flush()
     return event
+
+
+def get_open_by_keys(*, session: Session, keys: Iterable[str]) -> dict[str, Alert]:
+    """Return the alerts not yet resolved with these fingerprints, by fingerprint."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = session.scalars(select(Alert).where(Alert.open_key.in_(wanted)))
+    return {str(alert.open_key): alert for alert in rows}
+
+
+def get_alerts(*, session: Session, ids: Iterable[int]) -> dict[int, Alert]:
+    """Return alerts by id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    return {alert.id: alert for alert in session.scalars(select(Alert).where(Alert.id.in_(wanted)))}
+
+
+def event_row(
+    *,
+    alert: Alert | Mapping[str, Any],
+    kind: AlertEventKind,
+    at: datetime,
+    value: Any = None,
+    observed_at: datetime | None = None,
+    correlation_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return a history entry of an alert (a stored one, or a new one's row) as a row."""
+
+    def get(name: str) -> Any:
+        return alert[name] if isinstance(alert, Mapping) else getattr(alert, name)
+
+    return {
+        "alert_id": get("id"),
+        "kind": str(kind),
+        "at": at,
+        "actor_id": None,
+        "actor_name": None,
+        "value": value,
+        "observed_at": observed_at,
+        "tenant": get("tenant"),
+        "entity_id": get("entity_id"),
+        "attribute": get("attribute"),
+        "correlation_id": correlation_id,
+        "note": None,
+        "details": details,
+    }
+
+
+def add_events(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Append history entries in one statement."""
+    if rows:
+        session.execute(insert(AlertEvent), list(rows))
 
 
 # --- engine state ----------------------------------------------------------------------------
