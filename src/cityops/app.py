@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from cityops import __version__
+from cityops.alerts import api as alerts_api
+from cityops.alerts import flows as alerts_flows
 from cityops.auth import api as auth_api
 from cityops.auth import flows as auth_flows
 from cityops.context import api as context_api
@@ -81,6 +83,7 @@ def create_app(
     context_subscriptions.register_jobs(runtime)
     incidents_jobs.register(runtime)
     register_outbox_jobs(runtime)
+    alerts_engine = alerts_flows.install(runtime)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +93,8 @@ def create_app(
                 unit_service.get_locator(session=session, caches=runtime.caches)
         if settings.background_jobs:
             runtime.jobs.start()
+            # Alerts: rules are evaluated on their own thread, as observations arrive.
+            alerts_engine.start()
         # Ingest: the MQTT bridge runs on its own threads inside the server when enabled.
         bridge = MqttBridge(runtime) if settings.mqtt_bridge else None
         if bridge is not None:
@@ -99,6 +104,7 @@ def create_app(
         finally:
             if bridge is not None:
                 bridge.stop()
+            alerts_engine.stop()
             runtime.jobs.stop()
             outbox_mqtt.close(runtime.outbox)
 
@@ -128,6 +134,7 @@ def create_app(
     app.include_router(web_stream.router, prefix=API_PREFIX)
     app.include_router(programme_api.router, prefix=API_PREFIX)
     app.include_router(incidents_api.router, prefix=API_PREFIX)
+    app.include_router(alerts_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",

@@ -32,6 +32,8 @@ app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(import_app, name="import")
 app.add_typer(device_app, name="device")
+rules_app = typer.Typer(help="Manage alert rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
 contexts_app = typer.Typer(
     help="Manage JSON-LD context documents (offline use).", no_args_is_help=True
 )
@@ -564,6 +566,42 @@ def contexts_preload(
                 session=session, url=url, document=document, clock=runtime.clock
             )
     typer.echo(f"preloaded {url}")
+
+
+@rules_app.command("import")
+def rules_import(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="A YAML file of rules.")
+    ],
+) -> None:
+    """Import alert rules (all or nothing): new codes are created, known codes replaced."""
+    from cityops.alerts import flows as alerts_flows
+
+    with _runtime() as runtime:
+        _require_migrated(runtime)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            _fail(f"{file} is not UTF-8 text: {exc}")
+        refused: DomainError | None = None
+        with _system_work(runtime) as session:
+            try:
+                result = alerts_flows.import_rules(runtime=runtime, session=session, text=text)
+            except DomainError as exc:
+                # Refused before anything was written: explained rule by rule below.
+                refused = exc
+        if refused is not None:
+            lang = runtime.settings.default_language
+            lines = [runtime.translate(refused.key or refused.title_key, lang, **refused.params)]
+            for error in refused.errors:
+                rendered = translate_error(error, runtime.translate, lang)
+                code = f" ({rendered['code']})" if rendered.get("code") else ""
+                lines.append(f"  {rendered.get('field', '')}{code}: {rendered.get('message', '')}")
+            _fail("\n".join(lines))
+        typer.echo(
+            f"rules: {len(result.created)} created, {len(result.updated)} updated, "
+            f"{len(result.unchanged)} unchanged"
+        )
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ CONTEXTS: tuple[str, ...] = (
     "cityops.auth",
     "cityops.context",
     "cityops.ingest",
+    "cityops.alerts",
     "cityops.incidents",
     "cityops.notify",
     "cityops.programme",

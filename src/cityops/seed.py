@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cityops.alerts import flows as alerts_flows
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL
@@ -24,4 +25,6 @@ def seed(runtime: Runtime, *, profile: str | None = None) -> dict[str, int]:
         )
         # Incident categories name departments: seeded after the units context.
         counts |= incidents_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
+        # The rule pack (profiles/<name>/rules.yaml): missing codes only, tuned rules stay.
+        counts["rules"] = alerts_flows.seed_rules(runtime=runtime, session=session, profile=name)
         return counts

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     mqtt_bridge: bool = False
     # Run background jobs (device health, notification delivery) inside the server process.
     background_jobs: bool = True
+    # Evaluate alert rules in the thread that committed the observation, instead of the
+    # evaluator thread (deterministic; for tests and one-shot tools).
+    alerts_synchronous: bool = False
     # Folder of JSON-LD context documents preloaded at start-up (file name = URL-encoded URL).
     contexts_dir: Path | None = None
     # Time allowed to fetch a JSON-LD context that is neither shipped nor cached.

@@ -2,7 +2,7 @@
 departments, timeline, comments and attachments.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-27
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 import cityops.core.db
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
