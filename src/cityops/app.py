@@ -20,6 +20,8 @@ from cityops.core.errors import install_error_handlers
 from cityops.core.logging import configure_logging
 from cityops.core.metrics import RequestContextMiddleware
 from cityops.core.runtime import Runtime
+from cityops.egov import api as egov_api
+from cityops.egov import install as egov_install
 from cityops.ingest import api as ingest_api
 from cityops.ingest import jobs as ingest_jobs
 from cityops.ingest.mqtt import MqttBridge
@@ -60,6 +62,7 @@ def create_app(
         configure_logging(settings.log_level, json_lines=bool(settings.log_json))
     runtime = build_runtime(settings, clock=clock)
     ingest_jobs.register(runtime)
+    egov_install(runtime)
     register_outbox_jobs(runtime)
 
     @asynccontextmanager
@@ -102,6 +105,7 @@ def create_app(
     app.include_router(units_api.router, prefix=API_PREFIX)
     app.include_router(context_api.router)
     app.include_router(ingest_api.router, prefix=API_PREFIX)
+    app.include_router(egov_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",

@@ -10,6 +10,7 @@ CONTEXTS: tuple[str, ...] = (
     "cityops.auth",
     "cityops.context",
     "cityops.ingest",
+    "cityops.egov",
 )
 
 # Packages whose `locales/` folders hold message catalogues.

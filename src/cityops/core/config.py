@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # Largest page an NGSI-LD query may ask for (400 TooManyResults above it).
     ngsild_max_limit: int = Field(default=1000, ge=1, le=100_000)
     map_tile_url: str = ""
+    # E-government: an open dossier due within this many working days is announced "due soon".
+    egov_due_soon_working_days: int = Field(default=1, ge=0, le=30)
 
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=14, ge=1, le=365)

@@ -44,6 +44,8 @@ class Permission(StrEnum):
     INCIDENT_WORK = "incident:work"  # start work, comment, attach files, resolve (in scope)
     INCIDENT_ADMIN = "incident:admin"  # categories, SLA policies, holidays
     NOTIFY_ADMIN = "notify:admin"  # notification channels and the delivery log
+    EGOV_READ = "egov:read"  # see dossiers, procedures and the Decision 766 indicators (in scope)
+    EGOV_ADMIN = "egov:admin"  # import administrative-procedure dossiers (in scope)
 
 
 @dataclass(frozen=True, slots=True)
