@@ -22,6 +22,7 @@ Two ways to run:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -250,18 +251,28 @@ def _header(names: Iterable[Any]) -> tuple[list[str | None], list[str]]:
     return mapped, ignored
 
 
+def _release(text: io.TextIOWrapper) -> None:
+    """Let go of a text wrapper without closing the binary stream its caller owns."""
+    with contextlib.suppress(ValueError):  # already detached
+        text.detach()
+
+
 def _csv_rows(stream: BinaryIO, total: int | None) -> Rows:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     try:
         first = text.readline()
+        if not first.strip():
+            raise FileRefused("egov.import.empty")
+        # Exports made with a Vietnamese locale separate with ';' (',' is the decimal mark).
+        delimiter = max((",", ";", "\t"), key=first.count)
+        header = next(csv.reader([first], delimiter=delimiter))
+        mapped, ignored = _header(header)
     except UnicodeDecodeError as exc:
+        _release(text)
         raise FileRefused("egov.import.unreadable", detail=str(exc)) from None
-    if not first.strip():
-        raise FileRefused("egov.import.empty")
-    # Exports made with a Vietnamese locale separate with ';' (',' is the decimal mark).
-    delimiter = max((",", ";", "\t"), key=first.count)
-    header = next(csv.reader([first], delimiter=delimiter))
-    mapped, ignored = _header(header)
+    except BaseException:
+        _release(text)
+        raise
 
     def items() -> Iterator[tuple[int, dict[str, Any] | None]]:
         reader = csv.reader(text, delimiter=delimiter)
@@ -274,8 +285,18 @@ def _csv_rows(stream: BinaryIO, total: int | None) -> Rows:
                 yield reader.line_num + 1, row
         except (UnicodeDecodeError, csv.Error) as exc:
             raise FileRefused("egov.import.unreadable", detail=str(exc)) from None
+        finally:
+            _release(text)
 
     return Rows(items(), ignored, None if total is None else max(0, total - 1))
+
+
+HEADER_SEARCH_ROWS = 20
+
+
+def _is_header(values: tuple[Any, ...]) -> bool:
+    columns = {column_of(v) for v in values if v is not None and str(v).strip()}
+    return set(REQUIRED) <= columns
 
 
 def _xlsx_rows(stream: IO[bytes]) -> Rows:
@@ -288,16 +309,24 @@ def _xlsx_rows(stream: IO[bytes]) -> Rows:
         sheet = book.worksheets[0]
         rows = sheet.iter_rows(values_only=True)
         line = 0
-        header: tuple[Any, ...] = ()
+        first: tuple[Any, ...] | None = None
+        header: tuple[Any, ...] | None = None
+        # Reports often carry a title above the table: the header is the first row naming
+        # the required columns (or, failing that, the first row with anything in it).
         for values in rows:
             line += 1
-            if any(v is not None and str(v).strip() for v in values):
-                header = values
+            if not any(v is not None and str(v).strip() for v in values):
+                continue
+            first = first or values
+            if _is_header(values) or line >= HEADER_SEARCH_ROWS:
+                header = values if _is_header(values) else first
                 break
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
         raise FileRefused("egov.import.unreadable", detail=str(exc)) from None
-    if not header:
-        raise FileRefused("egov.import.empty")
+    if header is None:
+        if first is None:
+            raise FileRefused("egov.import.empty")
+        header = first
     mapped, ignored = _header(header)
     total = sheet.max_row - line if isinstance(sheet.max_row, int) else None
     start = line
@@ -389,6 +418,9 @@ _DMY = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T](\d{1,2}):(\d{2})
 def parse_time(value: Any, zone: ZoneInfo, *, end_of_day: bool = False) -> datetime:
     """Read a time: ISO 8601, `dd/mm/yyyy [hh:mm[:ss]]`, or a spreadsheet date/datetime."""
     if isinstance(value, datetime):
+        if end_of_day and value.tzinfo is None and value.time() == time(0):
+            # A spreadsheet date cell reads back as midnight: for a due date it means the day.
+            return _day(value.date(), zone, end_of_day)
         moment = value
     elif isinstance(value, date):
         return _day(value, zone, end_of_day)

@@ -359,7 +359,7 @@ def create_many(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     if rows:
         # A Core insert of the table: one executemany. The ORM's bulk path would split the rows
         # into many statements by which values are None.
-        session.execute(insert(Dossier.__table__), list(rows))
+        session.execute(insert(Dossier.metadata.tables[Dossier.__tablename__]), list(rows))
     return len(rows)
 
 
