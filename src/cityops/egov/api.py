@@ -431,7 +431,7 @@ async def _json_body(request: Request) -> Any:
         raise imports.PayloadTooLarge("egov.import.too_large", limit="8 MiB")
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Invalid(
             "egov.import.bad_json",
             errors=[{"field": "body", "in": "body", "key": "egov.import.bad_json"}],

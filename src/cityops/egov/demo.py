@@ -9,13 +9,15 @@ procedure's time limit in working days; those not finished by `as_of` stay open.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
+import itertools
 import json
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -126,19 +128,38 @@ def generate(world: DemoWorld, *, size: int, seed: int = DEMO_SEED) -> Iterator[
         else DEPARTMENT_VOLUME.get(a.code, 1) * 3.0
         for a in agencies
     ]
-    commune_weights = [POPULAR.get(p["code"], 2) for p in commune_procs]
+    commune_weights = list(itertools.accumulate(POPULAR.get(p["code"], 2) for p in commune_procs))
+    weight_total = commune_weights[-1] if commune_weights else 0
     # Draw every dossier's agency at once: much faster than one weighted draw per dossier.
     chosen = rng.choices(agencies, weights=weights, k=size)
     for index, agency in enumerate(chosen):
         q = quality[agency.code]
         if agency.kind is AgencyKind.COMMUNE:
-            proc = rng.choices(commune_procs, weights=commune_weights)[0]
+            proc = commune_procs[bisect.bisect(commune_weights, rng.random() * weight_total)]
             unit = agency.code
         else:
             proc = rng.choice(by_department[agency.code])
             # Most department dossiers go through the provincial centre; some through a commune.
             unit = world.province if rng.random() < 0.6 else rng.choice(world.communes)
         yield _dossier(rng, index, agency.code, unit, proc, q, days, midnights, open_days, world)
+
+
+# Precomputed: the generator makes a million of these in the benchmark.
+_MINUTES = [timedelta(minutes=m) for m in range(24 * 60 + 1)]
+_HOURS_17 = timedelta(hours=17)
+_ONLINE, _POSTAL, _IN_PERSON = Channel.ONLINE.value, Channel.POSTAL.value, Channel.IN_PERSON.value
+_NONE, _PARTIAL = OnlineLevel.NONE.value, OnlineLevel.PARTIAL.value
+_OPEN, _SUPPLEMENTING = DossierStatus.PROCESSING.value, DossierStatus.SUPPLEMENTING.value
+_DONE, _REJECTED, _WITHDRAWN = (
+    DossierStatus.COMPLETED.value,
+    DossierStatus.REJECTED.value,
+    DossierStatus.WITHDRAWN.value,
+)
+_SATISFIED, _NEUTRAL, _UNSATISFIED = (
+    Rating.SATISFIED.value,
+    Rating.NEUTRAL.value,
+    Rating.UNSATISFIED.value,
+)
 
 
 def _dossier(
@@ -153,86 +174,70 @@ def _dossier(
     open_days: int,
     world: DemoWorld,
 ) -> dict[str, Any]:
-    day = rng.randrange(open_days)
-    received = midnights[day] + timedelta(minutes=rng.randint(450, 990))  # 07:30–16:30
+    r = rng.random
+    last = len(days) - 1
+    day = int(r() * open_days)
+    received = midnights[day] + _MINUTES[450 + int(r() * 540)]  # 07:30–16:30
     if received > world.as_of:
         day = max(0, day - 1)
-        received = midnights[day] + timedelta(minutes=rng.randint(450, 990))
+        received = midnights[day] + _MINUTES[450 + int(r() * 540)]
     limit = max(1, int(proc["time_limit_days"]))
-    due = midnights[min(day + limit, len(days) - 1)] + timedelta(hours=17)
-    supplements = 1 if rng.random() < 0.05 else 0
-    if rng.random() < q.on_time:
-        offset = int(limit * rng.random() ** 1.5)
-        done_day = min(day + offset, len(days) - 1)
-        done = midnights[done_day] + timedelta(minutes=rng.randint(480, 1020))
+    due = midnights[min(day + limit, last)] + _HOURS_17
+    supplements = 1 if r() < 0.05 else 0
+    if r() < q.on_time:
+        done_day = min(day + int(limit * r() ** 1.5), last)
+        done = midnights[done_day] + _MINUTES[480 + int(r() * 540)]
         if done <= received:
-            done = received + timedelta(minutes=rng.randint(20, 180))
+            done = received + _MINUTES[20 + int(r() * 160)]
         done = min(done, due)
     else:
         late = 1 + int(rng.expovariate(0.35))
-        done_day = min(day + limit + late, len(days) - 1)
-        done = midnights[done_day] + timedelta(minutes=rng.randint(480, 1020))
-        if rng.random() < 0.2:
+        done = midnights[min(day + limit + late, last)] + _MINUTES[480 + int(r() * 540)]
+        if r() < 0.2:
             supplements = 2
     online_level = proc["online_level"]
-    online_p = 0.0 if online_level == OnlineLevel.NONE.value else q.online
-    if online_level == OnlineLevel.PARTIAL.value:
+    online_p = 0.0 if online_level == _NONE else q.online
+    if online_level == _PARTIAL:
         online_p *= 0.7
-    online = rng.random() < online_p
-    channel = (
-        Channel.ONLINE if online else (Channel.POSTAL if rng.random() < 0.05 else Channel.IN_PERSON)
-    )
+    online = r() < online_p
+    channel = _ONLINE if online else (_POSTAL if r() < 0.05 else _IN_PERSON)
     paid = (
         bool(proc["has_fee"])
         and bool(proc["payment_integrated"])
-        and rng.random() < (q.paid if online else q.paid * 0.3)
+        and r() < (q.paid if online else q.paid * 0.3)
     )
-    status: DossierStatus
     completed: datetime | None
     if done > world.as_of:
-        completed = None
-        status = DossierStatus.SUPPLEMENTING if supplements else DossierStatus.PROCESSING
-        electronic = False
+        completed, status, electronic = None, _SUPPLEMENTING if supplements else _OPEN, False
     else:
+        roll = r()
         completed = done
-        roll = rng.random()
-        status = (
-            DossierStatus.WITHDRAWN
-            if roll < 0.01
-            else DossierStatus.REJECTED
-            if roll < 0.03
-            else DossierStatus.COMPLETED
-        )
-        electronic = rng.random() < q.electronic
+        status = _WITHDRAWN if roll < 0.01 else _REJECTED if roll < 0.03 else _DONE
+        electronic = r() < q.electronic
     rating: str | None = None
-    if completed is not None and rng.random() < 0.35:
-        roll = rng.random()
+    if completed is not None and r() < 0.35:
+        roll = r()
         # Among those who rate, the unhappy share follows the agency's quality.
         unhappy = min(0.9, q.unsatisfied / 0.35)
         rating = (
-            Rating.UNSATISFIED.value
-            if roll < unhappy
-            else Rating.NEUTRAL.value
-            if roll < unhappy + 0.08
-            else Rating.SATISFIED.value
+            _UNSATISFIED if roll < unhappy else _NEUTRAL if roll < unhappy + 0.08 else _SATISFIED
         )
-    local_day = days[day]
     return {
         "agency_code": agency,
-        "code": f"{agency}-{local_day:%y%m%d}-{index:07d}",
+        "code": f"{agency}-{days[day]:%y%m%d}-{index:07d}",
         "unit_code": unit,
         "procedure_code": proc["code"],
         "received_at": received,
         "due_at": due,
         "completed_at": completed,
-        "status": status.value,
-        "channel": channel.value,
+        "status": status,
+        "channel": channel,
         "submitted_online": online,
         "paid_online": paid,
-        "digitised": rng.random() < q.digitised,
+        "digitised": r() < q.digitised,
         "electronic_result": electronic,
-        "reused_data": rng.random() < q.reuse,
-        "synced": rng.random() < q.synced,
+        "reused_data": r() < q.reuse,
+        "synced": r() < q.synced,
         "supplement_count": supplements,
         "rating": rating,
     }
@@ -250,7 +255,7 @@ def world_of(runtime: Runtime, session: Session, *, as_of: datetime | None = Non
     local = as_of.astimezone(calendar.zone)
     # The current year so far; early in January, the year before as well.
     year = local.year if local.timetuple().tm_yday > 60 else local.year - 1
-    start = local_midnight(datetime(year, 1, 1).date(), calendar.zone)
+    start = local_midnight(date(year, 1, 1), calendar.zone)
     procedures = [
         {c.name: getattr(p, c.name) for c in p.__table__.columns}
         for p in service.get_procedure_map(session=session).values()

@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import re
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -301,7 +300,6 @@ def _is_header(values: tuple[Any, ...]) -> bool:
 
 def _xlsx_rows(stream: IO[bytes]) -> Rows:
     import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
 
     try:
         # Read-only mode streams rows instead of building the whole sheet in memory.
@@ -321,8 +319,10 @@ def _xlsx_rows(stream: IO[bytes]) -> Rows:
             if _is_header(values) or line >= HEADER_SEARCH_ROWS:
                 header = values if _is_header(values) else first
                 break
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
-        raise FileRefused("egov.import.unreadable", detail=str(exc)) from None
+    # openpyxl raises many kinds of errors on a malformed workbook (zip, XML, missing parts):
+    # any of them means the file cannot be read.
+    except Exception as exc:  # noqa: BLE001
+        raise FileRefused("egov.import.unreadable", detail=str(exc)[:200]) from None
     if header is None:
         if first is None:
             raise FileRefused("egov.import.empty")
@@ -339,8 +339,8 @@ def _xlsx_rows(stream: IO[bytes]) -> Rows:
                 if not any(v is not None and str(v).strip() for v in values):
                     continue
                 yield number, {c: v for c, v in zip(mapped, values, strict=False) if c}
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-            raise FileRefused("egov.import.unreadable", detail=str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - as above, a malformed sheet
+            raise FileRefused("egov.import.unreadable", detail=str(exc)[:200]) from None
         finally:
             book.close()
 
@@ -377,8 +377,8 @@ def json_rows(document: Any) -> Rows:
 def _json_rows(stream: BinaryIO) -> Rows:
     try:
         document = json.loads(stream.read().decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise FileRefused("egov.import.unreadable", detail=str(exc)) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FileRefused("egov.import.unreadable", detail=str(exc)[:200]) from None
     return json_rows(document)
 
 

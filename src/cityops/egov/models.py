@@ -63,6 +63,24 @@ class DossierImport(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# What the 766 aggregate reads of a dossier, besides its agency or unit (see the indexes).
+AGGREGATE_COLUMNS = (
+    "procedure_code",
+    "received_at",
+    "completed_at",
+    "due_at",
+    "status",
+    "supplement_count",
+    "submitted_online",
+    "paid_online",
+    "digitised",
+    "electronic_result",
+    "reused_data",
+    "synced",
+    "rating",
+)
+
+
 class Dossier(Base):
     """A dossier (hồ sơ): one application for one procedure, handled by one agency.
 
@@ -77,9 +95,12 @@ class Dossier(Base):
         UniqueConstraint("code", "agency_code", name="uq_egov_dossier_code_agency"),
         # The due-date job: open dossiers (completed_at IS NULL) by due date.
         Index("ix_egov_dossier_open_due", "completed_at", "due_at"),
-        # Lists of one agency's or one unit's dossiers, newest first.
-        Index("ix_egov_dossier_agency_received", "agency_code", "received_at"),
-        Index("ix_egov_dossier_unit_received", "unit_code", "received_at"),
+        # The 766 aggregate reads these indexes instead of the table: every column it needs,
+        # already in (agency or unit, procedure) order, so no table row is read and nothing is
+        # sorted (bench/bench_egov.py: about a quarter of the CPU time of a table scan on
+        # SQLite). They also serve the lists of one agency's or one unit's dossiers.
+        Index("ix_egov_dossier_766_agency", "agency_code", *AGGREGATE_COLUMNS),
+        Index("ix_egov_dossier_766_unit", "unit_code", *AGGREGATE_COLUMNS),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -87,7 +108,8 @@ class Dossier(Base):
     code: Mapped[str] = mapped_column(String(64))
     unit_code: Mapped[str] = mapped_column(String(16), ForeignKey("admin_unit.code"))
     procedure_code: Mapped[str] = mapped_column(String(32), ForeignKey("egov_procedure.code"))
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed for the newest-first list of every dossier in scope.
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # ngày hẹn trả
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))  # DossierStatus
@@ -104,7 +126,7 @@ class Dossier(Base):
     supplement_count: Mapped[int] = mapped_column(Integer, default=0)
     rating: Mapped[str | None] = mapped_column(String(16))  # Rating
     import_id: Mapped[int | None] = mapped_column(
-        Integer, ForeignKey("egov_import.id", ondelete="SET NULL"), index=True
+        Integer, ForeignKey("egov_import.id", ondelete="SET NULL")
     )
     # The due-date state last announced (DueState), so each is announced once.
     announced: Mapped[str | None] = mapped_column(String(16))

@@ -6,6 +6,7 @@ GROUP BY over the dossiers with conditional sums: no row of a million is looked 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -370,6 +371,8 @@ def update_many(*, session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     return len(rows)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 # --- import ledger --------------------------------------------------------------------------
 
 
@@ -386,7 +389,8 @@ def create_import(
     """Open an import run in the ledger."""
     run = DossierImport(
         file_hash=file_hash,
-        file_name=file_name[:300],
+        # A name comes from the client: no control characters (PostgreSQL refuses NUL).
+        file_name=_CONTROL.sub("", file_name)[:300] or "-",
         format=fmt,
         source=source,
         actor=actor[:200],
@@ -442,7 +446,8 @@ def _days(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+    # count(*) FILTER (WHERE ...): SQLite ≥ 3.30 and PostgreSQL; cheaper than sum(CASE ...).
+    return func.count().filter(condition)
 
 
 @dataclass(frozen=True, slots=True)
