@@ -31,6 +31,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 from zoneinfo import ZoneInfo
@@ -453,12 +454,18 @@ def _day(day: date, zone: ZoneInfo, end_of_day: bool) -> datetime:
     return moment.astimezone(UTC)
 
 
+@lru_cache(maxsize=4096)
+def _folded(text: str) -> str:
+    """`fold`, remembered: a file repeats the same few words (true, online, đã hoàn thành)."""
+    return fold(text)
+
+
 def _bool(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, (int, float)) and value in (0, 1):
         return bool(value)
-    text = fold(_text(value) or "")
+    text = _folded(_text(value) or "")
     if not text:
         return None
     if text in _TRUE:
@@ -472,7 +479,8 @@ def _word(value: Any, words: dict[str, str], key: str) -> str | None:
     text = _text(value)
     if text is None:
         return None
-    found = words.get(fold(text).replace("_", " ")) or words.get(fold(text))
+    folded = _folded(text)
+    found = words.get(folded) or words.get(folded.replace("_", " "))
     if found is None:
         raise _Refused(key)
     return found
