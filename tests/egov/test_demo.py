@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete
 
+from cityops.core.config import Environment
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL
@@ -81,3 +82,19 @@ def test_generated_files_import_to_the_same_indicators(
     assert [(i.code, i.counts, i.score.total) for i in from_file.items] == [
         (i.code, i.counts, i.score.total) for i in direct.items
     ]
+
+
+@pytest.mark.usefixtures("no_dossiers")
+def test_the_demo_size_is_a_setting_and_production_gets_none(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, count_dossiers: Callable[[], int]
+) -> None:
+    monkeypatch.setattr(runtime.settings, "env", Environment.PRODUCTION)
+    with unit_of_work(runtime.session_factory) as session:
+        assert demo.seed_demo(runtime=runtime, session=session) == {"dossiers": 0}
+    monkeypatch.setattr(runtime.settings, "egov_demo_dossiers", 120)
+    with unit_of_work(runtime.session_factory) as session:
+        assert demo.seed_demo(runtime=runtime, session=session) == {"dossiers": 120}
+    with unit_of_work(runtime.session_factory) as session:
+        # Once is enough: a second seed adds nothing.
+        assert demo.seed_demo(runtime=runtime, session=session) == {"dossiers": 0}
+    assert count_dossiers() == 120

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     map_tile_url: str = ""
     # E-government: an open dossier due within this many working days is announced "due soon".
     egov_due_soon_working_days: int = Field(default=1, ge=0, le=30)
+    # Demo dossiers `cityops seed` generates (once); default 30,000, none in production.
+    egov_demo_dossiers: int | None = Field(default=None, ge=0, le=2_000_000)
 
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=14, ge=1, le=365)

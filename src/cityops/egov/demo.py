@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cityops.core.config import Environment
 from cityops.core.runtime import Runtime
 from cityops.egov import service
 from cityops.egov.enums import (
@@ -293,9 +294,17 @@ def insert(
 
 
 def seed_demo(
-    *, runtime: Runtime, session: Session, size: int = DEMO_SIZE, seed: int = DEMO_SEED
+    *, runtime: Runtime, session: Session, size: int | None = None, seed: int = DEMO_SEED
 ) -> dict[str, int]:
-    """Seed the demo dossiers once (a second run, or any dossier already stored, adds none)."""
+    """Seed the demo dossiers once (a second run, or any dossier already stored, adds none).
+
+    The size is `CITYOPS_EGOV_DEMO_DOSSIERS`: 30,000 by default, none in production (a real
+    province must not find invented dossiers in its scorecard).
+    """
+    if size is None:
+        size = runtime.settings.egov_demo_dossiers
+    if size is None:
+        size = 0 if runtime.settings.env is Environment.PRODUCTION else DEMO_SIZE
     if size <= 0 or service.count(session=session) > 0:
         return {"dossiers": 0}
     world = world_of(runtime, session)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import date
 from functools import lru_cache
 from typing import Literal
@@ -212,7 +212,6 @@ class Score:
     band: BandConfig | None
     rank: int | None = None
     ranked: bool = False
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def points_for(indicator: IndicatorConfig, rate: float) -> float:
