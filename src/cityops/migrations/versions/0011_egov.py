@@ -138,7 +138,13 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_egov_dossier_766_unit", ["unit_code", *AGGREGATE_COLUMNS], unique=False
         )
-        batch_op.create_index("ix_egov_dossier_open_due", ["completed_at", "due_at"], unique=False)
+        batch_op.create_index(
+            "ix_egov_dossier_open_due",
+            ["due_at"],
+            unique=False,
+            sqlite_where=sa.text("completed_at IS NULL"),
+            postgresql_where=sa.text("completed_at IS NULL"),
+        )
         batch_op.create_index(
             batch_op.f("ix_egov_dossier_received_at"), ["received_at"], unique=False
         )
