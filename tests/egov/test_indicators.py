@@ -319,6 +319,17 @@ def test_scorecard_of_an_agency_with_its_procedures(
     assert quiet["procedures"] == []
     missing = client.get(f"{API}/egov/scorecard/NOPE", headers=admin)
     assert missing.status_code == 404
+    as_csv = client.get(
+        f"{API}/egov/scorecard/SXD", params={"period": "2026-10", "format": "csv"}, headers=admin
+    )
+    rows = list(csv.DictReader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+    assert [r["id"] for r in rows][:5] == ["1.1", "1.2", "1.3", "1.4", "2.1"]
+    on_time = next(r for r in rows if r["id"] == "2.1")
+    assert (on_time["numerator"], on_time["denominator"], on_time["points"]) == (
+        "4",
+        "7",
+        "11.4286",
+    )
 
 
 def test_rating_bands_at_their_edges() -> None:

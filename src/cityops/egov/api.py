@@ -683,9 +683,11 @@ def _procedure_stats(
     "/egov/scorecard/{code}",
     response_model=ScorecardRead,
     summary="One agency's or unit's 766 scorecard",
+    responses=CSV_RESPONSE,
 )
 def read_scorecard(
     code: Annotated[str, Path(max_length=32, pattern=SINGLE_LINE)],
+    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: Reader,
@@ -695,8 +697,12 @@ def read_scorecard(
         GroupBy | None,
         Query(description="agency (default for departments and communes) or unit."),
     ] = None,
-) -> ScorecardRead:
-    """Return an agency's (or a unit's) indicators, rank and per-procedure figures."""
+    format: Format = None,
+) -> Any:
+    """Return an agency's (or a unit's) indicators, rank and per-procedure figures.
+
+    As CSV: one row per indicator.
+    """
     today = local_date(runtime.clock, runtime.settings.timezone)
     agencies = service.get_agencies(session=session, on=today)
     places = service.get_places(session=session, on=today)
@@ -725,11 +731,18 @@ def read_scorecard(
     names = {
         p.code: (p.name, p.name_en) for p in service.get_procedure_map(session=session).values()
     }
+    score = _score_read(item, config, lang)
+    if _wants_csv(request, format):
+        rows = [
+            {"code": score.code, "period": table.period.label, **i.model_dump(mode="json")}
+            for i in score.indicators
+        ]
+        return csv_response(rows, f"egov-766-{code}-{table.period.label}.csv")
     return ScorecardRead(
         period=_period_read(table),
         group_by=group_by.value,
         min_dossiers_for_rank=config.min_dossiers_for_rank,
         ranked=sum(1 for i in table.items if i.score.ranked),
-        item=_score_read(item, config, lang),
+        item=score,
         procedures=_procedure_stats(item, names, lang),
     )
