@@ -25,6 +25,8 @@ from cityops.core.metrics import RequestContextMiddleware
 from cityops.core.outbox_smtp import CHANNEL as SMTP_CHANNEL
 from cityops.core.outbox_smtp import smtp_configured, smtp_sender
 from cityops.core.runtime import Runtime
+from cityops.egov import api as egov_api
+from cityops.egov import install as egov_install
 from cityops.incidents import api as incidents_api
 from cityops.incidents import flows as incidents_flows
 from cityops.incidents import jobs as incidents_jobs
@@ -82,6 +84,7 @@ def create_app(
     ingest_jobs.register(runtime)
     context_subscriptions.register_jobs(runtime)
     incidents_jobs.register(runtime)
+    egov_install(runtime)
     register_outbox_jobs(runtime)
     alerts_engine = alerts_flows.install(runtime)
 
@@ -135,6 +138,7 @@ def create_app(
     app.include_router(programme_api.router, prefix=API_PREFIX)
     app.include_router(incidents_api.router, prefix=API_PREFIX)
     app.include_router(alerts_api.router, prefix=API_PREFIX)
+    app.include_router(egov_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     app.mount(
         "/static",

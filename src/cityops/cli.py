@@ -473,6 +473,63 @@ def _pairs(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in counts.items())
 
 
+@import_app.command("dossiers")
+def import_dossiers(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="A CSV, XLSX or JSON file of dossiers (hồ sơ)."
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row and count; write nothing.")
+    ] = False,
+    update: Annotated[
+        bool, typer.Option("--update", help="Update dossiers already stored that changed.")
+    ] = False,
+) -> None:
+    """Import administrative-procedure dossiers; good rows are kept, bad rows listed."""
+    from rich.progress import Progress
+
+    from cityops.egov import imports as egov_imports
+
+    with _runtime() as runtime:
+        _require_migrated(runtime)
+        lang = runtime.settings.default_language
+        with Progress(transient=True) as bar:
+            task = bar.add_task(file.name, total=None)
+
+            def advance(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total)
+
+            try:
+                report = egov_imports.import_file(
+                    runtime=runtime,
+                    path=file,
+                    principal=SYSTEM_PRINCIPAL,
+                    update=update,
+                    dry_run=dry_run,
+                    progress=advance,
+                )
+            except DomainError as exc:
+                _explain(runtime, exc)
+        typer.echo(
+            f"{'dry run: ' if dry_run else ''}rows: {report.rows}, imported: {report.imported}, "
+            f"updated: {report.updated}, skipped: {report.skipped}, refused: {report.rejected}"
+        )
+        if report.previous_runs:
+            runs = ", ".join(f"#{run}" for run in report.previous_runs)
+            typer.echo(f"this content was imported before (runs {runs}): known dossiers skipped")
+        if report.ignored_columns:
+            typer.echo("columns ignored: " + ", ".join(report.ignored_columns))
+        for bad in report.errors[:200]:
+            where = f"line {bad.line}" + (f", {bad.column}" if bad.column else "")
+            shown = f" ({bad.value})" if bad.value is not None else ""
+            typer.echo(f"  {where}{shown}: {egov_imports.describe(runtime, bad, lang)}")
+        if len(report.errors) > 200:
+            typer.echo(f"  ... and {len(report.errors) - 200} more")
+
+
 @device_app.command("create")
 def device_create(
     device_id: Annotated[str, typer.Argument(help="Device id (unique in its tenant).")],

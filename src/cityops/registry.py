@@ -13,6 +13,7 @@ CONTEXTS: tuple[str, ...] = (
     "cityops.alerts",
     "cityops.incidents",
     "cityops.notify",
+    "cityops.egov",
     "cityops.programme",
 )
 

@@ -6,6 +6,8 @@ from cityops.alerts import flows as alerts_flows
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL
+from cityops.egov import demo as egov_demo
+from cityops.egov import flows as egov_flows
 from cityops.incidents import flows as incidents_flows
 from cityops.programme import flows as programme_flows
 from cityops.units import flows as units_flows
@@ -27,4 +29,7 @@ def seed(runtime: Runtime, *, profile: str | None = None) -> dict[str, int]:
         counts |= incidents_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
         # The rule pack (profiles/<name>/rules.yaml): missing codes only, tuned rules stay.
         counts["rules"] = alerts_flows.seed_rules(runtime=runtime, session=session, profile=name)
+        counts |= egov_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
+        # Demo dossiers (a year of them), so the 766 scorecard has something to show.
+        counts |= egov_demo.seed_demo(runtime=runtime, session=session)
         return counts

@@ -35,6 +35,7 @@ def test_password_login_returns_tokens_that_authorise(
         "alert:read",
         "audit:read",
         "context:read",
+        "egov:read",
         "incident:read",
         "programme:read",
         "rule:read",

@@ -55,6 +55,7 @@ def test_create_user_and_read_it_back(
     assert me["permissions"] == [
         "alert:read",
         "context:read",
+        "egov:read",
         "incident:read",
         "incident:work",
         "rule:read",

@@ -18,7 +18,12 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
-_WATCH = {Permission.CONTEXT_READ, Permission.RULE_READ, Permission.ALERT_READ}
+_WATCH = {
+    Permission.CONTEXT_READ,
+    Permission.RULE_READ,
+    Permission.ALERT_READ,
+    Permission.EGOV_READ,
+}
 _WORK = {*_WATCH, Permission.INCIDENT_READ, Permission.INCIDENT_WORK}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
@@ -35,8 +40,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
             Permission.INCIDENT_ASSIGN,
         }
     ),
+    # A department officer imports its own department's dossiers (egov checks the scope).
     Role.DEPARTMENT_OFFICER: frozenset(
-        {Permission.DEPARTMENT_UPDATE, *_WORK, Permission.ALERT_MANAGE}
+        {Permission.DEPARTMENT_UPDATE, *_WORK, Permission.ALERT_MANAGE, Permission.EGOV_ADMIN}
     ),
     Role.UNIT_OFFICER: frozenset({Permission.UNIT_UPDATE, *_WORK}),
     Role.VIEWER: frozenset({*_WATCH, Permission.INCIDENT_READ}),

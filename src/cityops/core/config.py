@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     map_tile_url: str = ""
     # Largest file attached to an incident (images and PDF), in bytes; larger uploads get 413.
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # E-government: an open dossier due within this many working days is announced "due soon".
+    egov_due_soon_working_days: int = Field(default=1, ge=0, le=30)
+    # Demo dossiers `cityops seed` generates (once); default 30,000, none in production.
+    egov_demo_dossiers: int | None = Field(default=None, ge=0, le=2_000_000)
 
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=14, ge=1, le=365)

@@ -47,6 +47,8 @@ class Permission(StrEnum):
     PROGRAMME_READ = "programme:read"  # see the smart-city programme board (province-wide)
     PROGRAMME_REPORT = "programme:report"  # report progress/milestones of own department's items
     PROGRAMME_ADMIN = "programme:admin"  # phases, items, budget lines, imports
+    EGOV_READ = "egov:read"  # see dossiers, procedures and the Decision 766 indicators (in scope)
+    EGOV_ADMIN = "egov:admin"  # import administrative-procedure dossiers (in scope)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 by year and source, and milestones.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-11-28
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import cityops.core.db
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
