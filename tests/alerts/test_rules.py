@@ -110,6 +110,12 @@ def test_create_read_change_and_delete(
     assert client.get(url, headers=admin).json()["condition"]["value"] == 10
     assert client.delete(url, headers=admin).status_code == 204
     assert client.get(url, headers=admin).status_code == 404
+    audit = client.get(
+        f"{API}/audit",
+        params={"resource_type": "alert_rule", "resource_id": str(rule["id"])},
+        headers=admin,
+    ).json()
+    assert sorted(e["action"] for e in audit["items"]) == ["create", "delete", "update"]
 
 
 def _body(**overrides: Any) -> dict[str, Any]:

@@ -277,16 +277,11 @@ def publish(
     now: datetime,
     value: Any = None,
     actor: Principal | None = None,
-    correlation_id: str | None = None,
 ) -> None:
-    """Publish an alert event once the session commits."""
+    """Publish an event of an action on an alert (by a person or a job) once the session
+    commits; the engine publishes its own with the observation's correlation id."""
     data = event_data(alert, value=value, actor_id=service.actor_of(actor)[0])
-    event = (
-        Event(type=str(kind), data=data, at=now, correlation_id=correlation_id)
-        if correlation_id
-        else Event(type=str(kind), data=data, at=now)
-    )
-    runtime.bus.publish_after_commit(session, event)
+    runtime.bus.publish_after_commit(session, Event(type=str(kind), data=data, at=now))
 
 
 def _title(name: str, entity_id: str) -> str:
@@ -441,6 +436,13 @@ class Engine:
         if not self._stale and self._loaded:
             return
         self._stale = False
+        try:
+            self._load()
+        except BaseException:
+            self._stale = True  # try again at the next evaluation
+            raise
+
+    def _load(self) -> None:
         with self._runtime.session_factory() as session:
             self._signature = service.rules_signature(session=session)
             rules = service.get_enabled(session=session)
@@ -1050,7 +1052,7 @@ def _rule_error(index: int, code: str | None, error: dict[str, Any]) -> dict[str
     return {**error, "field": f"rules[{index}].{error['field']}", "index": index, "code": code}
 
 
-def check_rules(*, session: Session, documents: list[Any]) -> list[dict[str, Any]]:
+def validate_rules(*, session: Session, documents: list[Any]) -> list[dict[str, Any]]:
     """Validate rule documents together (they may name each other); return their values or
     raise 422 listing every invalid rule by index, code and reason."""
     errors: list[dict[str, Any]] = []
@@ -1114,7 +1116,7 @@ def import_rules(
 ) -> ImportResult:
     """Import rules from YAML, all or nothing: new codes are created, known ones replaced
     (`create_only`: left as they are, as the profile seed does)."""
-    all_values = check_rules(session=session, documents=parse_rules(text))
+    all_values = validate_rules(session=session, documents=parse_rules(text))
     now = runtime.clock.now()
     result = ImportResult(created=[], updated=[], unchanged=[])
     stored = service.get_by_codes(session=session, codes=[v["code"] for v in all_values])
