@@ -289,7 +289,8 @@ def measure(settings: Settings, keys: dict[str, str], dialect: str) -> None:
         return (NOW - timedelta(days=offset_days)).strftime("%Y-%m-%dT%H:%M:%S")
 
     try:
-        wait_ready(base, server)
+        # Start-up builds the point locator: allow for a busy machine.
+        wait_ready(base, server, timeout=300)
         with httpx.Client(base_url=base, timeout=30) as client:
             print(
                 f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up; "
