@@ -53,6 +53,7 @@ INCIDENTS = 100_000
 BATCH = 5_000
 REQUESTS = 300
 WARMUP = 20
+SERVER_PID = [0]
 # The server runs on the wall clock: the data is the year up to now.
 NOW = datetime.now(UTC).replace(microsecond=0)
 YEAR = timedelta(days=365)
@@ -216,6 +217,12 @@ def _keys(runtime: Runtime) -> dict[str, str]:
     return keys
 
 
+def _server_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the server process used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _time(
     client: httpx.Client,
     label: str,
@@ -225,7 +232,10 @@ def _time(
 ) -> None:
     timings: list[float] = []
     totals: list[int] = []
+    cpu_start = 0.0
     for i in range(WARMUP + REQUESTS):
+        if i == WARMUP:
+            cpu_start = _server_cpu_seconds(SERVER_PID[0])
         path, params, key = make(i)
         started = time.perf_counter()
         response = client.get(path, params=params, headers={"X-API-Key": keys[key]})
@@ -236,6 +246,8 @@ def _time(
             timings.append(elapsed)
             body = response.json()
             totals.append(int(body.get("total", body.get("overall", {}).get("total", 0))))
+    # Server CPU per request: what a request costs, whatever else shares the machine.
+    cpu_ms = (_server_cpu_seconds(SERVER_PID[0]) - cpu_start) * 1000 / REQUESTS
     p95 = percentile(timings, 95)
     verdict = (
         ""
@@ -245,6 +257,7 @@ def _time(
     print(
         f"  {label:<44} p50 {percentile(timings, 50):7.2f}  p95 {p95:7.2f}  "
         f"p99 {percentile(timings, 99):7.2f}  mean {statistics.fmean(timings):7.2f} ms  "
+        f"server CPU {cpu_ms:5.1f} ms/request  "
         f"{verdict or '('}{statistics.fmean(totals):,.0f} matching on average)"
     )
 
@@ -265,6 +278,7 @@ def measure(settings: Settings, keys: dict[str, str], dialect: str) -> None:
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     server = subprocess.Popen(command, env=env)
+    SERVER_PID[0] = server.pid
     base = f"http://127.0.0.1:{port}"
     rng = random.Random(75)
     url = "/api/v1/incidents"
@@ -275,9 +289,13 @@ def measure(settings: Settings, keys: dict[str, str], dialect: str) -> None:
         return (NOW - timedelta(days=offset_days)).strftime("%Y-%m-%dT%H:%M:%S")
 
     try:
-        wait_ready(base, server)
+        # Start-up builds the point locator: allow for a busy machine.
+        wait_ready(base, server, timeout=300)
         with httpx.Client(base_url=base, timeout=30) as client:
-            print(f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up")
+            print(
+                f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up; "
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            )
             # The floor: an authenticated request that reads almost nothing (one holiday).
             _time(
                 client, "request floor (GET /incidents/holidays?limit=1)", None,
