@@ -111,6 +111,8 @@ def test_patch_and_delete_one_instance(client: TestClient, admin: dict[str, str]
     )
     assert refused.status_code == 400
     assert _history(client, admin)[1]["value"] == 21.5
+    nothing = client.patch(f"{URL}/attrs/pm25/{second['instanceId']}", json={}, headers=admin)
+    assert nothing.status_code == 400
     deleted = client.delete(f"{URL}/attrs/pm25/{first['instanceId']}", headers=admin)
     assert deleted.status_code == 204
     assert [i["value"] for i in _history(client, admin)] == [21.5, 30.0]

@@ -1404,6 +1404,8 @@ def temporal_patch_instance(
     )
     ctx = request_context(request, runtime, session, body.get("@context"))
     fragment = {k: v for k, v in body.items() if k not in ("@context", "instanceId", "datasetId")}
+    if not set(fragment) & set(VALUE_MEMBER.values()):
+        raise bad("entity.missing_member", name=attr[:64], member="value")
     (changed,) = parse_attribute(attr, fragment, ctx)
     _check_instances(row, [changed])
     service.update_history_instance(session=session, instance=instance, attr=changed)
