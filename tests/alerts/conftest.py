@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cityops.alerts import flows
+from cityops.context import datamodels
 from cityops.context import flows as context_flows
 from cityops.core.db import unit_of_work
 from cityops.core.events import Event
@@ -75,6 +76,10 @@ def observe(runtime: Runtime) -> Observe:
             }
         for name, value in attrs.items():
             entity[name] = {"type": "Property", "value": value, "observedAt": iso(at)}
+        # Smart Data Models observations carry their observation time (required on create).
+        model = datamodels.schema(entity_type) or {}
+        if "dateObserved" in model.get("required", ()) and "dateObserved" not in attrs:
+            entity["dateObserved"] = {"type": "Property", "value": iso(at)}
         with unit_of_work(runtime.session_factory) as session:
             session.info["actor"] = SYSTEM_PRINCIPAL
             outcome = context_flows.write_entities(

@@ -40,6 +40,7 @@ def test_an_ngsi_ld_patch_raises_an_alert_that_clears_by_itself(
             "type": "GeoProperty",
             "value": {"type": "Point", "coordinates": [TRAN_BIEN[1], TRAN_BIEN[0]]},
         },
+        "dateObserved": {"type": "Property", "value": iso(t)},
         "airQualityIndex": {"type": "Property", "value": 85, "observedAt": iso(t)},
     }
     assert client.post(f"{NGSI}/entities", json=station, headers=writer).status_code == 201

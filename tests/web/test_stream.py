@@ -113,10 +113,8 @@ def alert(unit_code: str | None, *, sector: str = "environment", **extra: Any) -
         "opened_at": "2026-11-20T03:00:00.000Z",
         "resolved_at": None,
         "actor_id": None,
-        "policy": {
-            "incident": {"category": "air_pollution", "department_code": None},
-            "notify": [],
-        },
+        # No incident by default: the incidents context would open one and stream it too.
+        "policy": {"incident": None, "notify": []},
         **extra,
     }
 
@@ -209,7 +207,10 @@ def test_an_opened_alert_reaches_a_connected_operator_at_once(
     stream = connect(operator)
     assert stream.status == 200
     assert stream.content_type.startswith("text/event-stream")
-    sent = publish(runtime, "alerts.alert_opened", alert("25195"), correlation_id="obs-42")
+    policy = {"incident": {"category": "air_pollution", "department_code": None}, "notify": []}
+    sent = publish(
+        runtime, "alerts.alert_opened", alert("25195", policy=policy), correlation_id="obs-42"
+    )
     # Other workers are polled every 30 s here: arriving sooner means the wake-up worked.
     received = stream.next(timeout=5)
     assert received.type == "alerts.alert_opened"

@@ -101,9 +101,12 @@ KIND_PERMISSIONS: dict[str, Permission] = {
     "entities": Permission.CONTEXT_READ,
     "devices": Permission.CONTEXT_READ,
 }
+# Only what happens to alerts and incidents; internal signals (alerts.rules_changed) stay off.
 DURABLE_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("alerts.", "alerts"),
-    ("incidents.", "incidents"),
+    ("alerts.alert_", "alerts"),
+    ("incidents.incident_", "incidents"),
+    ("incidents.comment_", "incidents"),
+    ("incidents.sla_", "incidents"),
     ("ingest.device_", "devices"),
 )
 _DURABLE_STARTS = tuple(prefix for prefix, _ in DURABLE_PREFIXES)
@@ -223,7 +226,7 @@ def _departments(session: Session, event: Event, owners: dict[str, str | None]) 
     if isinstance(codes, list | tuple):
         for code in codes:
             add(code)
-    if event.type.startswith("alerts."):
+    if event.type.startswith("alerts.alert_"):
         policy = data.get("policy")
         incident = policy.get("incident") if isinstance(policy, dict) else None
         if isinstance(incident, dict):
