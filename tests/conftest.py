@@ -48,6 +48,9 @@ def _settings(database_url: str, data_dir: Path) -> Settings:
         warm_start=False,
         # Tests drive jobs by hand (runtime.jobs.run_due) instead of a background thread.
         background_jobs=False,
+        # A small demo scorecard: every test database is a copy of the template, so 30,000
+        # seeded dossiers would be copied for each test (tests/egov seed what they count).
+        egov_demo_dossiers=1_500,
     )
 
 

@@ -24,6 +24,12 @@ def test_the_seeded_profile_has_a_year_of_dossiers_and_a_meaningful_ranking(
     runtime: Runtime,
 ) -> None:
     with unit_of_work(runtime.session_factory) as session:
+        # The test template seeds a small demo (tests/conftest.py): seed the demo's full size.
+        assert service.count(session=session) == runtime.settings.egov_demo_dossiers
+        session.execute(delete(Dossier))
+    with unit_of_work(runtime.session_factory) as session:
+        default = demo.seed_demo(runtime=runtime, session=session, size=demo.DEMO_SIZE)
+        assert default == {"dossiers": demo.DEMO_SIZE}
         assert service.count(session=session) == demo.DEMO_SIZE
         assert len(service.get_procedure_map(session=session)) == 43
         period = parse_period("2026", runtime.settings.timezone)
@@ -89,6 +95,7 @@ def test_the_demo_size_is_a_setting_and_production_gets_none(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch, count_dossiers: Callable[[], int]
 ) -> None:
     monkeypatch.setattr(runtime.settings, "env", Environment.PRODUCTION)
+    monkeypatch.setattr(runtime.settings, "egov_demo_dossiers", None)
     with unit_of_work(runtime.session_factory) as session:
         assert demo.seed_demo(runtime=runtime, session=session) == {"dossiers": 0}
     monkeypatch.setattr(runtime.settings, "egov_demo_dossiers", 120)

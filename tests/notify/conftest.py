@@ -37,7 +37,7 @@ SMTP_PASSWORD = "smtp-pass-93a7e2"
 
 
 def load_fixture(name: str) -> dict[str, Any]:
-    """Read an event payload from tests/notify/fixtures."""
+    """Read an event payload from tests/notify/fixtures (its alert opens no incident by itself)."""
     data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
     return data
 

@@ -66,15 +66,17 @@ class EventBus:
     def publish_after_commit(self, session: Session, event: Event) -> None:
         """Deliver an event once the session's transaction commits (never if it rolls back).
 
-        Transactional handlers run now, in the same session, before the commit.
+        Transactional handlers run now, in the same session, before the commit: the catch-all
+        ones (the stream log, the notification outbox) first, so that an event is recorded
+        before the events its own handlers cause (an opened alert before the incident it opens).
         """
-        for handler in [
-            *self._in_transaction.get(event.type, ()),
-            *self._in_transaction.get("*", ()),
-        ]:
-            handler(session, event)
         pending: list[Event] = session.info.setdefault("pending_events", [])
         pending.append(event)
+        for handler in [
+            *self._in_transaction.get("*", ()),
+            *self._in_transaction.get(event.type, ()),
+        ]:
+            handler(session, event)
         if not session.info.get("events_hooked"):
             session.info["events_hooked"] = True
             sa_event.listen(session, "after_commit", self._flush_pending)
