@@ -8,6 +8,7 @@ from importlib import resources
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
 
 from cityops import __version__
 from cityops.alerts import api as alerts_api
@@ -124,6 +125,8 @@ def create_app(
     install_error_handlers(
         app, runtime.translate, renderers={"/ngsi-ld/": context_api.render_error}
     )
+    # Starlette's GZip leaves text/event-stream alone, so /api/v1/stream is never buffered.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(
         RequestContextMiddleware, metrics=runtime.metrics, negotiate=runtime.translate.negotiate
     )
@@ -140,6 +143,13 @@ def create_app(
     app.include_router(alerts_api.router, prefix=API_PREFIX)
     app.include_router(egov_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
+    static = resources.files("cityops.web") / "static"
+    # Vendor files exist once scripts/web-assets.sh ran; without them the API still serves.
+    app.mount(
+        "/static/vendor",
+        web_api.VendorFiles(directory=str(static / "vendor"), check_dir=False),
+        name="vendor",
+    )
     app.mount(
         "/static",
         StaticFiles(directory=str(resources.files("cityops.web") / "static")),

@@ -2,13 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 from fastapi.testclient import TestClient
 
+from ..conftest import TEST_PASSWORD
 
-def test_home_leads_to_the_unit_directory(client: TestClient) -> None:
-    response = client.get("/", follow_redirects=False)
-    assert response.status_code == 307
-    assert response.headers["location"] == "/units"
+
+def test_an_anonymous_visitor_is_sent_to_the_login_page_and_back(client: TestClient) -> None:
+    response = client.get("/?area=bien-hoa-cu", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2F%3Farea%3Dbien-hoa-cu"
+    page = client.get(response.headers["location"])
+    assert page.status_code == 200
+    assert 'data-next="/?area=bien-hoa-cu"' in page.text
+    assert "Tên đăng nhập" in page.text
+    assert "Mật khẩu" in page.text
+
+
+def test_the_login_page_never_redirects_off_site(client: TestClient) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "javascript:alert(1)"):
+        page = client.get("/login", params={"next": target})
+        assert 'data-next="/"' in page.text, target
+
+
+def test_a_web_session_opens_the_operations_screen(
+    client: TestClient, make_user: Callable[..., str]
+) -> None:
+    username = make_user("operator")
+    login = client.post(
+        "/api/v1/auth/login", json={"username": username, "password": TEST_PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    page = client.get("/", follow_redirects=False)
+    assert page.status_code == 200
+    assert 'id="map"' in page.text
+    assert "Đăng xuất" in page.text
+    assert "Cán bộ điều hành" in page.text
+    # Logged in, the login page forwards to where the visitor wanted to go.
+    again = client.get("/login?next=/units", follow_redirects=False)
+    assert again.headers["location"] == "/units"
+
+
+def test_pages_are_compressed_and_vendor_files_cached(client: TestClient) -> None:
+    page = client.get("/units", headers={"Accept-Encoding": "gzip"})
+    assert page.headers["content-encoding"] == "gzip"
+    vendor = client.get("/static/vendor/leaflet/leaflet.js")
+    if vendor.status_code == 404:
+        pytest.skip("scripts/web-assets.sh has not been run")
+    assert "max-age=2592000" in vendor.headers["cache-control"]
 
 
 def test_directory_lists_the_95_communes_and_wards_in_vietnamese(client: TestClient) -> None:

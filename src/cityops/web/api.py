@@ -1,18 +1,21 @@
-"""Page routes: the unit directory (the operations screen arrives with the dashboard)."""
+"""Page routes: the login page, the operations screen and the public unit directory."""
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from cityops.core.deps import ClockDep, LangDep, SessionDep, SettingsDep, TranslatorDep
 from cityops.core.i18n import LANGUAGES, format_number
+from cityops.core.security import OptionalPrincipal, Principal
 from cityops.units import service as unit_service
 
 router = APIRouter(include_in_schema=False)
@@ -20,19 +23,132 @@ templates = Jinja2Templates(directory=str(resources.files("cityops.web") / "temp
 templates.env.filters["number"] = format_number
 
 
-def _render(request: Request, name: str, lang: str, translate: Any, **context: Any) -> Response:
+def _render(
+    request: Request,
+    name: str,
+    lang: str,
+    translate: Any,
+    user: Principal | None = None,
+    **context: Any,
+) -> Response:
     def t(key: str, **params: Any) -> str:
         return str(translate(key, lang, **params))
 
+    path = request.url.path
+    if request.url.query:
+        path = f"{path}?{request.url.query}"
     return templates.TemplateResponse(
-        request, name, {"lang": lang, "t": t, "path": request.url.path, **context}
+        request,
+        name,
+        {"lang": lang, "t": t, "path": request.url.path, "here": path, "user": user, **context},
     )
 
 
-@router.get("/", response_class=RedirectResponse)
-def home() -> RedirectResponse:
-    """Send visitors to the unit directory."""
-    return RedirectResponse("/units", status_code=307)
+def _safe_next(target: str | None) -> str:
+    # Only local paths: an open redirect would let a phishing link bounce through our login.
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    parts = urlsplit(target)
+    return "/" if parts.scheme or parts.netloc else target
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(
+    request: Request,
+    lang: LangDep,
+    translate: TranslatorDep,
+    principal: OptionalPrincipal,
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    """Show the login form; a visitor already logged in goes straight on."""
+    target = _safe_next(next)
+    if principal is not None and principal.via == "cookie":
+        return RedirectResponse(target, status_code=303)
+    return _render(request, "login.html", lang, translate, next=target)
+
+
+OPS_KEYS = (
+    "web.ops.loading",
+    "web.ops.sensors",
+    "web.ops.worst_aqi",
+    "web.ops.river_alarms",
+    "web.ops.hospital_max",
+    "web.ops.none",
+    "web.ops.units",
+    "web.ops.updated",
+    "web.ops.layer.boundaries",
+    "web.ops.layer.sensors",
+    "web.ops.layer.tiles",
+    "web.ops.popup.aqi",
+    "web.ops.popup.water",
+    "web.ops.popup.beds",
+    "web.ops.load_failed",
+    "web.aqi.good",
+    "web.aqi.moderate",
+    "web.aqi.poor",
+    "web.aqi.bad",
+    "web.aqi.veryBad",
+    "web.aqi.hazardous",
+    "web.flood.normal",
+    "web.flood.alarm1",
+    "web.flood.alarm2",
+    "web.flood.alarm3",
+    "web.user.logout_failed",
+)
+
+
+@router.get("/", response_class=HTMLResponse)
+def operations(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    lang: LangDep,
+    translate: TranslatorDep,
+    principal: OptionalPrincipal,
+) -> Response:
+    """Show the operations screen: boundaries, sensors and key figures of the chosen area."""
+    if principal is None:
+        return _login_redirect(request)
+    today = clock.now().astimezone(ZoneInfo(settings.timezone)).date()
+    province = unit_service.get_province(session=session)
+    current, _ = unit_service.get_all(session=session, on=today, level="commune", limit=1000)
+    areas, _ = unit_service.get_all_areas(session=session, limit=100)
+    config = {
+        "lang": lang,
+        "tileUrl": settings.map_tile_url,
+        "timeZone": settings.timezone,
+        "province": province.name if province else "",
+        "units": [{"code": u.code, "name": u.name} for u in current],
+        "areas": [
+            {
+                "code": area.code,
+                "name": area.name_en if lang == "en" and area.name_en else area.name,
+                "units": [
+                    u.code
+                    for u in unit_service.get_area_units(session=session, area_code=area.code)
+                ],
+            }
+            for area in areas
+        ],
+        "strings": {key: str(translate(key, lang)) for key in OPS_KEYS},
+    }
+    return _render(
+        request,
+        "operations.html",
+        lang,
+        translate,
+        user=principal,
+        province=province,
+        areas=config["areas"],
+        units=current,
+        config=json.dumps(config, ensure_ascii=False).replace("</", "<\\/"),
+    )
 
 
 @router.get("/units", response_class=HTMLResponse)
@@ -43,6 +159,7 @@ def unit_directory(
     clock: ClockDep,
     lang: LangDep,
     translate: TranslatorDep,
+    principal: OptionalPrincipal,
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
     """List the current communes and wards, the pilot areas and the departments."""
@@ -76,6 +193,7 @@ def unit_directory(
         "units.html",
         lang,
         translate,
+        user=principal,
         province=province,
         today=today,
         units=shown,
@@ -96,3 +214,17 @@ def switch_language(code: str, next: str = "/") -> Response:
     if code in LANGUAGES:
         response.set_cookie("cityops_lang", code, max_age=365 * 24 * 3600, samesite="lax")
     return response
+
+
+class VendorFiles(StaticFiles):
+    """The third-party libraries (Leaflet, markercluster, ECharts), cached long by browsers."""
+
+    # The URLs carry no version, so a month rather than a year: an upgrade reaches every
+    # browser within that time, and a wall screen reloading all day never refetches them.
+    cache_control = "public, max-age=2592000"
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        """Serve a file with a long Cache-Control header."""
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = self.cache_control
+        return response

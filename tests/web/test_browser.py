@@ -1,0 +1,217 @@
+"""The dashboard in a real Chromium: login, the operations map, the area selector, languages."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from cityops.app import create_app
+from cityops.auth import service as auth_service
+from cityops.auth.schemas import UserCreate
+from cityops.core.db import unit_of_work
+from cityops.core.security import SYSTEM_PRINCIPAL
+from cityops.simulate.catalog import centroids
+
+from ..conftest import PG_URL, TEST_PASSWORD, _settings
+from .live import LiveServer
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+VENDOR = Path(__file__).resolve().parents[2] / "src/cityops/web/static/vendor/leaflet/leaflet.js"
+
+
+@pytest.fixture(scope="module")
+def server(
+    template_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One uvicorn server for the module, on a copy of the seeded database."""
+    if PG_URL:
+        pytest.skip("the browser tests run on SQLite only")
+    if not VENDOR.exists():
+        pytest.skip("run scripts/web-assets.sh first")
+    data = tmp_path_factory.mktemp("browser")
+    target = data / "cityops.db"
+    shutil.copyfile(make_url(template_database).database or "", target)
+    app = create_app(_settings(f"sqlite:///{target}", data / "var"))
+    live = LiveServer(app).start()
+    yield live
+    live.stop()
+    app.state.runtime.engine.dispose()
+
+
+def _user(server: LiveServer, role: str, full_name: str) -> str:
+    runtime = server.app.state.runtime
+    username = f"{role}-{uuid.uuid4().hex[:6]}"
+    with unit_of_work(runtime.session_factory) as session:
+        session.info["actor"] = SYSTEM_PRINCIPAL
+        auth_service.create_user(
+            session=session,
+            user_in=UserCreate(
+                username=username, password=TEST_PASSWORD, full_name=full_name, role=role
+            ),
+            clock=runtime.clock,
+            settings=runtime.settings,
+        )
+    return username
+
+
+@pytest.fixture(scope="module")
+def stations(server: LiveServer) -> dict[str, Any]:
+    """Two air stations: a bad one in a Biên Hòa ward, a good one outside the pilot areas."""
+    admin = _user(server, "admin", "Quản trị")
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        token = http.post(
+            "/api/v1/auth/token", data={"username": admin, "password": TEST_PASSWORD}
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        areas = {
+            code: http.get(f"/api/v1/areas/{code}").json()
+            for code in ("bien-hoa-cu", "long-khanh-cu")
+        }
+        members = {
+            code: [m["code"] if isinstance(m, dict) else m for m in area.get("units", [])]
+            for code, area in areas.items()
+        }
+        pilot = set(members["bien-hoa-cu"]) | set(members["long-khanh-cu"])
+        inside = members["bien-hoa-cu"][0]
+        outside = next(code for code in sorted(centroids()) if code not in pilot)
+        for name, code, aqi in (("bh", inside, 172), ("out", outside, 42)):
+            lat, lon = centroids()[code]
+            body = {
+                "id": f"urn:ngsi-ld:AirQualityObserved:web-{name}",
+                "type": "AirQualityObserved",
+                "name": {"type": "Property", "value": f"Trạm {name}"},
+                "location": {
+                    "type": "GeoProperty",
+                    "value": {"type": "Point", "coordinates": [lon, lat]},
+                },
+                "dateObserved": {"type": "Property", "value": "2026-11-20T02:55:00Z"},
+                "airQualityIndex": {"type": "Property", "value": aqi},
+            }
+            response = http.post("/ngsi-ld/v1/entities", json=body, headers=headers)
+            assert response.status_code == 201, response.text
+    return {"bien_hoa_units": len(members["bien-hoa-cu"])}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium (the system's; never downloaded)."""
+    with playwright_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies) and page."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="vi-VN")
+    tab = context.new_page()
+    tab.set_default_timeout(15000)
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    tab.errors = errors
+    yield tab
+    assert not [e for e in errors if "401" not in e], errors
+    context.close()
+
+
+def _login(page: Any, server: LiveServer, username: str, next_path: str = "/") -> None:
+    page.goto(f"{server.url}{next_path}")
+    assert "/login" in page.url
+    page.get_by_label("Tên đăng nhập").fill(username)
+    page.get_by_label("Mật khẩu").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    _ready(page)
+
+
+def _ready(page: Any) -> None:
+    try:
+        page.wait_for_selector("body[data-ready='1']", state="attached")
+    except playwright_api.TimeoutError as exc:
+        raise AssertionError(f"the screen never got ready: {page.errors}") from exc
+
+
+def test_an_anonymous_visitor_gets_the_login_form_and_a_wrong_password_is_explained(
+    page: Any, server: LiveServer
+) -> None:
+    page.goto(f"{server.url}/")
+    assert page.url == f"{server.url}/login?next=%2F"
+    page.get_by_label("Tên đăng nhập").fill("nobody")
+    page.get_by_label("Mật khẩu").fill("wrong-password")
+    page.get_by_label("Mật khẩu").press("Enter")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "Sai tên đăng nhập hoặc mật khẩu" in alert.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "login-error.png"))
+
+
+def test_the_operations_screen_draws_95_units_and_the_sensors(
+    page: Any, server: LiveServer, stations: dict[str, Any]
+) -> None:
+    _login(page, server, _user(server, "operator", "Nguyễn Văn An"))
+    assert page.url == f"{server.url}/"
+    body = page.locator("body")
+    assert body.get_attribute("data-units") == "95"
+    assert page.locator("path.leaflet-interactive").count() >= 95
+    assert body.get_attribute("data-sensors") == "2"
+    assert page.locator("#fig-units").inner_text() == "95"
+    assert page.locator("#fig-aqi").inner_text() == "172"
+    assert page.locator("#fig-aqi-band").inner_text() == "Xấu"
+    assert "Nguyễn Văn An" in page.locator(".user-menu summary").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "operations-province.png"))
+
+
+def test_choosing_bien_hoa_zooms_the_map_and_filters_the_figures(
+    page: Any, server: LiveServer, stations: dict[str, Any]
+) -> None:
+    _login(page, server, _user(server, "viewer", "Trần Thị Bình"))
+    body = page.locator("body")
+    province_bounds = body.get_attribute("data-bounds")
+    page.get_by_label("Khu vực", exact=True).select_option("bien-hoa-cu")
+    expected = str(stations["bien_hoa_units"])
+    page.wait_for_function(f"document.body.dataset.units === '{expected}'")
+    assert body.get_attribute("data-bounds") != province_bounds
+    west, south, east, north = map(float, (body.get_attribute("data-bounds") or "").split(","))
+    # Biên Hòa's wards span a few tenths of a degree, not the province's two degrees.
+    assert east - west < 1.0
+    assert north - south < 1.0
+    assert page.locator("#fig-sensors").inner_text() == "1"
+    assert "area=bien-hoa-cu" in page.url
+    page.screenshot(path=str(ARTIFACTS / "operations-bien-hoa.png"))
+    # The choice is in the address: reloading keeps it.
+    page.reload()
+    _ready(page)
+    assert body.get_attribute("data-units") == expected
+    assert page.get_by_label("Khu vực", exact=True).input_value() == "bien-hoa-cu"
+
+
+def test_switching_to_english_translates_the_screen_and_keeps_the_area(
+    page: Any, server: LiveServer, stations: dict[str, Any]
+) -> None:
+    _login(page, server, _user(server, "leader", "Lê Văn Cường"), "/?area=bien-hoa-cu")
+    page.get_by_role("link", name="EN").click()
+    page.wait_for_selector("html[lang='en']", state="attached")
+    _ready(page)
+    assert page.get_by_label("Area", exact=True).input_value() == "bien-hoa-cu"
+    assert page.get_by_role("heading", name="Live feed").is_visible()
+    assert page.locator("#fig-aqi-band").inner_text() == "Bad"
+    page.locator(".user-menu summary").click()
+    assert page.get_by_role("button", name="Log out").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "operations-en.png"))
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/login")
+    page.goto(f"{server.url}/")
+    assert "/login" in page.url
