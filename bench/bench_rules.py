@@ -297,8 +297,9 @@ def main() -> None:
             event.data["entity_type"], event.data["attribute"] = "Worst", "level"
         wall, cpu = _evaluation_cost(engine, one_pair)
         print(
-            f"evaluation, {RULES} more thresholds on one attribute with no unit scope: "
-            f"{cpu:.1f} µs CPU per observation ({wall:.1f} µs wall)"
+            f"evaluation, {RULES} more thresholds on one attribute with no unit scope (0.2 % of "
+            f"observations cross all {RULES}): {cpu:.1f} µs CPU per observation "
+            f"({wall:.1f} µs wall)"
         )
 
         engine.reload()
