@@ -26,14 +26,14 @@ from starlette.datastructures import FormData
 
 from cityops.auth import service
 from cityops.auth.enums import AuditAction, Role, SessionKind, role_permissions
-from cityops.auth.models import AuditLog, AuthSession, User
+from cityops.auth.models import ApiKey, AuditLog, AuthSession, User
 from cityops.auth.schemas import TokenRead, UserCreate
 from cityops.core.clock import Clock
 from cityops.core.config import Settings
 from cityops.core.db import Audited
 from cityops.core.errors import BadRequest, Forbidden, Invalid, TooManyRequests, Unauthorized
 from cityops.core.runtime import Runtime
-from cityops.core.security import Principal, Scope
+from cityops.core.security import Principal, PrincipalCache, Scope
 
 SESSION_COOKIE = "cityops_session"
 CSRF_COOKIE = "cityops_csrf"
@@ -47,6 +47,9 @@ MAX_CREDENTIAL_LENGTH = 4096
 TOUCH_INTERVAL = timedelta(minutes=1)
 # Session ids are `secrets.token_urlsafe` output; anything else is refused before SQL.
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# runtime.caches key of the API-key principal cache.
+API_KEY_CACHE = "auth.api_key_principals"
+_CREDENTIALS_CHANGED = "auth.credentials_changed"
 
 
 def install(runtime: Runtime) -> None:
@@ -57,6 +60,33 @@ def install(runtime: Runtime) -> None:
 
     runtime.authenticator = authenticator
     install_audit(runtime.session_factory, clock=runtime.clock)
+    install_key_cache(runtime)
+
+
+def api_key_cache(runtime: Runtime) -> PrincipalCache:
+    """Return the runtime's cache of principals authenticated by API key."""
+    cache: PrincipalCache = runtime.caches.setdefault(API_KEY_CACHE, PrincipalCache())
+    return cache
+
+
+def install_key_cache(runtime: Runtime) -> None:
+    """Empty the API-key principal cache whenever a key or a user changes in this process."""
+    cache = api_key_cache(runtime)
+
+    def changed(session: Session, _context: UOWTransaction) -> None:
+        touched = (*session.new, *session.dirty, *session.deleted)
+        if any(isinstance(obj, ApiKey | User) for obj in touched):
+            # Cleared now (this transaction's own later requests) and again at commit, so a
+            # request that read the old row meanwhile cannot leave it cached.
+            cache.clear()
+            session.info[_CREDENTIALS_CHANGED] = True
+
+    def committed(session: Session) -> None:
+        if session.info.pop(_CREDENTIALS_CHANGED, False):
+            cache.clear()
+
+    event.listen(runtime.session_factory, "after_flush", changed)
+    event.listen(runtime.session_factory, "after_commit", committed)
 
 
 def _unauthorized(key: str, **params: Any) -> Unauthorized:
@@ -217,7 +247,35 @@ async def _read_form(request: Request) -> FormData:
     return await request.form()
 
 
+@dataclass(slots=True)
+class _CachedKey:
+    principal: Principal
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
 def _from_api_key(session: Session, runtime: Runtime, plaintext: str) -> Principal:
+    cache = api_key_cache(runtime)
+    digest = service.secret_digest(plaintext)
+    now = runtime.clock.now()
+    cached: _CachedKey | None = cache.get(digest)
+    if cached is not None:
+        if cached.expires_at is None or cached.expires_at > now:
+            if cached.last_used_at is None or now - cached.last_used_at >= TOUCH_INTERVAL:
+                service.touch_api_key(session=session, api_key_id=cached.principal.id, at=now)
+                cached.last_used_at = now
+            return cached.principal
+        cache.discard(digest)
+    generation = cache.generation
+    principal, row = _check_api_key(session, runtime, plaintext)
+    used = row.last_used_at
+    # _check_api_key has just touched the key unless it was used within TOUCH_INTERVAL.
+    last_used = used if used is not None and now - used < TOUCH_INTERVAL else now
+    cache.put(digest, _CachedKey(principal, row.expires_at, last_used), generation)
+    return principal
+
+
+def _check_api_key(session: Session, runtime: Runtime, plaintext: str) -> tuple[Principal, ApiKey]:
     prefix = service.split_api_key(plaintext) if len(plaintext) <= 200 else None
     row = service.get_api_key_by_prefix(session=session, prefix=prefix) if prefix else None
     if row is None or not service.digest_matches(plaintext, row.key_hash):
@@ -241,7 +299,7 @@ def _from_api_key(session: Session, runtime: Runtime, plaintext: str) -> Princip
         area_code=None,
         department_code=row.department_code,
     )
-    return Principal(
+    principal = Principal(
         kind="api_key",
         id=row.id,
         name=row.name,
@@ -251,6 +309,7 @@ def _from_api_key(session: Session, runtime: Runtime, plaintext: str) -> Princip
         tenant=row.tenant,
         via="api_key",
     )
+    return principal, row
 
 
 # --- logins --------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ The vocabulary lives here so every context can guard its routes without importin
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -129,6 +131,58 @@ class Principal:
         """Raise 403 unless a record of this unit/department is within the principal's scope."""
         if not self.scope.covers(unit_code=unit_code, department_code=department_code):
             raise Forbidden("error.forbidden.scope")
+
+
+class PrincipalCache:
+    """A short-lived in-process cache of authenticated callers, keyed by a credential digest.
+
+    Authentication costs a few statements per request (key, creator, scope); a machine sending
+    thousands of updates a second repeats them for nothing. Entries live `ttl` seconds at most:
+    that bounds how late another process's revocation is seen. In this process, `clear()` is
+    called when a key or user changes, and a lookup that started before a clear never stores its
+    (possibly stale) result: `generation` tells `put` whether a clear came in between.
+    """
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Any]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    @property
+    def generation(self) -> int:
+        """The number of clears so far (read it before a lookup, pass it to `put`)."""
+        return self._generation
+
+    def get(self, key: str) -> Any:
+        """Return the cached value for a key, or None if absent or older than the TTL."""
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[0] < time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        return found[1]
+
+    def put(self, key: str, value: Any, generation: int) -> None:
+        """Cache a value unless the cache was cleared since `generation` was read."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl, value)
+
+    def discard(self, key: str) -> None:
+        """Forget one key."""
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything (a credential, its owner or their rights changed)."""
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
 
 
 SYSTEM_PRINCIPAL = Principal(
