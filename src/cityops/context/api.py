@@ -577,21 +577,40 @@ def _attribute_write(
 ) -> None:
     if not isinstance(body, dict):
         raise bad("entity.not_object")
-    tenant = service.get_tenant(session=session, name=tenant_name(request, principal))
-    row = _get_entity_or_404(session, tenant, entity_id, principal)
+    tenant = tenant_name(request, principal)
+    if not is_uri(entity_id):
+        raise bad("entity.bad_id")
     ctx = request_context(request, runtime, session, body.get("@context"))
     name = ctx.expand(attr)
     dataset = body.get("datasetId", "")
-    current = service.get_attributes(session=session, entity_pks=[row.pk], names=[name])
-    instance = next((a for a in current.get(row.pk, []) if a.dataset_id == dataset), None)
-    if instance is None:
+    # One SELECT for the entity and the instance (the hot path of sensor gateways).
+    stored = service.get_instance(
+        session=session,
+        tenant=tenant,
+        entity_id=entity_id,
+        name=name,
+        dataset_id=dataset if isinstance(dataset, str) else "",
+    )
+    if stored is None or not principal.scope.covers_unit(stored.entity_unit):
+        raise ResourceNotFound("context.entity.not_found", id=entity_id)
+    if stored.attr_type is None or not isinstance(dataset, str):
         raise ResourceNotFound("context.attribute.not_found", name=attr[:64])
     payload = {k: v for k, v in body.items() if k != "@context"}
     if mode == "patch":
-        merged = attribute_body(instance, False)
+        merged = attribute_body(stored, False)
         merged.update(payload)
         payload = merged
-    _write_one(request, {attr: payload}, entity_id, principal, session, runtime, "patch")
+    if not flows.write_attribute(
+        runtime=runtime,
+        session=session,
+        tenant=tenant,
+        entity_id=entity_id,
+        short=attr,
+        payload=payload,
+        ctx=ctx,
+        stored=stored,
+    ):
+        _write_one(request, {attr: payload}, entity_id, principal, session, runtime, "patch")
 
 
 @router.patch("/entities/{entity_id}/attrs/{attr}", status_code=204)

@@ -564,6 +564,111 @@ def _append_history_rows(connection: Any, sql: _WriteSql, rows: list[tuple[Any, 
         cursor.close()
 
 
+# --- the single-attribute fast path ----------------------------------------------------------
+
+
+class StoredInstance(NamedTuple):
+    """An entity and one of its attribute instances, read together (attr_type None: absent)."""
+
+    entity_pk: int
+    entity_type: str
+    entity_unit: str | None
+    lon: float | None
+    lat: float | None
+    dataset_id: str | None
+    attr_type: str | None
+    value: Any
+    unit_code: str | None
+    observed_at: datetime | None
+    sub_attrs: dict[str, Any] | None
+    modified_at: datetime | None
+
+
+def get_instance(
+    *, session: Session, tenant: str, entity_id: str, name: str, dataset_id: str
+) -> StoredInstance | None:
+    """Return an entity of a tenant and one attribute instance of it with one SELECT."""
+    row = session.execute(
+        select(
+            Entity.pk,
+            Entity.type,
+            Entity.unit_code,
+            Entity.lon,
+            Entity.lat,
+            Attribute.dataset_id,
+            Attribute.attr_type,
+            Attribute.value,
+            Attribute.unit_code,
+            Attribute.observed_at,
+            Attribute.sub_attrs,
+            Attribute.modified_at,
+        )
+        .select_from(Entity)
+        .join(Tenant, Tenant.id == Entity.tenant_id)
+        .outerjoin(
+            Attribute,
+            and_(
+                Attribute.entity_pk == Entity.pk,
+                Attribute.name == name,
+                Attribute.dataset_id == dataset_id,
+            ),
+        )
+        .where(Tenant.name == tenant, Entity.entity_id == entity_id)
+    ).first()
+    return None if row is None else StoredInstance(*row)
+
+
+def write_instance(
+    *, session: Session, stored: StoredInstance, attr: AttributeIn, now: datetime
+) -> bool:
+    """Overwrite one stored attribute instance and append its history row; return if it changed.
+
+    Three statements (attribute upsert, history insert, entity modification time), the same
+    rows `write` produces for a one-attribute patch.
+    """
+    sql = _write_sql(session)
+    changed = (
+        stored.value != attr.value
+        or stored.attr_type != attr.attr_type
+        or stored.unit_code != attr.unit_code
+        or (stored.sub_attrs or None) != (attr.sub_attrs or None)
+    )
+    encode_json = sql.encode_json
+    now_stored = sql.encode_time(now)
+    stored_value = encode_json(attr.value)
+    modified = now if changed or stored.modified_at is None else stored.modified_at
+    connection = session.connection()
+    connection.exec_driver_sql(
+        sql.upsert_attribute,
+        (
+            stored.entity_pk,
+            attr.name,
+            attr.dataset_id,
+            attr.attr_type,
+            stored_value,
+            attr.value_num,
+            attr.value_text,
+            attr.unit_code,
+            None if attr.observed_at is None else sql.encode_time(attr.observed_at),
+            encode_json(attr.sub_attrs),
+            now_stored,
+            sql.encode_time(modified),
+        ),
+    )
+    history = (
+        stored.entity_pk,
+        attr.name,
+        attr.dataset_id,
+        ms_of(attr.observed_at or now),
+        attr.value_num,
+        stored_value if not sql.postgresql else attr.value,
+        attr.unit_code,
+    )
+    _append_history_rows(connection, sql, [history])
+    _update_entities(session, sql, [{"pk": stored.entity_pk, "modified_at": now}])
+    return changed
+
+
 def _check(
     entity: EntityIn,
     row: Any,
