@@ -107,7 +107,11 @@ class History(Base):
     unit_code: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
-        Index("ix_ngsild_history_entity_name_time", "entity_pk", "name", "observed_ms"),
+        # One row per instance: a redelivered observation overwrites itself (idempotent
+        # writes); the (entity, name, time) prefix serves time-range reads.
+        Index(
+            "ix_ngsild_history_key", "entity_pk", "name", "observed_ms", "dataset_id", unique=True
+        ),
     )
 
 

@@ -40,7 +40,7 @@ from cityops.context.errors import (
     ResourceNotFound,
 )
 from cityops.context.models import Attribute, Entity, History, LdContext, Tenant
-from cityops.context.normalize import AttributeIn, EntityIn, ms_of
+from cityops.context.normalize import AttributeIn, EntityIn, iso, ms_of
 from cityops.core.security import GLOBAL_SCOPE, Scope
 
 # Rows per statement: below SQLite's and PostgreSQL's bound-parameter limits for every table.
@@ -171,8 +171,11 @@ ATTRIBUTE_UPDATED = (
     "sub_attrs",
     "modified_at",
 )
-# From this many history rows on, PostgreSQL appends them with COPY.
-COPY_THRESHOLD = 64
+# The history's unique key: a row written again (a redelivered message) overwrites itself.
+HISTORY_KEY = ("entity_pk", "name", "observed_ms", "dataset_id")
+HISTORY_UPDATED = ("value_num", "value", "unit_code")
+# PostgreSQL array types of HISTORY_COLUMNS, for the one-statement unnest insert.
+HISTORY_ARRAYS = ("bigint[]", "text[]", "text[]", "bigint[]", "float8[]", "text[]", "text[]")
 
 
 def _identity(value: Any) -> Any:
@@ -192,7 +195,7 @@ class _WriteSql:
     postgresql: bool
     upsert_attribute: str
     insert_history: str
-    copy_history: str
+    unnest_history: str
     select_previous: str
     encode_json: Any
     encode_time: Any
@@ -215,14 +218,32 @@ def _write_sql(session: Session) -> _WriteSql:
         f"ON CONFLICT (entity_pk, name, dataset_id) DO UPDATE SET {updates}"
     )
     history = HISTORY_TABLE.name
+    on_key = f"ON CONFLICT ({', '.join(HISTORY_KEY)}) DO UPDATE SET " + ", ".join(
+        f"{c} = excluded.{c}" for c in HISTORY_UPDATED
+    )
+    # Column order of HISTORY_COLUMNS; value (JSONB) arrives as text and is cast per element.
+    casts = [
+        "entity_pk",
+        "name",
+        "dataset_id",
+        "observed_ms",
+        "value_num",
+        "value::jsonb",
+        "unit_code",
+    ]
     found = _WriteSql(
         postgresql=dialect.name == "postgresql",
         upsert_attribute=upsert,
         insert_history=(
             f"INSERT INTO {history} ({', '.join(HISTORY_COLUMNS)}) "  # noqa: S608 (fixed identifiers)
-            f"VALUES ({', '.join([mark] * len(HISTORY_COLUMNS))})"
+            f"VALUES ({', '.join([mark] * len(HISTORY_COLUMNS))}) {on_key}"
         ),
-        copy_history=f"COPY {history} ({', '.join(HISTORY_COLUMNS)}) FROM STDIN",
+        unnest_history=(
+            f"INSERT INTO {history} ({', '.join(HISTORY_COLUMNS)}) "  # noqa: S608 (fixed identifiers)
+            f"SELECT {', '.join(casts)} FROM unnest("
+            + ", ".join(f"%s::{t}" for t in HISTORY_ARRAYS)
+            + f") AS r({', '.join(HISTORY_COLUMNS)}) {on_key}"
+        ),
         select_previous=(
             "SELECT entity_pk, name, dataset_id, attr_type, value, unit_code, sub_attrs, "  # noqa: S608 (fixed identifiers)
             f"modified_at FROM {attribute} WHERE entity_pk IN "
@@ -550,18 +571,13 @@ def _append_history_rows(connection: Any, sql: _WriteSql, rows: list[tuple[Any, 
     if not sql.postgresql:
         connection.exec_driver_sql(sql.insert_history, rows)
         return
-    if len(rows) < COPY_THRESHOLD:
-        encode = sql.encode_json
-        connection.exec_driver_sql(sql.insert_history, [(*r[:5], encode(r[5]), r[6]) for r in rows])
-        return
-    # COPY in text format: the JSON column takes the serialized document.
-    cursor = connection.connection.dbapi_connection.cursor()
-    try:
-        with cursor.copy(sql.copy_history) as copy:
-            for row in rows:
-                copy.write_row((*row[:5], json.dumps(row[5]), row[6]))
-    finally:
-        cursor.close()
+    # One statement for the whole batch: the rows travel as seven arrays (COPY, faster still,
+    # cannot skip a row already stored, which idempotent redelivery needs). A round never holds
+    # one key twice (an entity comes once per round, its instances are distinct), which
+    # ON CONFLICT DO UPDATE requires within one statement.
+    columns = list(zip(*rows, strict=True))
+    columns[5] = tuple(json.dumps(v) for v in columns[5])
+    connection.exec_driver_sql(sql.unnest_history, tuple(list(c) for c in columns))
 
 
 # --- the single-attribute fast path ----------------------------------------------------------
@@ -890,9 +906,16 @@ def get_attribute_summary(
 
 
 def append_history(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Append attribute instances to the history (multi-row)."""
-    if rows:
-        session.connection().execute(insert(HISTORY_TABLE), list(rows))
+    """Append attribute instances to the history; an instance already stored is overwritten."""
+    # One row per key (the last wins), as ON CONFLICT may not touch a row twice in a statement.
+    unique = list({tuple(row[c] for c in HISTORY_KEY): row for row in rows}.values())
+    if unique:
+        statement = _dialect_insert(session)(HISTORY_TABLE)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(HISTORY_KEY),
+            set_={c: statement.excluded[c] for c in HISTORY_UPDATED},
+        )
+        session.connection().execute(statement, unique)
     session.flush()
 
 
@@ -914,7 +937,20 @@ def update_history_instance(*, session: Session, instance: History, attr: Attrib
     if attr.unit_code is not None:
         instance.unit_code = attr.unit_code
     if attr.observed_at is not None:
-        instance.observed_ms = ms_of(attr.observed_at)
+        observed_ms = ms_of(attr.observed_at)
+        taken = session.execute(
+            select(History.id).where(
+                History.entity_pk == instance.entity_pk,
+                History.name == instance.name,
+                History.observed_ms == observed_ms,
+                History.dataset_id == instance.dataset_id,
+                History.id != instance.id,
+            )
+        ).first()
+        if taken is not None:
+            # Two instances of one attribute cannot share a time (the history's unique key).
+            raise AlreadyExists("context.history.instance_exists", at=iso(attr.observed_at))
+        instance.observed_ms = observed_ms
     session.flush()
     return instance
 
