@@ -65,6 +65,8 @@ def _entity(index: int, rng: random.Random) -> dict[str, Any]:
         "pm10": {"type": "Property", "value": round(rng.uniform(0, 200), 1), "observedAt": at},
         "no2": {"type": "Property", "value": round(rng.uniform(0, 80), 1), "observedAt": at},
         "temperature": {"type": "Property", "value": round(rng.uniform(22, 38), 1)},
+        # Required by the AirQualityObserved data model the store validates against.
+        "dateObserved": {"type": "Property", "value": at},
     }
 
 
