@@ -165,7 +165,7 @@ def measure(database_url: str, data_dir: Path, secret_key: str, key: str, dialec
     rng = random.Random(75)
     entities = "/ngsi-ld/v1/entities"
     try:
-        wait_ready(base, server)
+        wait_ready(base, server, timeout=300)
         with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": key}) as client:
             print(f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up")
 
