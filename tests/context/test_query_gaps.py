@@ -3,15 +3,19 @@ queries, so a backtracking `~=` pattern cannot tie up a worker."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from cityops.context import service
+from cityops.context import query, service
+from cityops.context.errors import BadRequestData
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 
@@ -104,6 +108,25 @@ def test_bad_scope_q_is_400(scoped: TestClient, admin: dict[str, str], scope_q: 
     assert response.status_code == 400, response.text
     assert response.json()["type"] == ERR + "BadRequestData"
     assert "scopeQ" in response.json()["detail"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(st.sampled_from("/#+;,|()ab_ "), max_size=30) | st.text(max_size=20))
+def test_scope_q_parser_never_crashes(text_in: str) -> None:
+    # Any input parses to a tree whose patterns compile, or is refused as bad request data.
+    try:
+        tree = query.parse_scope_q(text_in)
+    except BadRequestData:
+        return
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, query.Logical):
+            stack.extend(node.items)
+        else:
+            pattern = node.pattern()
+            assert pattern.startswith("^") and pattern.endswith("$")
+            re.compile(pattern)
 
 
 # --- calendar aggregation periods ------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import regex
+import regex  # type: ignore[import-untyped]
 from sqlalchemy import (
     ColumnElement,
     Table,
@@ -1136,7 +1136,7 @@ def aggregate_history(
         # Integer division on both backends; truncation is floor as every instance is >= origin.
         bucket = ((History.observed_ms - origin_ms) // period_ms).label("bucket")
     wanted = set(methods or AGGREGATIONS_ALL)
-    available = {
+    available: dict[str, Any] = {
         "total": func.count(),
         "distinct_num": func.count(func.distinct(History.value_num)),
         "sum": func.sum(History.value_num),
