@@ -125,7 +125,8 @@ def test_scope_q_parser_never_crashes(text_in: str) -> None:
             stack.extend(node.items)
         else:
             pattern = node.pattern()
-            assert pattern.startswith("^") and pattern.endswith("$")
+            assert pattern.startswith("^")
+            assert pattern.endswith("$")
             re.compile(pattern)
 
 
