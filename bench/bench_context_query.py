@@ -65,6 +65,8 @@ def _entity(index: int, rng: random.Random) -> dict[str, Any]:
         "pm10": {"type": "Property", "value": round(rng.uniform(0, 200), 1), "observedAt": at},
         "no2": {"type": "Property", "value": round(rng.uniform(0, 80), 1), "observedAt": at},
         "temperature": {"type": "Property", "value": round(rng.uniform(22, 38), 1)},
+        # Required by the AirQualityObserved data model the store validates against.
+        "dateObserved": {"type": "Property", "value": at},
     }
 
 
@@ -163,7 +165,7 @@ def measure(database_url: str, data_dir: Path, secret_key: str, key: str, dialec
     rng = random.Random(75)
     entities = "/ngsi-ld/v1/entities"
     try:
-        wait_ready(base, server)
+        wait_ready(base, server, timeout=300)
         with httpx.Client(base_url=base, timeout=30, headers={"X-API-Key": key}) as client:
             print(f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up")
 

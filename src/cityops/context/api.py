@@ -29,12 +29,13 @@ from cityops.context.errors import (
     NonexistentTenant,
     NotAcceptable,
     ResourceNotFound,
+    TooComplexQuery,
     TooManyResults,
     UnsupportedMediaType,
     bad,
 )
 from cityops.context.ldcontext import CORE_URL, ActiveContext
-from cityops.context.models import Attribute, Entity, Subscription, Tenant
+from cityops.context.models import Entity, Subscription, Tenant
 from cityops.context.normalize import (
     GEOMETRY_TYPES,
     VALUE_MEMBER,
@@ -58,8 +59,9 @@ from cityops.context.schemas import (
     DataModelList,
     DataModelRead,
     Options,
-    duration_ms,
+    Period,
     link_header,
+    parse_duration,
     parse_link,
 )
 from cityops.core.deps import RuntimeDep, SessionDep
@@ -414,7 +416,7 @@ def get_entity(
     projection = Projection.parse(ctx, pick, omit)
     row = _get_entity_or_404(session, tenant, entity_id, principal)
     names = [ctx.expand(a) for a in _list(attrs) or []] or None
-    found = service.get_attributes(session=session, entity_pks=[row.pk], names=names)
+    found = service.get_attribute_rows(session=session, entity_pks=[row.pk], names=names)
     data = render_entity(row, found.get(row.pk, []), ctx, opts, lang=lang)
     if media == GEO_JSON:
         return respond_geojson(data, ctx, projection, geometryProperty)
@@ -723,7 +725,9 @@ def _conditions(
     ids = _list(params.get("id"))
     attrs = _list(params.get("attrs"))
     q_text = params.get("q")
-    if not (types or ids or attrs or q_text or params.get("georel") or params.get("idPattern")):
+    scope_q = params.get("scopeQ")
+    filters = (types, ids, attrs, q_text, scope_q, params.get("georel"), params.get("idPattern"))
+    if not any(filters):
         raise bad("query.no_filter")
     conditions: list[ColumnElement[bool]] = []
     dialect = session.get_bind().dialect.name
@@ -751,6 +755,9 @@ def _conditions(
         tree = query.parse_q(q_text)
         service.ensure_regexp(session)
         conditions.append(query.compile_q(tree, ctx.expand, dialect))
+    if scope_q:
+        service.ensure_regexp(session)
+        conditions.append(query.compile_scope_q(query.parse_scope_q(scope_q), dialect))
     geo = query.parse_geo(
         params.get("georel"),
         params.get("geometry"),
@@ -791,14 +798,9 @@ def _run_query(
         if media == GEO_JSON:
             return respond_geojson([], ctx, projection, None, headers=headers)
         return respond([], ctx, media, headers=headers)
-    try:
-        rows, total, attrs = _select(
-            session, tenant, conditions, geo, ctx, names, principal, limit, offset, count
-        )
-    except DBAPIError as exc:
-        # PostgreSQL refuses some regular expressions Python accepts: a client error.
-        session.rollback()
-        raise bad("query.bad_pattern") from exc
+    rows, total, attrs = _select(
+        session, tenant, conditions, geo, ctx, names, principal, limit, offset, count, runtime
+    )
     data = [
         render_entity(row, attrs.get(row.pk, []), ctx, opts, lang=params.get("lang"))
         for row in rows
@@ -822,9 +824,39 @@ def _select(
     limit: int,
     offset: int,
     count: bool,
-) -> tuple[list[Entity], int | None, dict[int, list[Attribute]]]:
+    runtime: Runtime,
+) -> tuple[list[Any], int | None, dict[int, list[Any]]]:
+    """Run a query within the read time limit (400 TooComplexQuery past it)."""
+    seconds = runtime.settings.ngsild_query_timeout
+    budget: service.QueryBudget | None = None
+    try:
+        with service.query_time_limit(session=session, seconds=seconds) as budget:
+            return _select_rows(
+                session, tenant, conditions, geo, ctx, names, principal, limit, offset, count
+            )
+    except DBAPIError as exc:
+        session.rollback()
+        if budget is not None and budget.exceeded:
+            raise TooComplexQuery("context.query.too_complex", seconds=f"{seconds:g}") from exc
+        # PostgreSQL refuses some regular expressions Python accepts: a client error.
+        raise bad("query.bad_pattern") from exc
+
+
+def _select_rows(
+    session: Session,
+    tenant: Tenant,
+    conditions: list[ColumnElement[bool]],
+    geo: query.GeoQuery | None,
+    ctx: ActiveContext,
+    names: list[str] | None,
+    principal: Principal,
+    limit: int,
+    offset: int,
+    count: bool,
+) -> tuple[list[Any], int | None, dict[int, list[Any]]]:
+    # Plain rows, not ORM objects: the page is only rendered, never changed.
     if geo is None:
-        rows, total = service.query_entities(
+        rows, total = service.query_entity_rows(
             session=session,
             tenant_id=tenant.id,
             conditions=conditions,
@@ -835,7 +867,7 @@ def _select(
         )
     else:
         # Box prefilter in SQL, exact geometry check here, then the page.
-        candidates, _ = service.query_entities(
+        candidates, _ = service.query_entity_rows(
             session=session,
             tenant_id=tenant.id,
             conditions=conditions,
@@ -845,7 +877,7 @@ def _select(
             count=False,
         )
         geo_name = ctx.expand(geo.geoproperty)
-        shapes = service.get_attributes(
+        shapes = service.get_attribute_rows(
             session=session, entity_pks=[r.pk for r in candidates], names=[geo_name]
         )
         matched = [
@@ -858,7 +890,9 @@ def _select(
         ]
         total = len(matched) if count else None
         rows = matched[offset : offset + limit]
-    attrs = service.get_attributes(session=session, entity_pks=[r.pk for r in rows], names=names)
+    attrs = service.get_attribute_rows(
+        session=session, entity_pks=[r.pk for r in rows], names=names
+    )
     return rows, total, attrs
 
 
@@ -912,7 +946,7 @@ def _body_params(body: Any) -> dict[str, Any]:
             params["id"] = ",".join(ids)
         if patterns:
             params["idPattern"] = "|".join(f"(?:{p})" for p in patterns)
-    for key in ("attrs", "q", "lang"):
+    for key in ("attrs", "q", "scopeQ", "lang"):
         value = body.get(key)
         if value is not None:
             if (
@@ -1107,7 +1141,8 @@ def _temporal(
     methods = _list(params.get("aggrMethods"))
     if methods and not set(methods) <= set(AGGREGATIONS):
         raise bad("temporal.bad_aggregation")
-    period = duration_ms(params["aggrPeriodDuration"]) if params.get("aggrPeriodDuration") else None
+    raw_period = params.get("aggrPeriodDuration")
+    period = parse_duration(raw_period) if raw_period else None
     if entity_id is not None:
         row = _get_entity_or_404(session, tenant, entity_id, principal)
         rows = [row]
@@ -1122,10 +1157,10 @@ def _temporal(
         offset = _int(params.get("offset"), "offset", 0) or 0
         conditions, geo, names = _conditions(session, ctx, params)
         rows, _, _ = _select(
-            session, tenant, conditions, geo, ctx, None, principal, limit, offset, False
+            session, tenant, conditions, geo, ctx, None, principal, limit, offset, False, runtime
         )
     pks = [r.pk for r in rows]
-    current = service.get_attributes(session=session, entity_pks=pks, names=names)
+    current = service.get_attribute_rows(session=session, entity_pks=pks, names=names)
     kinds = {(a.entity_pk, a.name): a.attr_type for attrs in current.values() for a in attrs}
     out: dict[int, dict[str, Any]] = {
         r.pk: {"id": r.entity_id, "type": ctx.compact(r.type)} for r in rows
@@ -1136,7 +1171,12 @@ def _temporal(
         if origin is None:
             first = service.get_first_observation_ms(session=session, entity_pks=pks, names=names)
             origin = first or 0
-        step = period or max(1, ((end or ms_of(runtime.clock.now()) + 1) - origin))
+        boundaries = None
+        if period is not None and period.months:
+            boundaries = _calendar_boundaries(session, pks, names, origin, end, period)
+            step = 0
+        else:
+            step = period.ms if period else max(1, (end or ms_of(runtime.clock.now()) + 1) - origin)
         for item in service.aggregate_history(
             session=session,
             entity_pks=pks,
@@ -1145,9 +1185,14 @@ def _temporal(
             end_ms=end,
             origin_ms=origin,
             period_ms=step,
+            methods=methods,
+            boundaries=boundaries,
         ):
-            bucket_start = origin + int(item.bucket) * step
-            span = [_iso_ms(bucket_start), _iso_ms(bucket_start + step)]
+            index = int(item.bucket)
+            if boundaries is not None:
+                span = [_iso_ms(boundaries[index]), _iso_ms(boundaries[index + 1])]
+            else:
+                span = [_iso_ms(origin + index * step), _iso_ms(origin + (index + 1) * step)]
             values = _aggregates(item)
             attr = out[item.entity_pk].setdefault(
                 ctx.compact(item.name), {"type": kinds.get((item.entity_pk, item.name), "Property")}
@@ -1200,6 +1245,32 @@ def _temporal(
     return respond(data, ctx, media, status=status, headers=headers)
 
 
+# Most calendar periods one aggregation answers (a century of months).
+MAX_PERIODS = 1200
+
+
+def _calendar_boundaries(
+    session: Session,
+    pks: list[int],
+    names: list[str] | None,
+    origin: int,
+    end: int | None,
+    period: Period,
+) -> list[int]:
+    """Return the starts of the calendar periods from `origin` past the last instance asked for."""
+    if end is None:
+        last = service.get_last_observation_ms(session=session, entity_pks=pks, names=names)
+        end = (last if last is not None else origin) + 1
+    boundaries = [origin]
+    while boundaries[-1] < end:
+        if len(boundaries) > MAX_PERIODS:
+            raise bad("temporal.too_many_periods", limit=MAX_PERIODS)
+        boundaries.append(period.boundary(origin, len(boundaries)))
+    if len(boundaries) == 1:
+        boundaries.append(period.boundary(origin, 1))
+    return boundaries
+
+
 def _aggregates(item: Any) -> dict[str, Any]:
     count = int(item.numeric or 0)
     total = float(item.sum) if item.sum is not None else None
@@ -1209,8 +1280,8 @@ def _aggregates(item: Any) -> dict[str, Any]:
     if avg is not None and sumsq is not None:
         stddev = math.sqrt(max(sumsq / count - avg * avg, 0.0))
     return {
-        "totalCount": int(item.total),
-        "distinctCount": int(item.distinct_num),
+        "totalCount": None if item.total is None else int(item.total),
+        "distinctCount": None if item.distinct_num is None else int(item.distinct_num),
         "sum": total,
         "avg": avg,
         "min": item.min,

@@ -59,6 +59,12 @@ class TooManyResults(NgsiLdError):
     status, slug, title_key = 400, "TooManyResults", "context.error.TooManyResults"
 
 
+class TooComplexQuery(NgsiLdError):
+    """The query ran past the time a read may take (a backtracking pattern, a huge scan)."""
+
+    status, slug, title_key = 400, "TooComplexQuery", "context.error.TooComplexQuery"
+
+
 class LdContextNotAvailable(NgsiLdError):
     """A JSON-LD context could not be retrieved."""
 

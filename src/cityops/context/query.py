@@ -408,6 +408,103 @@ def _values(node: Term) -> list[Any]:
     return list(node.value) if node.kind in ("list", "range") else [node.value]
 
 
+# --- scopeQ ----------------------------------------------------------------------------------
+
+MAX_SCOPE_Q_LENGTH = 2000
+SCOPE_SEGMENT = re.compile(r"[A-Za-z0-9_]+|\+")
+
+
+@dataclass(frozen=True)
+class ScopeTerm:
+    """One scope pattern: segments ("+" matches one level) and whether "#" ends it (any depth)."""
+
+    segments: tuple[str, ...]
+    descendants: bool
+
+    def pattern(self) -> str:
+        """Return an anchored regular expression for stored scopes (linear: no nesting)."""
+        body = "".join("/[^/]+" if s == "+" else "/" + s for s in self.segments)
+        return f"^{body}(/.*)?$" if self.descendants else f"^{body}$"
+
+
+class _ScopeParser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def fail(self) -> BadRequestData:
+        return BadRequestData("context.scope_q.invalid", position=self.pos)
+
+    def parse(self) -> Any:
+        if not self.text or len(self.text) > MAX_SCOPE_Q_LENGTH:
+            raise self.fail()
+        node = self.expression(0)
+        if self.pos != len(self.text):
+            raise self.fail()
+        return node
+
+    def expression(self, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise self.fail()
+        items = [self.conjunction(depth)]
+        while self.pos < len(self.text) and self.text[self.pos] in ",|":
+            self.pos += 1
+            items.append(self.conjunction(depth))
+        return items[0] if len(items) == 1 else Logical("or", tuple(items))
+
+    def conjunction(self, depth: int) -> Any:
+        items = [self.factor(depth)]
+        while self.text.startswith(";", self.pos):
+            self.pos += 1
+            items.append(self.factor(depth))
+        return items[0] if len(items) == 1 else Logical("and", tuple(items))
+
+    def factor(self, depth: int) -> Any:
+        if self.text.startswith("(", self.pos):
+            self.pos += 1
+            node = self.expression(depth + 1)
+            if not self.text.startswith(")", self.pos):
+                raise self.fail()
+            self.pos += 1
+            return node
+        segments: list[str] = []
+        while self.text.startswith("/", self.pos):
+            self.pos += 1
+            if self.text.startswith("#", self.pos):
+                self.pos += 1
+                return ScopeTerm(tuple(segments), descendants=True)
+            match = SCOPE_SEGMENT.match(self.text, self.pos)
+            if match is None:
+                raise self.fail()
+            segments.append(match.group(0))
+            self.pos = match.end()
+        if not segments:
+            raise self.fail()
+        return ScopeTerm(tuple(segments), descendants=False)
+
+
+def parse_scope_q(text: str) -> Any:
+    """Parse an NGSI-LD scopeQ (`/a/b`, `/a/+`, `/a/#`, `/#`; `;` and, `,` or, parentheses)."""
+    return _ScopeParser(text.strip()).parse()
+
+
+def compile_scope_q(node: Any, dialect: str) -> ColumnElement[bool]:
+    """Compile a parsed scopeQ to a SQL condition on ngsild_entity (one scope must match)."""
+    if isinstance(node, Logical):
+        parts = [compile_scope_q(item, dialect) for item in node.items]
+        return and_(*parts) if node.op == "and" else or_(*parts)
+    if dialect == "postgresql":
+        scopes = func.jsonb_array_elements_text(Entity.scopes).table_valued("value")
+    else:
+        scopes = func.json_each(Entity.scopes).table_valued("value")
+    return (
+        select(true())
+        .select_from(scopes)
+        .where(scopes.c.value.regexp_match(node.pattern()))
+        .exists()
+    )
+
+
 # --- geo-queries -----------------------------------------------------------------------------
 
 GEORELS = frozenset({"near", "within", "contains", "intersects", "equals", "disjoint", "overlaps"})
@@ -492,14 +589,18 @@ def prefilter_box(query: GeoQuery) -> tuple[float, float, float, float] | None:
     return (min_x, min_y, max_x, max_y)
 
 
+def _haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dlat = phi2 - phi1
+    dlon = math.radians(lon2 - lon1)
+    h = math.sin(dlat / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS * math.asin(min(1.0, math.sqrt(h)))
+
+
 def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
     """Distance in metres between two geometries (haversine for points, local projection else)."""
     if a.geom_type == "Point" and b.geom_type == "Point":
-        lat1, lat2 = math.radians(a.y), math.radians(b.y)
-        dlat = lat2 - lat1
-        dlon = math.radians(b.x - a.x)
-        h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
-        return 2 * EARTH_RADIUS * math.asin(min(1.0, math.sqrt(h)))
+        return _haversine(a.x, a.y, b.x, b.y)
     origin = b.centroid
     scale_x = METRES_PER_DEGREE * math.cos(math.radians(origin.y))
 
@@ -513,11 +614,25 @@ def distance_m(a: BaseGeometry, b: BaseGeometry) -> float:
 
 def matches(query: GeoQuery, value: Any) -> bool:
     """Whether a stored GeoJSON value satisfies the geo-query (exact check)."""
+    target = query.geometry
+    if (
+        query.georel == "near"
+        and target.geom_type == "Point"
+        and isinstance(value, dict)
+        and value.get("type") == "Point"
+    ):
+        # The common case (a station near a point): haversine on the stored coordinates,
+        # without building a shapely geometry per candidate.
+        coordinates = value.get("coordinates")
+        if isinstance(coordinates, list) and len(coordinates) >= 2:
+            distance = _haversine(coordinates[0], coordinates[1], target.x, target.y)
+            if query.max_distance is not None and distance > query.max_distance:
+                return False
+            return not (query.min_distance is not None and distance < query.min_distance)
     try:
         geometry = shape(value)
     except Exception:  # noqa: BLE001 - stored values were validated; stay safe anyway
         return False
-    target = query.geometry
     if query.georel == "near":
         distance = distance_m(geometry, target)
         if query.max_distance is not None and distance > query.max_distance:

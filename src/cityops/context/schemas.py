@@ -3,8 +3,10 @@ the data-model catalogue."""
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
@@ -18,7 +20,8 @@ SCHEMA_JSON = "application/schema+json"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 LINK = re.compile(r'<([^>]+)>\s*((?:;\s*[a-zA-Z]+\s*=\s*"?[^";,]*"?\s*)*)')
 DURATION = re.compile(
-    r"P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+    r"P(?:(?P<y>\d+(?:\.\d+)?)Y)?(?:(?P<mo>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
     r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?"
 )
 AGGREGATIONS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
@@ -43,16 +46,53 @@ def link_header(url: str) -> str:
     return f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
 
 
-def duration_ms(text: str) -> int:
-    """Return an ISO 8601 duration (weeks, days, hours, minutes, seconds) in milliseconds."""
+@dataclass(frozen=True)
+class Period:
+    """An ISO 8601 duration: calendar months (years are 12) plus a fixed number of milliseconds.
+
+    Months cannot be milliseconds: P1M is 28 to 31 days, so its periods are placed on the
+    calendar (2026-01-31 + P1M is 2026-02-28, the day clamped to the month's end, as in
+    XML Schema's dateTime arithmetic).
+    """
+
+    months: int
+    ms: int
+
+    def boundary(self, origin_ms: int, k: int) -> int:
+        """Return the start of the k-th period after an origin (milliseconds since the epoch)."""
+        if not self.months:
+            return origin_ms + k * self.ms
+        origin = datetime.fromtimestamp(origin_ms / 1000, tz=UTC)
+        index = origin.year * 12 + origin.month - 1 + k * self.months
+        year, month = divmod(index, 12)
+        day = min(origin.day, calendar.monthrange(year, month + 1)[1])
+        moved = origin.replace(year=year, month=month + 1, day=day)
+        return round(moved.timestamp() * 1000) + k * self.ms
+
+
+def parse_duration(text: str) -> Period:
+    """Parse an ISO 8601 duration (years, months, weeks, days, hours, minutes, seconds)."""
     match = DURATION.fullmatch(text or "")
     if match is None or text in ("P", "PT") or text.endswith("T"):
         raise BadRequestData("context.temporal.bad_duration")
+    calendar_parts = [match.group(k) for k in ("y", "mo")]
+    # A fraction of a month has no calendar meaning.
+    if any(part is not None and not part.isdigit() for part in calendar_parts):
+        raise BadRequestData("context.temporal.bad_duration")
+    months = int(match.group("y") or 0) * 12 + int(match.group("mo") or 0)
     factors = {"w": 604_800_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000}
     total = sum(float(match.group(k) or 0) * f for k, f in factors.items())
-    if total < 1 or total > 100 * 365 * 86_400_000:
+    if months > 100 * 12 or total > 100 * 365 * 86_400_000 or (not months and total < 1):
         raise BadRequestData("context.temporal.bad_duration")
-    return int(total)
+    return Period(months=months, ms=int(total))
+
+
+def duration_ms(text: str) -> int:
+    """Return an ISO 8601 duration of fixed length (no years or months) in milliseconds."""
+    period = parse_duration(text)
+    if period.months:
+        raise BadRequestData("context.temporal.bad_duration")
+    return period.ms
 
 
 @dataclass(frozen=True)

@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import regex  # type: ignore[import-untyped]
 from sqlalchemy import (
     ColumnElement,
     Table,
     and_,
+    case,
     delete,
     func,
     insert,
+    literal_column,
+    null,
     or_,
     select,
+    text,
     tuple_,
     union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cityops.context.errors import (
@@ -43,6 +50,7 @@ from cityops.context.models import Attribute, Entity, History, LdContext, Tenant
 from cityops.context.normalize import AttributeIn, EntityIn, iso, ms_of
 from cityops.core.security import GLOBAL_SCOPE, Scope
 
+AGGREGATIONS_ALL = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
 # Rows per statement: below SQLite's and PostgreSQL's bound-parameter limits for every table.
 CHUNK = 500
 MODES = frozenset({"create", "upsert", "update", "replace", "merge", "patch", "append"})
@@ -823,20 +831,170 @@ def get_attributes(
     return out
 
 
+# Columns the read routes render: plain rows (attribute access like the ORM objects, without
+# identity-map bookkeeping, which cost about as much as the SQL on a 100-entity page).
+ENTITY_READ_COLUMNS = (
+    Entity.pk,
+    Entity.entity_id,
+    Entity.type,
+    Entity.scopes,
+    Entity.unit_code,
+    Entity.lon,
+    Entity.lat,
+    Entity.min_lon,
+    Entity.min_lat,
+    Entity.max_lon,
+    Entity.max_lat,
+    Entity.created_at,
+    Entity.modified_at,
+)
+ATTRIBUTE_READ_COLUMNS = (
+    Attribute.entity_pk,
+    Attribute.name,
+    Attribute.dataset_id,
+    Attribute.attr_type,
+    Attribute.value,
+    Attribute.unit_code,
+    Attribute.observed_at,
+    Attribute.sub_attrs,
+    Attribute.created_at,
+    Attribute.modified_at,
+)
+
+
+def get_attribute_rows(
+    *, session: Session, entity_pks: Sequence[int], names: Sequence[str] | None = None
+) -> dict[int, list[Any]]:
+    """Return the current attributes of entities as plain rows, keyed by entity key."""
+    out: dict[int, list[Any]] = defaultdict(list)
+    for part in _chunks(list(entity_pks)):
+        statement = select(*ATTRIBUTE_READ_COLUMNS).where(Attribute.entity_pk.in_(part))
+        if names is not None:
+            statement = statement.where(Attribute.name.in_(list(names)))
+        for row in session.execute(
+            statement.order_by(Attribute.entity_pk, Attribute.name, Attribute.dataset_id)
+        ):
+            out[row.entity_pk].append(row)
+    return out
+
+
+def query_entity_rows(
+    *,
+    session: Session,
+    tenant_id: int,
+    conditions: Sequence[ColumnElement[bool]],
+    scope: Scope = GLOBAL_SCOPE,
+    limit: int | None,
+    offset: int,
+    count: bool,
+) -> tuple[list[Any], int | None]:
+    """Return one page of entities (plain rows, id order) matching conditions, and the total."""
+    where = [Entity.tenant_id == tenant_id, scope.unit_filter(Entity.unit_code), *conditions]
+    total = None
+    if count:
+        total = int(
+            session.execute(select(func.count()).select_from(Entity).where(*where)).scalar_one()
+        )
+    if limit == 0:
+        return [], total
+    statement = select(*ENTITY_READ_COLUMNS).where(*where).order_by(Entity.entity_id)
+    statement = statement.offset(offset)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return list(session.execute(statement)), total
+
+
+# CPU seconds one REGEXP call may take outside a query_time_limit block (subscription matching).
+REGEXP_CALL_LIMIT = 1.0
+
+
+def _search(pattern: str, value: Any, timeout: float) -> bool:
+    # The `regex` engine stops a match after `timeout` seconds (TimeoutError): Python's `re`
+    # cannot be interrupted, and `(a+)+$` against a long value backtracks for hours.
+    return regex.search(pattern, str(value), timeout=timeout) is not None
+
+
 def ensure_regexp(session: Session) -> None:
-    """Give SQLite a REGEXP function on this connection (PostgreSQL has `~`)."""
+    """Give SQLite a REGEXP function on this connection (PostgreSQL has `~`); each call is
+    bounded in time (REGEXP_CALL_LIMIT)."""
     if session.get_bind().dialect.name != "sqlite":
         return
     raw = session.connection().connection.dbapi_connection
-    if raw is None or getattr(raw, "_cityops_regexp", False):
+    if raw is None:
         return
 
     def regexp(pattern: str | None, value: Any) -> bool:
         if pattern is None or value is None:
             return False
-        return re.search(pattern, str(value)) is not None
+        return _search(pattern, value, REGEXP_CALL_LIMIT)
 
     raw.create_function("regexp", 2, regexp, deterministic=True)
+
+
+@dataclass
+class QueryBudget:
+    """The time a read may take; `exceeded` tells whether it was stopped for running over."""
+
+    seconds: float
+    exceeded: bool = False
+
+
+# SQLite virtual-machine steps between two looks at the clock (about a millisecond of work).
+PROGRESS_STEPS = 20_000
+STATEMENT_TIMEOUT = "57014"  # PostgreSQL's query_canceled
+
+
+@contextmanager
+def query_time_limit(*, session: Session, seconds: float) -> Iterator[QueryBudget]:
+    """Stop the reads of this block after `seconds`: PostgreSQL's statement_timeout; on SQLite a
+    progress handler and a deadline shared by every REGEXP call. The statement that runs over
+    raises DBAPIError and `budget.exceeded` is set."""
+    budget = QueryBudget(seconds)
+    if session.get_bind().dialect.name == "postgresql":
+        previous = session.execute(text("SELECT current_setting('statement_timeout')")).scalar()
+        session.execute(
+            text("SELECT set_config('statement_timeout', :limit, true)"),
+            {"limit": str(max(1, int(seconds * 1000)))},
+        )
+        try:
+            yield budget
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == STATEMENT_TIMEOUT:
+                budget.exceeded = True
+            raise
+        session.execute(
+            text("SELECT set_config('statement_timeout', :limit, true)"), {"limit": previous}
+        )
+        return
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    deadline = time.monotonic() + seconds
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            budget.exceeded = True
+        return remaining
+
+    def regexp(pattern: str | None, value: Any) -> bool:
+        if pattern is None or value is None:
+            return False
+        remaining = left()
+        if remaining <= 0:
+            raise TimeoutError
+        try:
+            return _search(pattern, value, remaining)
+        except TimeoutError:
+            budget.exceeded = True
+            raise
+
+    raw.create_function("regexp", 2, regexp, deterministic=True)
+    raw.set_progress_handler(lambda: int(left() <= 0), PROGRESS_STEPS)
+    try:
+        yield budget
+    finally:
+        raw.set_progress_handler(None, 0)
+        ensure_regexp(session)
 
 
 def query_entities(
@@ -1065,6 +1223,36 @@ def get_history(
     return list(session.execute(statement).all())
 
 
+# The aggregates of aggregate_history and the NGSI-LD methods that need each.
+AGGREGATE_NEEDS = {
+    "total": ("totalCount",),
+    "distinct_num": ("distinctCount",),
+    "sum": ("sum", "avg", "stddev"),
+    "sumsq": ("sumsq", "stddev"),
+    "numeric": ("sum", "avg", "stddev", "sumsq"),
+    "min": ("min",),
+    "max": ("max",),
+}
+
+
+def _bucket_tree(boundaries: Sequence[int], low: int, high: int) -> Any:
+    """Return the index i with boundaries[i] <= observed_ms < boundaries[i + 1], as SQL.
+
+    A balanced tree of CASE expressions: log2(periods) comparisons a row. The boundaries are
+    integers computed here, inlined as literals so GROUP BY repeats the very same expression.
+    """
+    if high - low == 1:
+        return literal_column(str(int(low)))
+    middle = (low + high) // 2
+    return case(
+        (
+            History.observed_ms < literal_column(str(int(boundaries[middle]))),
+            _bucket_tree(boundaries, low, middle),
+        ),
+        else_=_bucket_tree(boundaries, middle, high),
+    )
+
+
 def aggregate_history(
     *,
     session: Session,
@@ -1074,29 +1262,55 @@ def aggregate_history(
     end_ms: int | None,
     origin_ms: int,
     period_ms: int,
+    methods: Sequence[str] | None = None,
+    boundaries: Sequence[int] | None = None,
 ) -> list[Any]:
-    """Aggregate instances per period in SQL: counts, sum, sum of squares, min and max."""
-    # Integer division on both backends; truncation equals floor as every instance is >= origin.
-    bucket = ((History.observed_ms - origin_ms) // period_ms).label("bucket")
+    """Aggregate instances per period in SQL: counts, sum, sum of squares, min and max.
+
+    Periods are `period_ms` long from `origin_ms`, or, for calendar periods (months, years),
+    run from each of `boundaries` to the next. Only the aggregates `methods` need are computed
+    (a distinct count sorts every period's values; avg/min/max need none of that).
+    """
+    if boundaries is not None:
+        bucket = _bucket_tree(boundaries, 0, len(boundaries) - 1).label("bucket")
+    else:
+        # Integer division on both backends; truncation is floor as every instance is >= origin.
+        bucket = ((History.observed_ms - origin_ms) // period_ms).label("bucket")
+    wanted = set(methods or AGGREGATIONS_ALL)
+    available: dict[str, Any] = {
+        "total": func.count(),
+        "distinct_num": func.count(func.distinct(History.value_num)),
+        "sum": func.sum(History.value_num),
+        "sumsq": func.sum(History.value_num * History.value_num),
+        "numeric": func.count(History.value_num),
+        "min": func.min(History.value_num),
+        "max": func.max(History.value_num),
+    }
+    columns = [
+        (expression if wanted & set(AGGREGATE_NEEDS[key]) else null()).label(key)
+        for key, expression in available.items()
+    ]
+    where = _history_where(entity_pks, names, start_ms, end_ms)
+    where.append(History.observed_ms >= origin_ms)
+    if boundaries is not None:
+        where.append(History.observed_ms < boundaries[-1])
     statement = (
-        select(
-            History.entity_pk,
-            History.name,
-            bucket,
-            func.count().label("total"),
-            func.count(func.distinct(History.value_num)).label("distinct_num"),
-            func.sum(History.value_num).label("sum"),
-            func.sum(History.value_num * History.value_num).label("sumsq"),
-            func.count(History.value_num).label("numeric"),
-            func.min(History.value_num).label("min"),
-            func.max(History.value_num).label("max"),
-        )
-        .where(*_history_where(entity_pks, names, start_ms, end_ms))
-        .where(History.observed_ms >= origin_ms)
+        select(History.entity_pk, History.name, bucket, *columns)
+        .where(*where)
         .group_by(History.entity_pk, History.name, bucket)
         .order_by(History.entity_pk, History.name, bucket)
     )
     return list(session.execute(statement).all())
+
+
+def get_last_observation_ms(
+    *, session: Session, entity_pks: Sequence[int], names: Sequence[str] | None
+) -> int | None:
+    """Return the latest observation time of these entities' attributes."""
+    value = session.execute(
+        select(func.max(History.observed_ms)).where(*_history_where(entity_pks, names, None, None))
+    ).scalar_one()
+    return None if value is None else int(value)
 
 
 def get_first_observation_ms(

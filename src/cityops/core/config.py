@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     context_fetch_timeout: float = Field(default=2.0, gt=0, le=30)
     # Largest page an NGSI-LD query may ask for (400 TooManyResults above it).
     ngsild_max_limit: int = Field(default=1000, ge=1, le=100_000)
+    # Seconds an NGSI-LD query may run (SQL and `~=` patterns) before 400 TooComplexQuery.
+    ngsild_query_timeout: float = Field(default=5.0, gt=0, le=600)
     map_tile_url: str = ""
     # Largest file attached to an incident (images and PDF), in bytes; larger uploads get 413.
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
