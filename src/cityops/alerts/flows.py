@@ -338,6 +338,9 @@ class Engine:
         self._states: dict[tuple[int, str, str], State] = {}
         # (tenant, entity, attribute) → rule id → state, for rules holding or pending there.
         self._hot: dict[tuple[str, str, str], dict[int, State]] = {}
+        # (tenant, entity) → last (lat, lon) seen: a PATCH of one attribute carries no location,
+        # yet the alert (and the incident it opens) should be on the map where the entity is.
+        self._where: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self._tz = ZoneInfo(runtime.settings.timezone)
         self._synchronous = bool(getattr(runtime.settings, "alerts_synchronous", False))
         self._last_drop_log = 0.0
@@ -543,8 +546,13 @@ class Engine:
             data.get("entity_type"), attribute, data.get("unit_code"), value
         )
         hot = self._hot.get((tenant, entity_id, attribute))
+        lat, lon = _float(data.get("lat")), _float(data.get("lon"))
+        if lat is not None and lon is not None:
+            self._where[(tenant, entity_id)] = (lat, lon)
         if not candidates and not hot:
             return
+        if lat is None or lon is None:
+            lat, lon = self._where.get((tenant, entity_id), (None, None))
         obs = Obs(
             tenant=tenant,
             entity_id=entity_id,
@@ -553,8 +561,8 @@ class Engine:
             value=value,
             at=_parse_time(data.get("observed_at"), event.at),
             unit_code=data.get("unit_code"),
-            lat=_float(data.get("lat")),
-            lon=_float(data.get("lon")),
+            lat=lat,
+            lon=lon,
             correlation_id=event.correlation_id,
         )
         rules = candidates if not hot else [*candidates, *(self._index.rules[i] for i in hot)]
