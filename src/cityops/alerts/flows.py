@@ -9,12 +9,13 @@ batch, by the evaluator thread (started with the server when background jobs are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -353,6 +354,8 @@ class Engine:
         self._tz = ZoneInfo(runtime.settings.timezone)
         self._synchronous = bool(getattr(runtime.settings, "alerts_synchronous", False))
         self._last_drop_log = 0.0
+        # Set by `draining()`: evaluate in the publishing thread once this many events wait.
+        self._drain_at: int | None = None
         self.metrics = _metrics(runtime, self._queue)
 
     # --- intake (publishing threads) -------------------------------------------------------
@@ -402,10 +405,21 @@ class Engine:
                 log.warning("alert evaluation queue full: events dropped")
             return
         self._queue.append((event, time.monotonic()))
-        if self._synchronous:
+        if self._synchronous or (self._drain_at is not None and len(self._queue) >= self._drain_at):
             self.process_pending()
         else:
             self._wake.set()
+
+    @contextlib.contextmanager
+    def draining(self, every: int = BATCH_SIZE) -> Iterator[None]:
+        """Evaluate queued events in the publishing thread, a batch at a time, and all that is
+        left at the end: for one-shot tools (the demo's back-fill) that run no evaluator."""
+        previous, self._drain_at = self._drain_at, every
+        try:
+            yield
+        finally:
+            self._drain_at = previous
+            self.process_pending()
 
     @property
     def running(self) -> bool:
