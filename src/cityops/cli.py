@@ -149,6 +149,7 @@ def demo(
     """Migrate, seed, create the admin account, back-fill demo data, and serve with live data."""
     import subprocess
 
+    from cityops.alerts import flows as alert_flows
     from cityops.auth import flows as auth_flows
     from cityops.seed import seed as run_seed
     from cityops.simulate import commands as simulate_commands
@@ -176,7 +177,10 @@ def demo(
             typer.echo("            .venv/bin/cityops user set-password admin --password-stdin)")
         typer.echo("  Ctrl-C stops.")
         typer.echo("")
-        simulator = simulate_commands.demo_prepare(runtime, typer.echo)
+        # No evaluator thread runs here: the back-fill's observations are evaluated as they
+        # come, so the demo opens with the alerts (and incidents) of its history.
+        with alert_flows.engine_of(runtime).draining():
+            simulator = simulate_commands.demo_prepare(runtime, typer.echo)
         mqtt = runtime.settings.mqtt_bridge
     typer.echo(f"  live:     {simulator} via {'MQTT' if mqtt else 'HTTP'}")
     # The simulator runs beside the server as a child process and stops with it.

@@ -60,7 +60,7 @@ def test_a_webhook_receives_the_event_signed_with_its_secret(
     assert document["type"] == "alerts.alert_opened"
     assert document["at"] == "2026-11-20T03:00:00+00:00"
     assert document["data"]["title_vi"] == "Chất lượng không khí rất xấu (VN_AQI 212)"
-    assert document["data"]["policy"]["notify"] == ["ioc", "leaders"]
+    assert document["data"]["policy"]["notify"] == []
     headers = {name.lower(): value for name, value in request.headers.items()}
     assert headers["x-cityops-event"] == "alerts.alert_opened"
     timestamp = headers["x-cityops-timestamp"]

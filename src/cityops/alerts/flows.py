@@ -9,12 +9,13 @@ batch, by the evaluator thread (started with the server when background jobs are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
@@ -63,6 +64,15 @@ ENGINE_KEY = "alerts.engine"
 METRICS_KEY = "alerts.metrics"
 ATTRIBUTE_CHANGED = "context.attribute_changed"
 DEVICE_OFFLINE = "ingest.device_offline"
+# egov's due-date events become observations of a `Dossier` entity's `dueState`
+# (0 on time, 1 due soon, 2 overdue): threshold rules of the pack open and resolve their alerts.
+DOSSIER_DUE_SOON = "egov.dossier_due_soon"
+DOSSIER_OVERDUE = "egov.dossier_overdue"
+DOSSIER_TYPE = "Dossier"
+DOSSIER_ATTRIBUTE = "dueState"
+DOSSIER_PREFIX = "urn:ngsi-ld:Dossier:"
+DOSSIER_TENANT = "default"
+DUE_STATES = {DOSSIER_DUE_SOON: 1, DOSSIER_OVERDUE: 2}
 DEVICE_ONLINE = "ingest.device_online"
 # Events evaluated per transaction: large enough to amortise the commit at thousands of
 # observations per second, small enough that the first alert of a burst is not held back.
@@ -338,9 +348,14 @@ class Engine:
         self._states: dict[tuple[int, str, str], State] = {}
         # (tenant, entity, attribute) → rule id → state, for rules holding or pending there.
         self._hot: dict[tuple[str, str, str], dict[int, State]] = {}
+        # (tenant, entity) → last (lat, lon) seen: a PATCH of one attribute carries no location,
+        # yet the alert (and the incident it opens) should be on the map where the entity is.
+        self._where: dict[tuple[str, str], tuple[float | None, float | None]] = {}
         self._tz = ZoneInfo(runtime.settings.timezone)
         self._synchronous = bool(getattr(runtime.settings, "alerts_synchronous", False))
         self._last_drop_log = 0.0
+        # Set by `draining()`: evaluate in the publishing thread once this many events wait.
+        self._drain_at: int | None = None
         self.metrics = _metrics(runtime, self._queue)
 
     # --- intake (publishing threads) -------------------------------------------------------
@@ -358,6 +373,22 @@ class Engine:
         """Queue a device status change."""
         self._enqueue(event)
 
+    def on_dossier_due(self, event: Event) -> None:
+        """Queue an egov due-date event as an observation of the dossier's due state."""
+        code = event.data.get("code")
+        state = DUE_STATES.get(event.type)
+        if not code or state is None:
+            return
+        self.on_observation(
+            dossier_observation(
+                code=str(code),
+                unit_code=event.data.get("unit_code"),
+                value=state,
+                at=event.at,
+                correlation_id=event.correlation_id,
+            )
+        )
+
     def on_rules_changed(self, _event: Event) -> None:
         """Recompile the rules before the next evaluation."""
         # Until then every observation is queued: a new rule may watch what the old set did not.
@@ -374,10 +405,21 @@ class Engine:
                 log.warning("alert evaluation queue full: events dropped")
             return
         self._queue.append((event, time.monotonic()))
-        if self._synchronous:
+        if self._synchronous or (self._drain_at is not None and len(self._queue) >= self._drain_at):
             self.process_pending()
         else:
             self._wake.set()
+
+    @contextlib.contextmanager
+    def draining(self, every: int = BATCH_SIZE) -> Iterator[None]:
+        """Evaluate queued events in the publishing thread, a batch at a time, and all that is
+        left at the end: for one-shot tools (the demo's back-fill) that run no evaluator."""
+        previous, self._drain_at = self._drain_at, every
+        try:
+            yield
+        finally:
+            self._drain_at = previous
+            self.process_pending()
 
     @property
     def running(self) -> bool:
@@ -543,8 +585,13 @@ class Engine:
             data.get("entity_type"), attribute, data.get("unit_code"), value
         )
         hot = self._hot.get((tenant, entity_id, attribute))
+        lat, lon = _float(data.get("lat")), _float(data.get("lon"))
+        if lat is not None and lon is not None:
+            self._where[(tenant, entity_id)] = (lat, lon)
         if not candidates and not hot:
             return
+        if lat is None or lon is None:
+            lat, lon = self._where.get((tenant, entity_id), (None, None))
         obs = Obs(
             tenant=tenant,
             entity_id=entity_id,
@@ -553,8 +600,8 @@ class Engine:
             value=value,
             at=_parse_time(data.get("observed_at"), event.at),
             unit_code=data.get("unit_code"),
-            lat=_float(data.get("lat")),
-            lon=_float(data.get("lon")),
+            lat=lat,
+            lon=lon,
             correlation_id=event.correlation_id,
         )
         rules = candidates if not hot else [*candidates, *(self._index.rules[i] for i in hot)]
@@ -889,6 +936,55 @@ def engine_of(runtime: Runtime) -> Engine:
     return engine
 
 
+def dossier_observation(
+    *, code: str, unit_code: str | None, value: int, at: datetime, correlation_id: str | None = None
+) -> Event:
+    """Return a dossier's due state (0, 1, 2) as a `context.attribute_changed` event."""
+    data = {
+        "tenant": DOSSIER_TENANT,
+        "entity_id": f"{DOSSIER_PREFIX}{code}",
+        "entity_type": DOSSIER_TYPE,
+        "attribute": DOSSIER_ATTRIBUTE,
+        "value": value,
+        "previous": None,
+        "unit_code": unit_code,
+        "observed_at": at.isoformat(),
+        "deleted": False,
+    }
+    if correlation_id is None:
+        return Event(type=ATTRIBUTE_CHANGED, data=data, at=at)
+    return Event(type=ATTRIBUTE_CHANGED, data=data, at=at, correlation_id=correlation_id)
+
+
+def settle_dossiers(*, runtime: Runtime, session: Session) -> int:
+    """Feed the engine the current due state of every dossier with an unresolved alert, so the
+    alert resolves once the dossier is closed or its due date moves away; return how many."""
+    from cityops.egov import flows as egov_flows
+    from cityops.egov import service as egov_service
+    from cityops.egov.enums import OPEN_STATUSES
+
+    rows = service.get_unresolved_of_type(session=session, entity_type=DOSSIER_TYPE)
+    units = {entity_id.removeprefix(DOSSIER_PREFIX): unit for entity_id, unit in rows}
+    if not units:
+        return 0
+    now = runtime.clock.now()
+    horizon = egov_flows.due_horizon(runtime, now)
+    # A code no dossier holds any more (deleted by a correction) is settled as on time.
+    states = dict.fromkeys(units, 0)
+    for (_agency, code), values in egov_service.get_existing(session=session, codes=units).items():
+        if values["status"] not in OPEN_STATUSES:
+            continue
+        due_at = values["due_at"]
+        state = 2 if due_at < now else 1 if due_at <= horizon else 0
+        states[code] = max(states[code], state)
+    engine = engine_of(runtime)
+    for code, state in states.items():
+        engine.on_observation(
+            dossier_observation(code=code, unit_code=units[code], value=state, at=now)
+        )
+    return len(states)
+
+
 def install(runtime: Runtime) -> Engine:
     """Create the engine, subscribe it to the event stream and register the alerts jobs."""
     from cityops.alerts import jobs
@@ -897,6 +993,8 @@ def install(runtime: Runtime) -> Engine:
     runtime.bus.subscribe(ATTRIBUTE_CHANGED, engine.on_observation)
     runtime.bus.subscribe(DEVICE_OFFLINE, engine.on_device)
     runtime.bus.subscribe(DEVICE_ONLINE, engine.on_device)
+    runtime.bus.subscribe(DOSSIER_DUE_SOON, engine.on_dossier_due)
+    runtime.bus.subscribe(DOSSIER_OVERDUE, engine.on_dossier_due)
     runtime.bus.subscribe(str(AlertsEvent.RULES_CHANGED), engine.on_rules_changed)
     jobs.register(runtime)
     return engine

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 UNSNOOZE_JOB = "alerts.unsnooze"
 CONFIRM_JOB = "alerts.confirm_pending"
 RULES_JOB = "alerts.rules_watch"
+DOSSIERS_JOB = "alerts.settle_dossiers"
 EVERY_SECONDS = 30.0
 
 
@@ -38,8 +39,15 @@ def watch_rules(runtime: Runtime) -> bool:
     return flows.engine_of(runtime).check_rules()
 
 
+def settle_dossiers(runtime: Runtime) -> int:
+    """Re-check dossiers with unresolved due-date alerts (closed, or given a later date)."""
+    with unit_of_work(runtime.session_factory) as session:
+        return flows.settle_dossiers(runtime=runtime, session=session)
+
+
 def register(runtime: Runtime) -> None:
     """Register the alerts jobs on the runtime's job runner."""
     runtime.jobs.add(UNSNOOZE_JOB, EVERY_SECONDS, lambda: unsnooze(runtime))
     runtime.jobs.add(CONFIRM_JOB, EVERY_SECONDS, lambda: confirm_pending(runtime))
     runtime.jobs.add(RULES_JOB, EVERY_SECONDS, lambda: watch_rules(runtime))
+    runtime.jobs.add(DOSSIERS_JOB, 300.0, lambda: settle_dossiers(runtime))

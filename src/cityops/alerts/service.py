@@ -486,6 +486,16 @@ def get_due_snoozed(*, session: Session, now: datetime) -> list[Alert]:
     )
 
 
+def get_unresolved_of_type(*, session: Session, entity_type: str) -> list[tuple[str, str | None]]:
+    """Return (entity id, unit code) of the unresolved alerts on entities of one type."""
+    rows = session.execute(
+        select(Alert.entity_id, Alert.unit_code)
+        .where(Alert.entity_type == entity_type, Alert.status != AlertStatus.RESOLVED)
+        .distinct()
+    )
+    return [(entity_id, unit_code) for entity_id, unit_code in rows]
+
+
 def observation_link(
     *, entity_id: str | None, attribute: str | None, observed_at: datetime | None
 ) -> str | None:

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         '{"recipient": {"user_id": "{zalo_user_id}"}, "message": {"text": "{message}"}}'
     )
     gateway_timeout: float = Field(default=10.0, gt=0, le=120)
+    # Named notification groups of the rule pack (`policy.notify`): the roles whose users, where
+    # their scope covers the alert, are told of the alert whatever their event preferences.
+    notify_groups: dict[str, list[str]] = Field(
+        default_factory=lambda: {"ioc": ["operator"], "leaders": ["leader"]}
+    )
     # Live stream (GET /api/v1/stream): how long alerts, incidents and device events are kept
     # for resuming, how many entity changes each process keeps in memory (and for how long),
     # how often idle streams send a heartbeat and look for other workers' events, and how long

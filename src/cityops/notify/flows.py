@@ -190,6 +190,7 @@ class Recipient:
     scope: Scope
     department_code: str | None
     prefs: Prefs
+    role: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +255,7 @@ def build_directory(*, session: Session) -> Directory:
                 scope=scope,
                 department_code=user.department_code,
                 prefs=preferences_of(prefs.get(user.id)),
+                role=user.role,
             )
         )
     webhooks, _ = service.get_all_webhooks(session=session, enabled=True, limit=None)
@@ -335,7 +337,15 @@ def _in_scope(scope: Scope, notice: Notice) -> bool:
     return scope.department_code is None or scope.department_code in notice.department_codes
 
 
-def choose(recipient: Recipient, notice: Notice) -> Pick | None:
+def group_roles(settings: Settings, notice: Notice) -> frozenset[str]:
+    """Return the roles of the named groups an alert's rule notifies (`notify_groups`)."""
+    groups = settings.notify_groups
+    return frozenset(role for name in notice.groups for role in groups.get(name, ()))
+
+
+def choose(
+    recipient: Recipient, notice: Notice, roles: frozenset[str] = frozenset()
+) -> Pick | None:
     """Decide whether a user hears about a notice, and as which kind."""
     if recipient.id == notice.actor_id or notice.permission not in recipient.permissions:
         return None
@@ -346,16 +356,26 @@ def choose(recipient: Recipient, notice: Notice) -> Pick | None:
         and recipient.department_code is not None
         and recipient.department_code in notice.department_codes
     )
-    if not (assignee or target or _in_scope(recipient.scope, notice)):
+    in_scope = _in_scope(recipient.scope, notice)
+    if not (assignee or target or in_scope):
         return None
+    # In a group the rule names ("ioc", "leaders"): the opening is addressed to them, and the
+    # resolution is theirs too (only_mine does not hide it).
+    grouped = in_scope and recipient.role in roles
+    target = target or (grouped and notice.kind is EventKind.ALERT_OPENED)
     # Most specific first: "assigned to you" says more than "an incident changed".
     candidates: list[tuple[EventKind, bool]] = []
     if notice.assignment and (assignee or department):
         candidates.append((EventKind.INCIDENT_ASSIGNED, assignee))
     if notice.kind is not None:
-        candidates.append((notice.kind, target and notice.kind is EventKind.ESCALATED))
+        candidates.append(
+            (
+                notice.kind,
+                target and notice.kind in (EventKind.ESCALATED, EventKind.ALERT_OPENED),
+            )
+        )
     prefs = recipient.prefs
-    concerned = assignee or target or department
+    concerned = assignee or target or department or grouped
     for kind, addressed in candidates:
         if addressed:
             return Pick(recipient, kind, True)
@@ -403,8 +423,9 @@ def plan(
     available = set(available_channels(settings))
     zone = ZoneInfo(settings.timezone)
     rows: list[Outgoing] = []
+    roles = group_roles(settings, notice)
     for recipient in directory.recipients:
-        pick = choose(recipient, notice)
+        pick = choose(recipient, notice, roles)
         if pick is None:
             continue
         held = (
@@ -610,6 +631,7 @@ def _recipient_of(*, session: Session, principal: Principal) -> Recipient:
         scope=principal.scope,
         department_code=user.department_code,
         prefs=preferences_of(service.get_preference(session=session, user_id=user.id)),
+        role=user.role,
     )
 
 

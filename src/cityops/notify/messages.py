@@ -94,6 +94,8 @@ class Notice:
     assignment: bool = False
     # Escalation targets: they hear about it whatever their scope.
     notify_user_ids: frozenset[int] = field(default_factory=frozenset)
+    # Named groups an alert's rule notifies (`policy.notify`: "ioc", "leaders", ...).
+    groups: tuple[str, ...] = ()
 
     @property
     def data(self) -> Mapping[str, Any]:
@@ -120,6 +122,14 @@ def read_event(event: Event) -> Notice | None:
             actor_id=actor,
             permission=Permission.ALERT_READ,
             kind=ALERT_KINDS.get(event.type),
+            groups=tuple(
+                name
+                for name in (
+                    _text(item)
+                    for item in _items(policy.get("notify") if isinstance(policy, dict) else None)
+                )
+                if name
+            ),
         )
     if not event.type.startswith("incidents."):
         return None

@@ -1,0 +1,246 @@
+"""Benchmark operations latency: an observation ingested over HTTP → its alert on an SSE stream.
+
+A real uvicorn server (in a thread of this process, so the rule engine's evaluator thread runs
+beside it as under `cityops serve`) with the Đồng Nai rule pack and 1,000 generated rules
+loaded. A flood thread batch-upserts 100 stations x 4 attributes over NGSI-LD, paced to about
+5,000 attribute changes per second (the figure reports the rate reached); meanwhile a probe
+station in Phường Trấn Biên is PATCHed to VN_AQI 176 and back to 60, and the time from sending
+the PATCH to `alerts.alert_opened` (rule aqi-bad) arriving on a dashboard's stream is noted.
+The dashboard is subscribed to entity changes too, as the operations wall is.
+
+Prints p50/p95/p99/max, quiet and under the flood.
+Run: PYTHONPATH=src:bench .venv/bin/python bench/bench_ops_latency.py [PROBES]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import random
+import socket
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import select
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_context_common import prepare
+from bench_context_ingest import ENTITIES, _batch
+from bench_rules import _rule_yaml
+from cityops.alerts import flows as alert_flows
+from cityops.app import create_app
+from cityops.auth import service as auth_service
+from cityops.auth.schemas import ApiKeyCreate
+from cityops.core.db import unit_of_work
+from cityops.core.runtime import Runtime
+from cityops.core.security import SYSTEM_PRINCIPAL, Permission
+from cityops.units.models import AdminUnit
+from harness import free_port, percentile
+
+PROBES = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+RATE = 5000  # attribute changes per second in the flood
+PROBE = "urn:ngsi-ld:AirQualityObserved:ops-latency-probe"
+TRAN_BIEN = [106.838, 10.936]
+
+
+def _iso() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+class Dashboard:
+    """An SSE client on its own thread; queues the arrival time of the probe's alert events."""
+
+    def __init__(self, base: str, key: str) -> None:
+        self.arrivals: queue.Queue[tuple[str, float]] = queue.Queue()
+        self.events = 0
+        self._ready = threading.Event()
+        self._response: httpx.Response | None = None
+        self._thread = threading.Thread(target=self._run, args=(base, key), daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the stream did not open")
+
+    def _run(self, base: str, key: str) -> None:
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            httpx.Client(timeout=httpx.Timeout(30, read=None)) as client,
+            client.stream("GET", f"{base}/api/v1/stream", headers={"X-API-Key": key}) as resp,
+        ):
+            self._response = resp
+            for line in resp.iter_lines():
+                if line == "":
+                    self._ready.set()
+                elif line.startswith("data:"):
+                    self.events += 1
+                    if "ops-latency-probe" in line and '"alert_id"' in line:
+                        data = json.loads(line[5:])
+                        if data.get("rule_code") == "aqi-bad":
+                            self.arrivals.put((data["status"], time.perf_counter()))
+
+    def wait(self, status: str, timeout: float = 30) -> float:
+        """The arrival time of the next aqi-bad event of the probe with this status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got, at = self.arrivals.get(timeout=max(0.01, deadline - time.monotonic()))
+            if got == status:
+                return at
+
+    def stop(self) -> None:
+        """Disconnect."""
+        if self._response is not None:
+            sock = self._response.extensions["network_stream"].get_extra_info("socket")
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(10)
+
+
+class Flood:
+    """NGSI-LD batch upserts paced to RATE attribute changes per second, on a thread."""
+
+    def __init__(self, base: str, key: str) -> None:
+        self.calls = 0
+        self._stop = threading.Event()
+        headers = {"X-API-Key": key, "Content-Type": "application/json"}
+        self._client = httpx.Client(base_url=base, headers=headers, timeout=60)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.started = 0.0
+
+    def _run(self) -> None:
+        every = ENTITIES * 4 / RATE
+        self.started = next_at = time.perf_counter()
+        while not self._stop.is_set():
+            body = _batch(self.calls + 1)
+            response = self._client.post("/ngsi-ld/v1/entityOperations/upsert", json=body)
+            assert response.status_code in (201, 204), response.text
+            self.calls += 1
+            next_at += every
+            pause = next_at - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+
+    def start(self) -> None:
+        """Start flooding."""
+        self._thread.start()
+
+    def rate(self) -> float:
+        """Attribute changes per second so far."""
+        return self.calls * ENTITIES * 4 / max(1e-9, time.perf_counter() - self.started)
+
+    def stop(self) -> None:
+        """Stop flooding."""
+        self._stop.set()
+        self._thread.join(60)
+
+
+def _probe(client: httpx.Client, dashboard: Dashboard, count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        body = {"airQualityIndex": {"type": "Property", "value": 176, "observedAt": _iso()}}
+        sent = time.perf_counter()
+        response = client.patch(f"/ngsi-ld/v1/entities/{PROBE}/attrs", json=body)
+        assert response.status_code == 204, response.text
+        latencies.append(dashboard.wait("open") - sent)
+        body = {"airQualityIndex": {"type": "Property", "value": 60, "observedAt": _iso()}}
+        assert client.patch(f"/ngsi-ld/v1/entities/{PROBE}/attrs", json=body).status_code == 204
+        dashboard.wait("resolved")
+        time.sleep(random.uniform(0.05, 0.2))
+    return latencies
+
+
+def _report(label: str, latencies: list[float], extra: str = "") -> None:
+    ms = sorted(x * 1000 for x in latencies)
+    print(
+        f"  {label}: n={len(ms)} p50 {percentile(ms, 50):.0f} ms, p95 {percentile(ms, 95):.0f} ms"
+        f", p99 {percentile(ms, 99):.0f} ms, max {ms[-1]:.0f} ms{extra}"
+    )
+
+
+def _dashboard_key(runtime: Runtime) -> str:
+    with unit_of_work(runtime.session_factory) as session:
+        session.info["actor"] = SYSTEM_PRINCIPAL
+        _, key = auth_service.create_api_key(
+            session=session,
+            key_in=ApiKeyCreate(
+                name="wall", permissions=[Permission.CONTEXT_READ, Permission.ALERT_READ]
+            ),
+            clock=runtime.clock,
+            created_by=None,
+        )
+    return key
+
+
+def main() -> None:
+    """Print observation → alert-on-stream latencies with 1,000 rules, quiet and flooded."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings, setup, key = prepare(Path(tmp))
+        reader = _dashboard_key(setup)
+        with unit_of_work(setup.session_factory) as session:
+            units = list(
+                session.scalars(select(AdminUnit.code).where(AdminUnit.level == "commune"))
+            )
+            result = alert_flows.import_rules(
+                runtime=setup, session=session, text=_rule_yaml(random.Random(2026), units)
+            )
+        setup.engine.dispose()
+        app = create_app(settings)
+        runtime: Runtime = app.state.runtime
+        engine = alert_flows.engine_of(runtime)
+        engine.reload()
+        engine.start()
+        print(f"[{runtime.engine.dialect.name}] {len(engine.index.rules)} rules enabled "
+              f"({len(result.created)} generated)")  # fmt: skip
+        port = free_port()
+        config = uvicorn.Config(
+            app, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=1
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        headers = {"X-API-Key": key, "Content-Type": "application/json"}
+        client = httpx.Client(base_url=base, headers=headers, timeout=60)
+        station: dict[str, Any] = {
+            "id": PROBE,
+            "type": "AirQualityObserved",
+            "location": {
+                "type": "GeoProperty",
+                "value": {"type": "Point", "coordinates": TRAN_BIEN},
+            },
+            "dateObserved": {"type": "Property", "value": _iso()},
+            "airQualityIndex": {"type": "Property", "value": 60, "observedAt": _iso()},
+        }
+        assert client.post("/ngsi-ld/v1/entities", json=station).status_code == 201
+        dashboard = Dashboard(base, reader)
+        _report("PATCH → aqi-bad alert on the stream, quiet", _probe(client, dashboard, PROBES))
+        flood = Flood(base, key)
+        flood.start()
+        time.sleep(2)
+        flooded = _probe(client, dashboard, PROBES)
+        rate = flood.rate()
+        flood.stop()
+        _report(
+            "PATCH → aqi-bad alert on the stream, flooded",
+            flooded,
+            f" (flood: {rate:,.0f} attribute changes/s over HTTP)",
+        )
+        print(f"  events read by the stream client: {dashboard.events:,}")
+        dashboard.stop()
+        server.should_exit = True
+        thread.join(30)
+        engine.stop()
+        runtime.engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
