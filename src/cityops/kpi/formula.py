@@ -37,8 +37,10 @@ def parse(text: str) -> ast.expr:
     for node in ast.walk(tree):
         if isinstance(node, _PLAIN):
             continue
-        if isinstance(node, ast.BinOp) and isinstance(node.op, _BINARY):
-            continue
+        if isinstance(node, ast.BinOp):
+            if isinstance(node.op, _BINARY):
+                continue
+            raise FormulaError("not_allowed", element=type(node.op).__name__)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, _UNARY):
             continue
         if (
@@ -62,7 +64,7 @@ def names(text: str) -> list[str]:
 
 def evaluate(expr: ast.expr, values: Mapping[str, float | None]) -> float | None:
     """Evaluate a parsed formula; None when an input is missing or a divisor is zero."""
-    if isinstance(expr, ast.Constant):
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, int | float):
         return float(expr.value)
     if isinstance(expr, ast.Name):
         value = values.get(expr.id)
