@@ -115,11 +115,12 @@ def october(
              "location": _at(PILOT_BH, 0.003), "status": _prop("defectiveLamp")},
         ],
     )  # fmt: skip
+    AQ_A, AQ_B = "urn:ngsi-ld:AirQualityObserved:A", "urn:ngsi-ld:AirQualityObserved:B"  # noqa: N806
     readings: list[tuple[str, str, dict[str, Any]]] = [
-        ("urn:ngsi-ld:AirQualityObserved:A", "2026-10-05T10:00:00", {"pm25": 40, "airQualityIndex": 120}),
-        ("urn:ngsi-ld:AirQualityObserved:A", "2026-10-05T14:00:00", {"pm25": 70, "airQualityIndex": 90}),
-        ("urn:ngsi-ld:AirQualityObserved:A", "2026-10-06T10:00:00", {"pm25": 30, "airQualityIndex": 60}),
-        ("urn:ngsi-ld:AirQualityObserved:B", "2026-10-05T10:00:00", {"pm25": 20, "airQualityIndex": 40}),
+        (AQ_A, "2026-10-05T10:00:00", {"pm25": 40, "airQualityIndex": 120}),
+        (AQ_A, "2026-10-05T14:00:00", {"pm25": 70, "airQualityIndex": 90}),
+        (AQ_A, "2026-10-06T10:00:00", {"pm25": 30, "airQualityIndex": 60}),
+        (AQ_B, "2026-10-05T10:00:00", {"pm25": 20, "airQualityIndex": 40}),
         ("urn:ngsi-ld:TrafficFlowObserved:T", "2026-10-07T08:00:00", {"travelTimeIndex": 1.2}),
         ("urn:ngsi-ld:TrafficFlowObserved:T", "2026-10-07T18:00:00", {"travelTimeIndex": 1.6}),
         ("urn:ngsi-ld:NoiseLevelObserved:N", "2026-10-08T08:00:00", {"LAeq": 60}),
@@ -129,8 +130,8 @@ def october(
         ("urn:ngsi-ld:PointOfInterest:S", "2026-10-09T08:00:00", {"attendanceRate": 90}),
         ("urn:ngsi-ld:PointOfInterest:S", "2026-10-10T08:00:00", {"attendanceRate": 96}),
         # Before October (the pilot evaluation's "before"): counts nowhere in October.
-        ("urn:ngsi-ld:AirQualityObserved:B", "2026-09-15T10:00:00", {"pm25": 30, "airQualityIndex": 50}),
-        ("urn:ngsi-ld:AirQualityObserved:A", "2026-09-30T23:00:00", {"pm25": 500, "airQualityIndex": 500}),
+        (AQ_B, "2026-09-15T10:00:00", {"pm25": 30, "airQualityIndex": 50}),
+        (AQ_A, "2026-09-30T23:00:00", {"pm25": 500, "airQualityIndex": 500}),
     ]  # fmt: skip
     for entity_id, at, values in readings:
         kind = entity_id.split(":")[2]

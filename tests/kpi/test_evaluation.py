@@ -41,7 +41,8 @@ def test_difference_in_differences_with_the_numbers_behind_it(
     n3 = rows["N3"]
     assert (n3["pilot_before"], n3["pilot_after"], n3["did"]) == (100.0, 50.0, -50.0)
     # No dossiers in September: no before value, no difference.
-    assert rows["G1"]["pilot_before"] is None and rows["G1"]["did"] is None
+    assert rows["G1"]["pilot_before"] is None
+    assert rows["G1"]["did"] is None
     assert rows["G1"]["pilot_after"] == pytest.approx(200 / 3)
 
 
