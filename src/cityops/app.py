@@ -36,6 +36,8 @@ from cityops.ingest import jobs as ingest_jobs
 from cityops.ingest.mqtt import MqttBridge
 from cityops.notify import api as notify_api
 from cityops.notify import flows as notify_flows
+from cityops.kpi import api as kpi_api
+from cityops.kpi import install as kpi_install
 from cityops.programme import api as programme_api
 from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
@@ -86,6 +88,7 @@ def create_app(
     context_subscriptions.register_jobs(runtime)
     incidents_jobs.register(runtime)
     egov_install(runtime)
+    kpi_install(runtime)
     register_outbox_jobs(runtime)
     alerts_engine = alerts_flows.install(runtime)
 
@@ -142,6 +145,7 @@ def create_app(
     app.include_router(incidents_api.router, prefix=API_PREFIX)
     app.include_router(alerts_api.router, prefix=API_PREFIX)
     app.include_router(egov_api.router, prefix=API_PREFIX)
+    app.include_router(kpi_api.router, prefix=API_PREFIX)
     app.include_router(web_api.router)
     static = resources.files("cityops.web") / "static"
     # Vendor files exist once scripts/web-assets.sh ran; without them the API still serves.

@@ -15,6 +15,7 @@ CONTEXTS: tuple[str, ...] = (
     "cityops.notify",
     "cityops.egov",
     "cityops.programme",
+    "cityops.kpi",
 )
 
 # Packages whose `locales/` folders hold message catalogues.

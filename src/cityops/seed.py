@@ -9,6 +9,7 @@ from cityops.core.security import SYSTEM_PRINCIPAL
 from cityops.egov import demo as egov_demo
 from cityops.egov import flows as egov_flows
 from cityops.incidents import flows as incidents_flows
+from cityops.kpi import flows as kpi_flows
 from cityops.programme import flows as programme_flows
 from cityops.units import flows as units_flows
 
@@ -32,4 +33,6 @@ def seed(runtime: Runtime, *, profile: str | None = None) -> dict[str, int]:
         counts |= egov_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
         # Demo dossiers (a year of them), so the 766 scorecard has something to show.
         counts |= egov_demo.seed_demo(runtime=runtime, session=session)
+        # The KPI catalogue and population per unit and year (profiles/<name>/kpi/).
+        counts |= kpi_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
         return counts

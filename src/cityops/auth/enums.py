@@ -53,6 +53,10 @@ for _role in (Role.LEADER, Role.OPERATOR, Role.DEPARTMENT_OFFICER, Role.VIEWER):
     ROLE_PERMISSIONS[_role] |= {Permission.PROGRAMME_READ}
 ROLE_PERMISSIONS[Role.DEPARTMENT_OFFICER] |= {Permission.PROGRAMME_REPORT}
 
+# KPIs are province-wide figures: every role reads them; only administrators edit the catalogue.
+for _role in Role:
+    ROLE_PERMISSIONS[_role] |= {Permission.KPI_READ}
+
 
 def role_permissions(role: str) -> frozenset[str]:
     """Return the permissions of a role (none for an unknown role)."""

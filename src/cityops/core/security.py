@@ -51,6 +51,8 @@ class Permission(StrEnum):
     PROGRAMME_ADMIN = "programme:admin"  # phases, items, budget lines, imports
     EGOV_READ = "egov:read"  # see dossiers, procedures and the Decision 766 indicators (in scope)
     EGOV_ADMIN = "egov:admin"  # import administrative-procedure dossiers (in scope)
+    KPI_READ = "kpi:read"  # see the indicator catalogue, KPI values, rankings, pilot evaluation
+    KPI_ADMIN = "kpi:admin"  # edit the indicator catalogue and population; recompute values
 
 
 @dataclass(frozen=True, slots=True)
