@@ -49,6 +49,10 @@ class Permission(StrEnum):
     PROGRAMME_ADMIN = "programme:admin"  # phases, items, budget lines, imports
     EGOV_READ = "egov:read"  # see dossiers, procedures and the Decision 766 indicators (in scope)
     EGOV_ADMIN = "egov:admin"  # import administrative-procedure dossiers (in scope)
+    CITIZEN_SUBMIT = "citizen:submit"  # Open311 clients: send citizen reports (API keys)
+    CITIZEN_HANDLE = "citizen:handle"  # read reports with their reporter's contacts (in scope)
+    CITIZEN_MODERATE = "citizen:moderate"  # approve or hide flagged reports
+    CITIZEN_ADMIN = "citizen:admin"  # the service catalogue
 
 
 @dataclass(frozen=True, slots=True)
