@@ -3,13 +3,16 @@ send reports the way an Open311 client does (form-encoded POST)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from cityops.core.config import Settings
+
+from ..receiver import Receiver
+from ..smtp_sink import SmtpSink
 
 API = "/api/v1"
 OPEN311 = "/open311/v2"
@@ -29,9 +32,29 @@ SECRETS = ("Thị Hồng", "Nguyễn", "hong.nguyen.reporter@example.vn", "09123
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """Shared settings; access tokens last a day because these tests move the clock."""
-    return settings.model_copy(update={"access_token_minutes": 24 * 60})
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A real SMTP server on a free local port."""
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, smtp_sink: SmtpSink, http_receiver: Receiver) -> Settings:
+    """Shared settings with e-mail to the sink and SMS to the receiver; tokens last a day
+    because these tests move the clock."""
+    return settings.model_copy(
+        update={
+            "access_token_minutes": 24 * 60,
+            "public_url": "https://ioc.dongnai.gov.vn",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_sink.port,
+            "smtp_security": "none",
+            "smtp_from": "Trung tâm IOC Đồng Nai <ioc@dongnai.gov.vn>",
+            "sms_gateway_url": f"{http_receiver.url}/sms",
+        }
+    )
 
 
 @pytest.fixture
@@ -71,6 +94,7 @@ def report_id(response: Any) -> str:
     """The service_request_id a successful JSON POST returned."""
     assert response.status_code == 201, response.text
     body = response.json()
-    assert isinstance(body, list) and len(body) == 1
+    assert isinstance(body, list)
+    assert len(body) == 1
     code: str = body[0]["service_request_id"]
     return code
