@@ -77,6 +77,12 @@ def test_report_becomes_an_incident_of_the_ward_and_department(
     other = staff_view(client, operator, by_address)
     assert other["department_code"] == "CAT"
     assert other["incident_id"] is not None
+    assert other["unit_code"] is None  # no ward named: the province's operators triage it
+    # An address naming its ward in full is routed to that ward.
+    named = report_id(
+        submit(service_code="AT-01", address_string="Ngã tư Vũng Tàu, Phường Tam Hiệp, Đồng Nai")
+    )
+    assert staff_view(client, operator, named)["unit_code"] == TAM_HIEP
 
 
 def test_incident_progress_flows_back_to_report_and_reporter(

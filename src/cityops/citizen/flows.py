@@ -381,6 +381,8 @@ def create_report(
         if unit is None:
             raise _invalid([_error("lat", "citizen.field.outside")])
         unit_code = unit.code
+    elif address is not None:
+        unit_code = unit_from_address(runtime=runtime, session=session, address=address)
     now = runtime.clock.now()
     duplicates: list[Report] = []
     if lat is not None and lon is not None:
@@ -449,6 +451,24 @@ def create_report(
         ),
     )
     return Created(report=report, notice=notice, duplicates=duplicates)
+
+
+def unit_from_address(*, runtime: Runtime, session: Session, address: str) -> str | None:
+    """Return the commune or ward an address names in full ("phường Trấn Biên"), if any."""
+    from cityops.core.text import fold
+
+    names: list[tuple[str, str]] | None = runtime.caches.get("citizen.unit_names")
+    if names is None:
+        units, _ = unit_service.get_all(
+            session=session, on=runtime.clock.now().date(), level="commune", limit=10_000
+        )
+        # Longest first, so "phuong long binh tan" wins over "phuong long binh".
+        names = sorted(
+            ((unit.name_folded.lower(), unit.code) for unit in units), key=lambda p: -len(p[0])
+        )
+        runtime.caches["citizen.unit_names"] = names
+    folded = f" {' '.join(fold(address).lower().replace(',', ' ').split())} "
+    return next((code for name, code in names if f" {name} " in folded), None)
 
 
 def _event_data(report: Report) -> dict[str, Any]:
