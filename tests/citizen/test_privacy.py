@@ -140,13 +140,13 @@ def test_retention_job_erases_contacts_after_closing(
 def test_markup_is_stripped_and_flagged_reports_wait_for_a_moderator(
     client: TestClient, submit: Submit, login_as: Callable[..., Headers]
 ) -> None:
-    code = report_id(
-        submit(
-            service_code="MT-01",
-            description='Rác <script>alert("x")</script><b>nhiều</b> & bốc mùi',
-            **TRAN_BIEN,
-        )
+    posted = submit(
+        service_code="MT-01",
+        description='Rác <script>alert("x")</script><b>nhiều</b> & bốc mùi',
+        **TRAN_BIEN,
     )
+    code = report_id(posted)
+    assert posted.json()[0]["service_notice"] == "Held for moderation"
     operator = login_as("operator")
     report = staff_view(client, operator, code)
     assert report["description"] == 'Rác alert("x")nhiều & bốc mùi'

@@ -442,6 +442,9 @@ def create_report(
         open_incident(runtime=runtime, session=session, report=report, service_row=service_row)
         if duplicates:
             notice = "Possible duplicate of " + ", ".join(r.tracking_code for r in duplicates[:5])
+    else:
+        # Said plainly, so the client knows why the report is not listed yet.
+        notice = "Held for moderation"
     runtime.bus.publish_after_commit(
         session,
         Event(
