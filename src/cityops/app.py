@@ -15,6 +15,10 @@ from cityops.alerts import api as alerts_api
 from cityops.alerts import flows as alerts_flows
 from cityops.auth import api as auth_api
 from cityops.auth import flows as auth_flows
+from cityops.citizen import api as citizen_api
+from cityops.citizen import install as citizen_install
+from cityops.citizen import open311 as citizen_open311
+from cityops.citizen import register_jobs as citizen_jobs
 from cityops.context import api as context_api
 from cityops.context import subscriptions as context_subscriptions
 from cityops.core import ops, outbox_mqtt
@@ -61,6 +65,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     notify_flows.install(runtime)
     web_stream.install(runtime)
     incidents_flows.install(runtime)
+    citizen_install(runtime)
     return runtime
 
 
@@ -89,6 +94,7 @@ def create_app(
     incidents_jobs.register(runtime)
     egov_install(runtime)
     kpi_install(runtime)
+    citizen_jobs(runtime)
     register_outbox_jobs(runtime)
     alerts_engine = alerts_flows.install(runtime)
 
@@ -126,7 +132,12 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(
-        app, runtime.translate, renderers={"/ngsi-ld/": context_api.render_error}
+        app,
+        runtime.translate,
+        renderers={
+            "/ngsi-ld/": context_api.render_error,
+            "/open311/": citizen_open311.render_error,
+        },
     )
     # Starlette's GZip leaves text/event-stream alone, so /api/v1/stream is never buffered.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
@@ -146,6 +157,8 @@ def create_app(
     app.include_router(alerts_api.router, prefix=API_PREFIX)
     app.include_router(egov_api.router, prefix=API_PREFIX)
     app.include_router(kpi_api.router, prefix=API_PREFIX)
+    app.include_router(citizen_api.router, prefix=API_PREFIX)
+    app.include_router(citizen_open311.router)
     app.include_router(web_api.router)
     static = resources.files("cityops.web") / "static"
     # Vendor files exist once scripts/web-assets.sh ran; without them the API still serves.

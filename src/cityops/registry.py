@@ -13,6 +13,7 @@ CONTEXTS: tuple[str, ...] = (
     "cityops.alerts",
     "cityops.incidents",
     "cityops.notify",
+    "cityops.citizen",
     "cityops.egov",
     "cityops.programme",
     "cityops.kpi",

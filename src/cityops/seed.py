@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cityops.alerts import flows as alerts_flows
+from cityops.citizen import flows as citizen_flows
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL
@@ -30,6 +31,8 @@ def seed(runtime: Runtime, *, profile: str | None = None) -> dict[str, int]:
         counts |= incidents_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
         # The rule pack (profiles/<name>/rules.yaml): missing codes only, tuned rules stay.
         counts["rules"] = alerts_flows.seed_rules(runtime=runtime, session=session, profile=name)
+        # The citizen service catalogue names departments and incident categories.
+        counts |= citizen_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
         counts |= egov_flows.seed_profile(session=session, profile=name, clock=runtime.clock)
         # Demo dossiers (a year of them), so the 766 scorecard has something to show.
         counts |= egov_demo.seed_demo(runtime=runtime, session=session)

@@ -54,6 +54,7 @@ def test_create_user_and_read_it_back(
     me = client.get(f"{API}/auth/me", headers={"Authorization": f"Bearer {token}"}).json()
     assert me["permissions"] == [
         "alert:read",
+        "citizen:handle",
         "context:read",
         "egov:read",
         "incident:read",

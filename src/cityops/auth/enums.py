@@ -52,6 +52,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
 for _role in (Role.LEADER, Role.OPERATOR, Role.DEPARTMENT_OFFICER, Role.VIEWER):
     ROLE_PERMISSIONS[_role] |= {Permission.PROGRAMME_READ}
 ROLE_PERMISSIONS[Role.DEPARTMENT_OFFICER] |= {Permission.PROGRAMME_REPORT}
+# Citizen reports: those who work incidents handle the reports behind them; operators moderate.
+for _role in (Role.OPERATOR, Role.DEPARTMENT_OFFICER, Role.UNIT_OFFICER):
+    ROLE_PERMISSIONS[_role] |= {Permission.CITIZEN_HANDLE}
+ROLE_PERMISSIONS[Role.OPERATOR] |= {Permission.CITIZEN_MODERATE}
 
 # KPIs are province-wide figures: every role reads them; only administrators edit the catalogue.
 for _role in Role:

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     egov_due_soon_working_days: int = Field(default=1, ge=0, le=30)
     # Demo dossiers `cityops seed` generates (once); default 30,000, none in production.
     egov_demo_dossiers: int | None = Field(default=None, ge=0, le=2_000_000)
+    # Citizen reports: days after closing when a reporter's personal data are erased
+    # (Law 91/2025/QH15: kept only as long as needed).
+    citizen_retention_days: int = Field(default=180, ge=1, le=3650)
+    # Reports one Open311 client (API key, or address for the public page) may send per minute.
+    citizen_rate_per_minute: int = Field(default=120, ge=1, le=1_000_000)
 
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=14, ge=1, le=365)

@@ -53,6 +53,10 @@ class Permission(StrEnum):
     EGOV_ADMIN = "egov:admin"  # import administrative-procedure dossiers (in scope)
     KPI_READ = "kpi:read"  # see the indicator catalogue, KPI values, rankings, pilot evaluation
     KPI_ADMIN = "kpi:admin"  # edit the indicator catalogue and population; recompute values
+    CITIZEN_SUBMIT = "citizen:submit"  # Open311 clients: send citizen reports (API keys)
+    CITIZEN_HANDLE = "citizen:handle"  # read reports with their reporter's contacts (in scope)
+    CITIZEN_MODERATE = "citizen:moderate"  # approve or hide flagged reports
+    CITIZEN_ADMIN = "citizen:admin"  # the service catalogue
 
 
 @dataclass(frozen=True, slots=True)

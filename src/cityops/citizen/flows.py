@@ -1,0 +1,761 @@
+"""Orchestration of the citizen context: taking a report in (validation, abuse control, routing to
+a commune or ward and a department, duplicates, the incident), following its incident back to the
+report and its reporters, moderation, rating, erasure of personal data and the profile's catalogue.
+
+Every function works inside the caller's transaction. `install(runtime)` subscribes this context
+to the incidents' events, inside their transaction, so a report changes with its incident or not
+at all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from sqlalchemy.orm import Session
+
+from cityops.auth import service as auth_service
+from cityops.auth.enums import role_permissions
+from cityops.citizen import service
+from cityops.citizen.enums import AttributeType, CitizenEvent, Moderation, NoteKind, ReportStatus
+from cityops.citizen.models import CitizenService, Report
+from cityops.core import outbox
+from cityops.core.clock import Clock
+from cityops.core.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests
+from cityops.core.events import Event
+from cityops.core.outbox_smtp import CHANNEL as SMTP_CHANNEL
+from cityops.core.outbox_smtp import smtp_configured
+from cityops.core.runtime import Runtime
+from cityops.core.security import Permission, Principal
+from cityops.incidents import flows as incidents_flows
+from cityops.incidents.enums import IncidentEvent
+from cityops.incidents.schemas import IncidentCreate
+from cityops.notify import channels as notify_channels
+from cityops.notify import service as notify_service
+from cityops.units import service as unit_service
+
+DUPLICATE_RADIUS_M = 50.0
+DUPLICATE_WINDOW = timedelta(days=7)
+RETENTION_JOB = "citizen.erase_personal_data"
+RETENTION_BATCH = 1000
+JURISDICTIONS = ("75", "dongnai.gov.vn")
+# Length limits of what a client may send (Open311 caps descriptions at 4,000 characters).
+LIMITS = {
+    "description": 4000,
+    "address_string": 500,
+    "media_url": 1000,
+    "first_name": 100,
+    "last_name": 100,
+    "email": 254,
+    "phone": 32,
+    "device_id": 100,
+    "account_id": 100,
+}
+_TAG = re.compile(r"<[^>]{0,500}>")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_LINK = re.compile(r"(https?://|www\.)", re.IGNORECASE)
+_EMAIL = re.compile(r"^[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+# Abusive words that send a report to the moderation queue (folded, whole words).
+_ABUSE = re.compile(r"\b(dm|dcm|vcl|vl|deo|cho chet|lua dao)\b")
+STATUS_TEXT = {
+    "new": ("Đã tiếp nhận", "Received"),
+    "assigned": ("Đã chuyển đơn vị xử lý", "Assigned to the responsible unit"),
+    "in_progress": ("Đang xử lý", "In progress"),
+    "resolved": ("Đã xử lý xong", "Resolved"),
+    "closed": ("Đã đóng", "Closed"),
+}
+CLOSED_INCIDENT = ("resolved", "closed")
+# Opens incidents for citizen reports: the report is the authority, not a user.
+CITIZEN_PRINCIPAL = Principal(
+    kind="system",
+    id=0,
+    name="citizen",
+    role="system",
+    permissions=frozenset({str(Permission.INCIDENT_CREATE)}),
+)
+
+
+def install(runtime: Runtime) -> None:
+    """Follow incidents back to their reports (inside the incidents' transaction)."""
+
+    def changed(session: Session, event: Event) -> None:
+        on_incident_changed(runtime=runtime, session=session, event=event)
+
+    def commented(session: Session, event: Event) -> None:
+        on_comment_added(runtime=runtime, session=session, event=event)
+
+    runtime.bus.subscribe_in_transaction(IncidentEvent.CHANGED, changed)
+    runtime.bus.subscribe_in_transaction(IncidentEvent.COMMENT_ADDED, commented)
+
+
+def register_jobs(runtime: Runtime) -> None:
+    """Erase expired personal data every hour."""
+    from cityops.core.db import unit_of_work
+
+    def run() -> None:
+        with unit_of_work(runtime.session_factory) as session:
+            erase_expired(runtime=runtime, session=session)
+
+    runtime.jobs.add(RETENTION_JOB, 3600.0, run)
+
+
+def _error(field_name: str, key: str, /, *, where: str = "body", **params: Any) -> dict[str, Any]:
+    return {"field": field_name, "in": where, "key": key, "params": params}
+
+
+def _invalid(errors: list[dict[str, Any]]) -> Invalid:
+    return Invalid("citizen.invalid", errors=errors, count=len(errors))
+
+
+# --- abuse control ---------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A sliding one-minute window of submissions per client, in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hits: dict[str, deque[float]] = {}
+
+    def hit(self, client: str, per_minute: int) -> float | None:
+        """Count one submission; return the seconds to wait if the client is over its limit."""
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.setdefault(client, deque())
+            while hits and hits[0] <= now - 60.0:
+                hits.popleft()
+            if len(hits) >= per_minute:
+                return max(hits[0] + 60.0 - now, 0.0)
+            hits.append(now)
+            if len(self._hits) > 100_000:  # forget idle clients rather than grow without end
+                self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - 60.0}
+            return None
+
+
+def check_rate(runtime: Runtime, client: str) -> None:
+    """Raise 429 when a client sent more reports this minute than the setting allows."""
+    limiter = runtime.caches.setdefault("citizen.rate", RateLimiter())
+    wait = limiter.hit(client, runtime.settings.citizen_rate_per_minute)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            "citizen.rate_limited", headers={"Retry-After": str(seconds)}, seconds=seconds
+        )
+
+
+def clean_text(value: str) -> tuple[str, bool]:
+    """Return text without markup or control characters, and whether markup was removed."""
+    text = _CONTROL.sub("", value.replace("\r\n", "\n"))
+    stripped = _TAG.sub("", text)
+    # What remains is plain text; lone angle brackets are escaped wherever it is rendered.
+    return stripped.strip(), stripped != text
+
+
+def moderation_reason(description: str, had_markup: bool) -> str | None:
+    """Return why a report goes to the moderation queue, or None."""
+    from cityops.core.text import fold
+
+    if had_markup:
+        return "markup"
+    if _LINK.search(description):
+        return "link"
+    if _ABUSE.search(fold(description).lower()):
+        return "language"
+    return None
+
+
+# --- API keys (Open311 clients) --------------------------------------------------------------
+
+
+def open311_client(*, runtime: Runtime, session: Session, api_key: str | None) -> int:
+    """Return the id of a valid Open311 client key allowed to submit, or raise 403."""
+    if not api_key or len(api_key) > 200:
+        raise Forbidden("citizen.open311.api_key")
+    prefix = auth_service.split_api_key(api_key)
+    row = auth_service.get_api_key_by_prefix(session=session, prefix=prefix) if prefix else None
+    if row is None or not auth_service.digest_matches(api_key, row.key_hash):
+        raise Forbidden("citizen.open311.api_key")
+    now = runtime.clock.now()
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        raise Forbidden("citizen.open311.api_key")
+    permissions = set(row.permissions)
+    if row.created_by is not None:
+        creator = auth_service.get(session=session, user_id=row.created_by)
+        allowed = role_permissions(creator.role) if creator and creator.is_active else frozenset()
+        permissions &= set(allowed)
+    if str(Permission.CITIZEN_SUBMIT) not in permissions:
+        raise Forbidden("citizen.open311.api_key")
+    return row.id
+
+
+def check_jurisdiction(jurisdiction_id: str | None) -> None:
+    """Raise 404 for a jurisdiction this server does not serve (empty means not given)."""
+    if jurisdiction_id and jurisdiction_id.strip() not in JURISDICTIONS:
+        raise NotFound("citizen.open311.jurisdiction", id=jurisdiction_id[:64])
+
+
+# --- submissions -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Submission:
+    """A report as sent (Open311 POST or the public page), before validation."""
+
+    service_code: str | None = None
+    lat: str | None = None
+    long: str | None = None
+    address_string: str | None = None
+    description: str | None = None
+    media_url: str | None = None
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    device_id: str | None = None
+    account_id: str | None = None
+    duplicate_of: str | None = None
+
+
+_ATTRIBUTE = re.compile(r"^attribute\[([^\]]{1,64})\](\[\])?$")
+
+
+def submission_from_form(form: Mapping[str, list[str]]) -> Submission:
+    """Read an Open311 form body (`attribute[CODE]`, `attribute[CODE][]` included)."""
+    sub = Submission()
+    for key, values in form.items():
+        match = _ATTRIBUTE.match(key)
+        if match:
+            sub.attributes.setdefault(match.group(1), []).extend(v for v in values if v != "")
+            continue
+        value = values[-1] if values else None
+        if key in Submission.__dataclass_fields__ and key != "attributes":
+            setattr(sub, key, value if value not in ("", None) else None)
+    return sub
+
+
+@dataclass(slots=True)
+class Created:
+    """A report just taken in, and what to tell the client."""
+
+    report: Report
+    notice: str | None
+    duplicates: list[Report]
+
+
+def _number(
+    text: str | None, name: str, low: float, high: float, errors: list[Any]
+) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not low <= value <= high:
+        errors.append(_error(name, "citizen.field.coordinate", low=low, high=high))
+        return None
+    return value
+
+
+def _attributes(
+    service_row: CitizenService, given: dict[str, list[str]], errors: list[Any]
+) -> dict[str, Any]:
+    defined = {a["code"]: a for a in service_row.attributes if a.get("variable", True)}
+    out: dict[str, Any] = {}
+    for code in given:
+        if code not in defined:
+            errors.append(_error(f"attribute[{code}]", "citizen.attribute.unknown", code=code))
+    for code, spec in defined.items():
+        values = given.get(code, [])
+        name = f"attribute[{code}]"
+        if not values:
+            if spec.get("required"):
+                errors.append(_error(name, "citizen.attribute.required", code=code))
+            continue
+        datatype = spec.get("datatype", AttributeType.STRING)
+        keys = {str(v["key"]) for v in spec.get("values", [])}
+        if datatype == AttributeType.MULTI:
+            bad = [v for v in values if v not in keys]
+            if bad:
+                errors.append(_error(name, "citizen.attribute.value", code=code, value=bad[0][:50]))
+            out[code] = list(dict.fromkeys(values))[:50]
+            continue
+        value = values[-1]
+        if datatype == AttributeType.SINGLE and value not in keys:
+            errors.append(_error(name, "citizen.attribute.value", code=code, value=value[:50]))
+        elif datatype == AttributeType.NUMBER:
+            try:
+                number = float(value)
+                if not math.isfinite(number):
+                    raise ValueError(value)
+            except ValueError:
+                errors.append(_error(name, "citizen.attribute.number", code=code))
+        elif datatype == AttributeType.DATETIME and parse_datetime(value) is None:
+            errors.append(_error(name, "citizen.attribute.datetime", code=code))
+        limit = 4000 if datatype == AttributeType.TEXT else 500
+        text, _ = clean_text(value)
+        if len(text) > limit:
+            errors.append(_error(name, "citizen.field.too_long", limit=limit))
+        out[code] = text
+    return out
+
+
+def parse_datetime(text: str) -> datetime | None:
+    """Parse a W3C date-time with its time zone; None if it is not one."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
+
+
+def _contacts(sub: Submission, errors: list[Any]) -> dict[str, str | None]:
+    fields: dict[str, str | None] = {}
+    for name in ("first_name", "last_name", "device_id", "account_id"):
+        raw = getattr(sub, name)
+        fields[name] = clean_text(raw)[0] or None if raw else None
+    fields["email"] = None
+    if sub.email:
+        email = sub.email.strip()
+        if not _EMAIL.match(email):
+            errors.append(_error("email", "citizen.field.email"))
+        fields["email"] = email
+    fields["phone"] = None
+    if sub.phone:
+        phone = notify_service.normalize_phone(sub.phone)
+        if phone is None:
+            errors.append(_error("phone", "citizen.field.phone"))
+        fields["phone"] = phone
+    return fields
+
+
+def create_report(
+    *, runtime: Runtime, session: Session, sub: Submission, client_id: int | None
+) -> Created:
+    """Take a report in: validate, locate, route, link or open its incident; return it."""
+    if not sub.service_code:
+        raise _invalid([_error("service_code", "citizen.field.required")])
+    service_row = service.get_service(session=session, service_code=sub.service_code)
+    if service_row is None or not service_row.is_active:
+        raise NotFound("citizen.service.not_found", code=sub.service_code[:40])
+    errors: list[dict[str, Any]] = []
+    for name, limit in LIMITS.items():
+        value = getattr(sub, name)
+        if value is not None and len(value) > limit:
+            errors.append(_error(name, "citizen.field.too_long", limit=limit))
+    if errors:
+        raise _invalid(errors)
+    lat = _number(sub.lat, "lat", -90, 90, errors)
+    lon = _number(sub.long, "long", -180, 180, errors)
+    if (sub.lat is None) != (sub.long is None):
+        errors.append(_error("long" if sub.long is None else "lat", "citizen.field.pair"))
+    address = clean_text(sub.address_string)[0] or None if sub.address_string else None
+    if sub.lat is None and sub.long is None and address is None:
+        errors.append(_error("lat", "citizen.field.location"))
+    description, had_markup = clean_text(sub.description or "")
+    media_url = sub.media_url.strip() if sub.media_url else None
+    if media_url is not None:
+        parts = urlsplit(media_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or _CONTROL.search(media_url):
+            errors.append(_error("media_url", "citizen.field.url"))
+    attributes = _attributes(service_row, sub.attributes, errors)
+    contacts = _contacts(sub, errors)
+    if errors:
+        raise _invalid(errors)
+    unit_code: str | None = None
+    if lat is not None and lon is not None:
+        unit = unit_service.locate(session=session, lat=lat, lon=lon, caches=runtime.caches)
+        if unit is None:
+            raise _invalid([_error("lat", "citizen.field.outside")])
+        unit_code = unit.code
+    elif address is not None:
+        unit_code = unit_from_address(runtime=runtime, session=session, address=address)
+    now = runtime.clock.now()
+    duplicates: list[Report] = []
+    if lat is not None and lon is not None:
+        duplicates = service.find_duplicates(
+            session=session,
+            service_code=service_row.code,
+            lat=lat,
+            lon=lon,
+            since=now - DUPLICATE_WINDOW,
+            radius_m=DUPLICATE_RADIUS_M,
+        )
+    original: Report | None = None
+    if sub.duplicate_of:
+        original = next(
+            (r for r in duplicates if r.tracking_code == sub.duplicate_of.strip().upper()), None
+        )
+        if original is None:
+            raise _invalid([_error("duplicate_of", "citizen.duplicate.not_near")])
+    reason = moderation_reason(description, had_markup)
+    report = service.create(
+        session=session,
+        report_in=service.NewReport(
+            service_code=service_row.code,
+            description=description,
+            address=address,
+            lat=lat,
+            lon=lon,
+            media_url=media_url,
+            attributes=attributes,
+            unit_code=unit_code,
+            department_code=service_row.department_code,
+            client_id=client_id,
+            moderation=str(Moderation.PENDING if reason else Moderation.NONE),
+            flag_reason=reason,
+            requested_at=now,
+            expected_at=now + timedelta(hours=service_row.sla_hours),
+            duplicate_of=original.id if original is not None else None,
+        ),
+    )
+    service.set_reporter(session=session, report=report, fields=contacts)
+    service.add_note(
+        session=session, report=report, at=now, kind=NoteKind.RECEIVED, description="Đã tiếp nhận"
+    )
+    notice: str | None = None
+    if original is not None:
+        report.incident_id, report.incident_code = original.incident_id, original.incident_code
+        report.expected_at = original.expected_at
+        service.add_note(
+            session=session,
+            report=report,
+            at=now,
+            kind=NoteKind.DUPLICATE,
+            description=f"Gộp với phản ánh {original.tracking_code}",
+        )
+        notice = f"Linked to {original.tracking_code}"
+    elif reason is None:
+        open_incident(runtime=runtime, session=session, report=report, service_row=service_row)
+        if duplicates:
+            notice = "Possible duplicate of " + ", ".join(r.tracking_code for r in duplicates[:5])
+    else:
+        # Said plainly, so the client knows why the report is not listed yet.
+        notice = "Held for moderation"
+    runtime.bus.publish_after_commit(
+        session,
+        Event(
+            type=str(CitizenEvent.REPORT_CREATED),
+            data=_event_data(report),
+            at=now,
+        ),
+    )
+    return Created(report=report, notice=notice, duplicates=duplicates)
+
+
+def unit_from_address(*, runtime: Runtime, session: Session, address: str) -> str | None:
+    """Return the commune or ward an address names in full ("phường Trấn Biên"), if any."""
+    from cityops.core.text import fold
+
+    names: list[tuple[str, str]] | None = runtime.caches.get("citizen.unit_names")
+    if names is None:
+        units, _ = unit_service.get_all(
+            session=session, on=runtime.clock.now().date(), level="commune", limit=10_000
+        )
+        # Longest first, so "phuong long binh tan" wins over "phuong long binh".
+        names = sorted(
+            ((unit.name_folded.lower(), unit.code) for unit in units), key=lambda p: -len(p[0])
+        )
+        runtime.caches["citizen.unit_names"] = names
+    folded = f" {' '.join(fold(address).lower().replace(',', ' ').split())} "
+    return next((code for name, code in names if f" {name} " in folded), None)
+
+
+def _event_data(report: Report) -> dict[str, Any]:
+    # No personal data: events reach the live stream and webhooks.
+    return {
+        "report_id": report.id,
+        "tracking_code": report.tracking_code,
+        "service_code": report.service_code,
+        "status": report.status,
+        "unit_code": report.unit_code,
+        "department_code": report.department_code,
+        "incident_id": report.incident_id,
+        "duplicate_of": report.duplicate_of,
+        "moderation": report.moderation,
+        "lat": report.lat,
+        "lon": report.lon,
+    }
+
+
+def open_incident(
+    *, runtime: Runtime, session: Session, report: Report, service_row: CitizenService
+) -> None:
+    """Open the incident that handles a report, with its service's department and category."""
+    summary = " ".join(report.description.split())[:200] or (report.address or "")[:200]
+    title = f"{service_row.name}: {summary}".strip().rstrip(":")[:300]
+    body = [report.description] if report.description else []
+    if report.address:
+        body.append(f"Địa chỉ: {report.address}")
+    body.append(f"Mã phản ánh: {report.tracking_code}")
+    incident = incidents_flows.create_incident(
+        runtime=runtime,
+        session=session,
+        principal=CITIZEN_PRINCIPAL,
+        incident_in=IncidentCreate(
+            title=title,
+            description="\n".join(body)[:10_000],
+            category_code=service_row.incident_category,
+            severity=service_row.severity,
+            lat=report.lat,
+            lon=report.lon,
+            unit_code=report.unit_code,
+            department_code=service_row.department_code,
+            source_ref=f"citizen:{report.tracking_code}",
+        ),
+    )
+    report.incident_id, report.incident_code = incident.id, incident.code
+    session.flush()
+
+
+# --- incidents → reports ---------------------------------------------------------------------
+
+
+def on_incident_changed(*, runtime: Runtime, session: Session, event: Event) -> None:
+    """Carry an incident's status change to its reports and tell their reporters."""
+    data = event.data
+    status, previous = data.get("status"), data.get("previous_status")
+    if not isinstance(data.get("incident_id"), int) or status == previous or status is None:
+        return
+    reports = service.get_by_incident(session=session, incident_id=data["incident_id"])
+    if not reports:
+        return
+    vi, _en = STATUS_TEXT.get(str(status), (str(status), str(status)))
+    closed = status in CLOSED_INCIDENT
+    for report in reports:
+        report.status = str(ReportStatus.CLOSED if closed else ReportStatus.OPEN)
+        report.closed_at = event.at if closed else None
+        report.status_notes = vi
+        report.updated_at = event.at
+        service.add_note(
+            session=session, report=report, at=event.at, kind=NoteKind.STATUS, description=vi
+        )
+    _tell_reporters(runtime=runtime, session=session, reports=reports, text=vi, at=event.at)
+
+
+def on_comment_added(*, runtime: Runtime, session: Session, event: Event) -> None:
+    """Publish an incident's public comment on its reports and send it to their reporters."""
+    data = event.data
+    note = data.get("note")
+    if data.get("public") is not True or not isinstance(note, str) or not note.strip():
+        return
+    if not isinstance(data.get("incident_id"), int):
+        return
+    reports = service.get_by_incident(session=session, incident_id=data["incident_id"])
+    text = clean_text(note)[0][:2000]
+    for report in reports:
+        report.status_notes = text
+        report.updated_at = event.at
+        service.add_note(
+            session=session, report=report, at=event.at, kind=NoteKind.COMMENT, description=text
+        )
+    if reports:
+        _tell_reporters(runtime=runtime, session=session, reports=reports, text=text, at=event.at)
+
+
+def _tell_reporters(
+    *, runtime: Runtime, session: Session, reports: list[Report], text: str, at: datetime
+) -> None:
+    settings = runtime.settings
+    by_id = {r.id: r for r in reports}
+    for reporter in service.get_reporters(session=session, report_ids=list(by_id)):
+        report = by_id[reporter.report_id]
+        link = f"{settings.public_url.rstrip('/')}/public/reports/{report.tracking_code}"
+        message = f"Phản ánh {report.tracking_code}: {text}"
+        owner = f"citizen:{report.tracking_code}"
+        if reporter.email and smtp_configured(settings):
+            mail = EmailMessage()
+            mail["From"] = settings.smtp_from
+            mail["To"] = reporter.email
+            mail["Subject"] = f"[CityOps] Phản ánh {report.tracking_code}"
+            mail["Date"] = format_datetime(at)
+            mail["Message-ID"] = make_msgid(domain="cityops.local")
+            mail.set_content(f"{message}\n\n{link}\n")
+            outbox.enqueue(
+                session=session,
+                now=at,
+                channel=SMTP_CHANNEL,
+                owner=owner,
+                source="citizen",
+                target=reporter.email,
+                payload=mail.as_bytes(),
+                content_type="message/rfc822",
+                source_ref=report.tracking_code,
+            )
+        if reporter.phone and settings.sms_gateway_url:
+            short = notify_channels.unaccent(message) if settings.sms_unaccented else message
+            values = {
+                "phone": reporter.phone,
+                "phone_national": notify_service.national_phone(reporter.phone),
+                "message": short[: notify_channels.SMS_MAX],
+            }
+            outbox.enqueue(
+                session=session,
+                now=at,
+                channel="sms",
+                owner=owner,
+                source="citizen",
+                target=settings.sms_gateway_url,
+                payload=notify_channels.render_gateway(settings.sms_gateway_template, values),
+                content_type="application/json",
+                source_ref=report.tracking_code,
+            )
+
+
+# --- moderation, rating, erasure -------------------------------------------------------------
+
+
+def moderate(*, runtime: Runtime, session: Session, report: Report, approve: bool) -> Report:
+    """Approve a flagged report (its incident opens) or hide it (it closes, never shown)."""
+    if report.moderation != Moderation.PENDING:
+        raise Conflict("citizen.moderation.not_pending", code=report.tracking_code)
+    now = runtime.clock.now()
+    report.updated_at = now
+    if approve:
+        report.moderation = str(Moderation.APPROVED)
+        service_row = service.get_service_or_raise(
+            session=session, service_code=report.service_code
+        )
+        open_incident(runtime=runtime, session=session, report=report, service_row=service_row)
+    else:
+        report.moderation = str(Moderation.HIDDEN)
+        report.status = str(ReportStatus.CLOSED)
+        report.closed_at = now
+    session.flush()
+    return report
+
+
+def rate(
+    *, runtime: Runtime, session: Session, report: Report, satisfied: bool, comment: str | None
+) -> Report:
+    """Record the reporter's rating of a closed report (once)."""
+    if report.status != ReportStatus.CLOSED or report.moderation == Moderation.HIDDEN:
+        raise Conflict("citizen.rating.not_closed", code=report.tracking_code)
+    if report.rated_at is not None:
+        raise Conflict("citizen.rating.done", code=report.tracking_code)
+    now = runtime.clock.now()
+    report.satisfied = satisfied
+    report.rating_comment = clean_text(comment)[0][:1000] or None if comment else None
+    report.rated_at = now
+    session.flush()
+    runtime.bus.publish_after_commit(
+        session,
+        Event(
+            type=str(CitizenEvent.REPORT_RATED),
+            data={**_event_data(report), "satisfied": satisfied},
+            at=now,
+        ),
+    )
+    return report
+
+
+def request_erasure(
+    *, runtime: Runtime, session: Session, tracking_code: str, contact: str
+) -> None:
+    """Erase a reporter's personal data at their request (tracking code + their e-mail or phone)."""
+    report = service.get_by_code(session=session, tracking_code=tracking_code)
+    reporter = (
+        service.get_reporter(session=session, report_id=report.id) if report is not None else None
+    )
+    given = contact.strip()
+    phone = notify_service.normalize_phone(given)
+    matches = reporter is not None and (
+        (reporter.email is not None and reporter.email.lower() == given.lower())
+        or (reporter.phone is not None and phone is not None and reporter.phone == phone)
+    )
+    if report is None or not matches:
+        # One answer for "no such report" and "not your contact": nothing to learn by guessing.
+        raise NotFound("citizen.erasure.no_match")
+    service.erase_reporter(session=session, report=report, at=runtime.clock.now())
+
+
+def erase_expired(*, runtime: Runtime, session: Session) -> int:
+    """Erase personal data of reports closed longer ago than the retention setting."""
+    now = runtime.clock.now()
+    cutoff = now - timedelta(days=runtime.settings.citizen_retention_days)
+    return service.erase_expired(
+        session=session, closed_before=cutoff, at=now, limit=RETENTION_BATCH
+    )
+
+
+# --- profile ---------------------------------------------------------------------------------
+
+
+def load_catalogue(profile: str) -> list[dict[str, Any]]:
+    """Read the profile's service catalogue (profiles/<name>/citizen/services.yaml)."""
+    path = resources.files("cityops.profiles") / profile / "citizen" / "services.yaml"
+    if not path.is_file():
+        return []
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return list(data.get("services", []))
+
+
+def service_fields(item: Mapping[str, Any], position: int) -> dict[str, Any]:
+    """Turn a catalogue entry into the columns of a service."""
+    attributes = []
+    for order, attr in enumerate(item.get("attributes", []), start=1):
+        attributes.append(
+            {
+                "code": str(attr["code"]),
+                "variable": bool(attr.get("variable", True)),
+                "datatype": str(AttributeType(attr.get("datatype", "string"))),
+                "required": bool(attr.get("required", False)),
+                "datatype_description": str(attr.get("datatype_description", "")),
+                "order": int(attr.get("order", order)),
+                "description": str(attr["description"]),
+                "description_en": str(attr.get("description_en", attr["description"])),
+                "values": [
+                    {
+                        "key": str(v["key"]),
+                        "name": str(v["name"]),
+                        "name_en": str(v.get("name_en", v["name"])),
+                    }
+                    for v in attr.get("values", [])
+                ],
+            }
+        )
+    return {
+        "code": str(item["code"]),
+        "name": str(item["name"]),
+        "name_en": str(item["name_en"]),
+        "description": str(item.get("description", "")),
+        "description_en": str(item.get("description_en", "")),
+        "group": str(item["group"]),
+        "group_en": str(item.get("group_en", item["group"])),
+        "keywords": str(item.get("keywords", "")),
+        "department_code": str(item["department"]),
+        "incident_category": str(item["incident_category"]),
+        "severity": str(item.get("severity", "medium")),
+        "sla_hours": int(item["sla_hours"]),
+        "attributes": attributes,
+        "is_active": True,
+        "position": position,
+    }
+
+
+def seed_profile(*, session: Session, profile: str, clock: Clock) -> dict[str, int]:
+    """Add the profile's services that are missing (services admins edited stay as they are)."""
+    added = 0
+    for position, item in enumerate(load_catalogue(profile), start=1):
+        if service.get_service(session=session, service_code=str(item["code"])) is not None:
+            continue
+        fields = service_fields(item, position)
+        department = fields["department_code"]
+        if unit_service.get_department(session=session, department_code=department) is None:
+            raise ValueError(f"citizen service {fields['code']}: unknown department {department}")
+        service.create_service(session=session, service_in=fields, clock=clock)
+        added += 1
+    return {"citizen_services": added}

@@ -1,0 +1,427 @@
+"""Database work of the citizen context: the service catalogue, reports, notes and reporters.
+
+Functions flush, never commit. Public queries read `citizen_report` only: the reporter's personal
+data sit in `citizen_reporter` and are read by `get_reporter` alone.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, case, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from cityops.citizen.enums import Moderation, NoteKind, ReportStatus
+from cityops.citizen.models import CitizenService, Report, Reporter, ReportNote
+from cityops.core.clock import Clock
+from cityops.core.errors import Conflict, NotFound
+
+# Tracking codes: no 0/O, 1/I/L, so a code read over the phone is typed right.
+_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+EARTH_RADIUS_M = 6_371_000.0
+# Reports shown publicly: not waiting for a moderator, not hidden by one.
+PUBLIC_MODERATION = (str(Moderation.NONE), str(Moderation.APPROVED))
+
+
+def new_tracking_code() -> str:
+    """Return a fresh, unguessable tracking code such as `PA-7KQ2-M9XD`."""
+    body = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    return f"PA-{body[:4]}-{body[4:]}"
+
+
+def new_token() -> str:
+    """Return a fresh Open311 token."""
+    return secrets.token_hex(16)
+
+
+# --- catalogue -------------------------------------------------------------------------------
+
+
+def get_service(*, session: Session, service_code: str) -> CitizenService | None:
+    """Return a service by code, or None."""
+    return session.get(CitizenService, service_code)
+
+
+def get_service_or_raise(*, session: Session, service_code: str) -> CitizenService:
+    """Return a service by code, or raise 404."""
+    found = get_service(session=session, service_code=service_code)
+    if found is None:
+        raise NotFound("citizen.service.not_found", code=service_code)
+    return found
+
+
+def get_all_services(*, session: Session, active_only: bool = False) -> list[CitizenService]:
+    """Return the catalogue in display order."""
+    query = select(CitizenService).order_by(CitizenService.position, CitizenService.code)
+    if active_only:
+        query = query.where(CitizenService.is_active.is_(True))
+    return list(session.scalars(query).all())
+
+
+def create_service(*, session: Session, service_in: dict[str, Any], clock: Clock) -> CitizenService:
+    """Add a service to the catalogue."""
+    if get_service(session=session, service_code=service_in["code"]) is not None:
+        raise Conflict("citizen.service.exists", code=service_in["code"])
+    now = clock.now()
+    row = CitizenService(**service_in, created_at=now, updated_at=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def update_service(
+    *, session: Session, service: CitizenService, changes: dict[str, Any], clock: Clock
+) -> CitizenService:
+    """Change a service's fields."""
+    for name, value in changes.items():
+        setattr(service, name, value)
+    service.updated_at = clock.now()
+    session.flush()
+    return service
+
+
+def delete_service(*, session: Session, service: CitizenService) -> None:
+    """Remove a service nobody ever reported under (retire it otherwise)."""
+    used = session.scalar(select(Report.id).where(Report.service_code == service.code).limit(1))
+    if used is not None:
+        raise Conflict("citizen.service.in_use", code=service.code)
+    session.delete(service)
+    session.flush()
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class NewReport:
+    """Everything needed to insert a report (flows decides the values)."""
+
+    service_code: str
+    description: str
+    address: str | None
+    lat: float | None
+    lon: float | None
+    media_url: str | None
+    attributes: dict[str, Any]
+    unit_code: str | None
+    department_code: str | None
+    client_id: int | None
+    moderation: str
+    flag_reason: str | None
+    requested_at: datetime
+    expected_at: datetime | None
+    duplicate_of: int | None = None
+
+
+def create(*, session: Session, report_in: NewReport) -> Report:
+    """Insert a report, open, with a new tracking code and token."""
+    report = Report(
+        tracking_code=new_tracking_code(),
+        token=new_token(),
+        service_code=report_in.service_code,
+        status=str(ReportStatus.OPEN),
+        description=report_in.description,
+        address=report_in.address,
+        lat=report_in.lat,
+        lon=report_in.lon,
+        media_url=report_in.media_url,
+        attributes=report_in.attributes,
+        unit_code=report_in.unit_code,
+        department_code=report_in.department_code,
+        client_id=report_in.client_id,
+        moderation=report_in.moderation,
+        flag_reason=report_in.flag_reason,
+        requested_at=report_in.requested_at,
+        updated_at=report_in.requested_at,
+        expected_at=report_in.expected_at,
+        duplicate_of=report_in.duplicate_of,
+    )
+    session.add(report)
+    session.flush()
+    return report
+
+
+def get(*, session: Session, report_id: int) -> Report | None:
+    """Return a report by id, or None."""
+    return session.get(Report, report_id)
+
+
+def get_by_code(*, session: Session, tracking_code: str) -> Report | None:
+    """Return a report by its tracking code (the Open311 service_request_id), or None."""
+    return session.scalars(
+        select(Report).where(Report.tracking_code == tracking_code.strip().upper())
+    ).one_or_none()
+
+
+def get_by_code_or_raise(*, session: Session, tracking_code: str) -> Report:
+    """Return a report by tracking code, or raise 404."""
+    report = get_by_code(session=session, tracking_code=tracking_code)
+    if report is None:
+        raise NotFound("citizen.report.not_found", code=tracking_code[:40])
+    return report
+
+
+def get_by_token(*, session: Session, token: str) -> Report | None:
+    """Return a report by its Open311 token, or None."""
+    return session.scalars(select(Report).where(Report.token == token)).one_or_none()
+
+
+def get_by_incident(*, session: Session, incident_id: int) -> list[Report]:
+    """Return the reports sharing an incident."""
+    return list(
+        session.scalars(
+            select(Report).where(Report.incident_id == incident_id).order_by(Report.id)
+        ).all()
+    )
+
+
+PUBLIC_COLUMNS = (
+    Report.id,
+    Report.tracking_code,
+    Report.service_code,
+    Report.status,
+    Report.status_notes,
+    Report.description,
+    Report.address,
+    Report.lat,
+    Report.lon,
+    Report.media_url,
+    Report.department_code,
+    Report.unit_code,
+    Report.requested_at,
+    Report.updated_at,
+    Report.expected_at,
+    Report.duplicate_of,
+)
+
+
+def get_all_public(
+    *,
+    session: Session,
+    tracking_codes: Sequence[str] = (),
+    service_codes: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    start: datetime | None = None,
+    end: datetime | None = None,
+    unit_codes: Sequence[str] = (),
+    limit: int = 1000,
+    offset: int = 0,
+) -> list[Row[Any]]:
+    """Return public columns of visible reports, newest first (Core rows: the hot path)."""
+    query = select(*PUBLIC_COLUMNS).where(Report.moderation.in_(PUBLIC_MODERATION))
+    if tracking_codes:
+        query = query.where(Report.tracking_code.in_([c.upper() for c in tracking_codes]))
+    else:
+        if service_codes:
+            query = query.where(Report.service_code.in_(list(service_codes)))
+        if statuses:
+            query = query.where(Report.status.in_(list(statuses)))
+        if unit_codes:
+            query = query.where(Report.unit_code.in_(list(unit_codes)))
+        if start is not None:
+            query = query.where(Report.requested_at >= start)
+        if end is not None:
+            query = query.where(Report.requested_at <= end)
+    query = query.order_by(Report.requested_at.desc(), Report.id.desc())
+    return list(session.execute(query.limit(limit).offset(offset)).all())  # type: ignore[arg-type]
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Return the great-circle distance between two points, in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
+
+
+def find_duplicates(
+    *,
+    session: Session,
+    service_code: str,
+    lat: float,
+    lon: float,
+    since: datetime,
+    radius_m: float,
+) -> list[Report]:
+    """Return open, public reports of a service within `radius_m` of a point since a time."""
+    # A bounding box on the indexed columns first, the exact distance after.
+    dlat = radius_m / 111_320.0
+    dlon = radius_m / (111_320.0 * max(math.cos(math.radians(lat)), 0.01))
+    rows = session.scalars(
+        select(Report)
+        .where(
+            Report.service_code == service_code,
+            Report.status == str(ReportStatus.OPEN),
+            Report.lat.between(lat - dlat, lat + dlat),
+            Report.lon.between(lon - dlon, lon + dlon),
+            Report.requested_at >= since,
+            Report.moderation.in_(PUBLIC_MODERATION),
+            Report.duplicate_of.is_(None),
+        )
+        .order_by(Report.requested_at)
+        .limit(50)
+    ).all()
+    near = [
+        (distance_m(lat, lon, r.lat, r.lon), r)
+        for r in rows
+        if r.lat is not None and r.lon is not None
+    ]
+    return [r for d, r in sorted(near, key=lambda pair: pair[0]) if d <= radius_m]
+
+
+def get_pending_moderation(*, session: Session, limit: int, offset: int) -> list[Report]:
+    """Return reports waiting for a moderator, oldest first."""
+    return list(
+        session.scalars(
+            select(Report)
+            .where(Report.moderation == str(Moderation.PENDING))
+            .order_by(Report.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+    )
+
+
+# --- notes -----------------------------------------------------------------------------------
+
+
+def add_note(
+    *, session: Session, report: Report, at: datetime, kind: NoteKind, description: str
+) -> ReportNote:
+    """Append an entry to a report's public history."""
+    note = ReportNote(
+        report_id=report.id,
+        at=at,
+        kind=str(kind),
+        status=report.status,
+        description=description[:2000],
+    )
+    session.add(note)
+    session.flush()
+    return note
+
+
+def get_notes(*, session: Session, report_ids: Sequence[int]) -> dict[int, list[ReportNote]]:
+    """Return the history of several reports, oldest first, by report id."""
+    out: dict[int, list[ReportNote]] = {rid: [] for rid in report_ids}
+    if not report_ids:
+        return out
+    rows = session.scalars(
+        select(ReportNote).where(ReportNote.report_id.in_(list(report_ids))).order_by(ReportNote.id)
+    ).all()
+    for row in rows:
+        out[row.report_id].append(row)
+    return out
+
+
+# --- personal data ---------------------------------------------------------------------------
+
+
+def set_reporter(*, session: Session, report: Report, fields: dict[str, str | None]) -> None:
+    """Store who sent a report (only if they left anything)."""
+    if any(fields.values()):
+        session.add(Reporter(report_id=report.id, **fields))
+        session.flush()
+
+
+def get_reporter(*, session: Session, report_id: int) -> Reporter | None:
+    """Return a report's reporter: personal data, for staff handling the case only."""
+    return session.get(Reporter, report_id)
+
+
+def get_reporters(*, session: Session, report_ids: Sequence[int]) -> list[Reporter]:
+    """Return the reporters of several reports (those who left contact details)."""
+    if not report_ids:
+        return []
+    return list(
+        session.scalars(select(Reporter).where(Reporter.report_id.in_(list(report_ids)))).all()
+    )
+
+
+def erase_reporter(*, session: Session, report: Report, at: datetime) -> None:
+    """Erase a reporter's personal data for good."""
+    session.execute(delete(Reporter).where(Reporter.report_id == report.id))
+    report.personal_data_erased_at = at
+    session.flush()
+
+
+def erase_expired(*, session: Session, closed_before: datetime, at: datetime, limit: int) -> int:
+    """Erase the personal data of reports closed before a time; return how many reports."""
+    ids = list(
+        session.scalars(
+            select(Reporter.report_id)
+            .join(Report, Report.id == Reporter.report_id)
+            .where(Report.closed_at.is_not(None), Report.closed_at < closed_before)
+            .limit(limit)
+        ).all()
+    )
+    if not ids:
+        return 0
+    session.execute(delete(Reporter).where(Reporter.report_id.in_(ids)))
+    session.execute(update(Report).where(Report.id.in_(ids)).values(personal_data_erased_at=at))
+    return len(ids)
+
+
+# --- satisfaction (Decision 766) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Satisfaction:
+    """Reports closed in a period: how many, how many on time, rated, and rated satisfied."""
+
+    closed: int
+    closed_on_time: int
+    rated: int
+    satisfied: int
+
+    @property
+    def satisfaction_rate(self) -> float | None:
+        """Share of rated reports whose reporter was satisfied (None when nobody rated)."""
+        return self.satisfied / self.rated if self.rated else None
+
+    @property
+    def on_time_rate(self) -> float | None:
+        """Share of closed reports closed by their expected time."""
+        return self.closed_on_time / self.closed if self.closed else None
+
+
+def satisfaction(
+    *,
+    session: Session,
+    start: datetime,
+    end: datetime,
+    unit_codes: Sequence[str] | None = None,
+    department_code: str | None = None,
+) -> Satisfaction:
+    """Count reports closed in [start, end): on time, rated and satisfied (766 indicators)."""
+    conditions: list[Any] = [
+        Report.closed_at >= start,
+        Report.closed_at < end,
+        Report.duplicate_of.is_(None),
+    ]
+    if unit_codes is not None:
+        conditions.append(Report.unit_code.in_(list(unit_codes)))
+    if department_code is not None:
+        conditions.append(Report.department_code == department_code)
+    on_time = func.sum(
+        case((Report.expected_at.is_(None) | (Report.closed_at <= Report.expected_at), 1), else_=0)
+    )
+    row = session.execute(
+        select(
+            func.count(),
+            on_time,
+            func.count(Report.satisfied),
+            func.sum(case((Report.satisfied.is_(True), 1), else_=0)),
+        ).where(*conditions)
+    ).one()
+    return Satisfaction(
+        closed=int(row[0] or 0),
+        closed_on_time=int(row[1] or 0),
+        rated=int(row[2] or 0),
+        satisfied=int(row[3] or 0),
+    )
