@@ -3,7 +3,10 @@
 
 import { csrfToken } from "./session.js";
 
-const config = JSON.parse(document.getElementById("desk-config").textContent);
+// The list page has no configuration: it is plain HTML (links and a GET form).
+const configElement = document.getElementById("desk-config");
+const config = configElement
+  ? JSON.parse(configElement.textContent) : { strings: {}, assignees: [], lang: "vi" };
 const S = config.strings;
 const errorBox = document.getElementById("desk-error");
 const statusBox = document.getElementById("desk-status");
@@ -41,10 +44,10 @@ setInterval(tick, 15000);
 
 /** Show the API's problem+json message (and the field errors it names). */
 function showError(problem) {
-  const lines = [problem.detail || problem.title || S["web.desk.action.failed"]];
-  for (const error of problem.errors || []) {
-    if (error.message) lines.push(error.message);
-  }
+  // The field messages say what to fix; the summary ("1 field to fix") only when there are none.
+  const fields = (problem.errors || []).map((e) => e.message).filter(Boolean);
+  const lines = fields.length
+    ? fields : [problem.detail || problem.title || S["web.desk.action.failed"]];
   errorBox.textContent = lines.join(" — ");
   errorBox.hidden = false;
   errorBox.focus?.();
