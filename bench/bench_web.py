@@ -159,6 +159,17 @@ def _run(base: str, key: str, sync_playwright: Any) -> None:
             )
             assert body.get_attribute("data-incidents") == str(INCIDENTS)
             loads.append((elapsed, sum(sizes), len(sizes)))
+            # Where the time goes: the browser's own resource timings (transferSize included).
+            entries = page.evaluate(
+                "performance.getEntriesByType('resource').map(e => "
+                "[e.name.replace(location.origin, ''), e.startTime, e.duration, e.transferSize])"
+            )
+            transferred = sum(e[3] for e in entries)
+            slow = sorted(entries, key=lambda e: -e[2])[:4]
+            print(
+                f"    resources: {transferred / 1e6:.2f} MB transferSize; slowest: "
+                + "; ".join(f"{e[0][:60]} {e[2]:.0f} ms (from {e[1]:.0f})" for e in slow)
+            )
         for elapsed, size, count in loads:
             print(
                 f"(1) first load of / ({ENTITIES:,} entities, {INCIDENTS:,} open incidents): "

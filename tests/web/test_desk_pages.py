@@ -147,3 +147,13 @@ def test_the_desk_speaks_english(
     detail = client.get(f"/incidents/{incident['code']}")
     assert "Timeline" in detail.text
     assert "Resolve by" in detail.text
+
+
+def test_the_operations_screen_feeds_only_the_kinds_the_user_may_read(
+    client: TestClient, make_user: Callable[..., str]
+) -> None:
+    _session(client, make_user("operator"))
+    page = client.get("/")
+    assert '"feedKinds": ["alerts", "incidents"]' in page.text
+    assert 'id="feed"' in page.text
+    assert "Sự cố đang mở" in page.text  # the incidents layer's name, for the layer control
