@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 
 from cityops.core.deps import ClockDep, LangDep, SessionDep, SettingsDep, TranslatorDep
 from cityops.core.i18n import LANGUAGES, format_number
-from cityops.core.security import OptionalPrincipal, Principal
+from cityops.core.security import OptionalPrincipal, Permission, Principal
 from cityops.units import service as unit_service
 
 router = APIRouter(include_in_schema=False)
@@ -72,6 +72,19 @@ def login_page(
     return _render(request, "login.html", lang, translate, next=target)
 
 
+# The strings of the live feed and the incidents layer (feed.js).
+DESK_FEED_KEYS = (
+    *(f"web.feed.{key}" for key in ("alert", "incident", "live", "offline")),
+    *(
+        f"web.feed.{verb}"
+        for verb in ("opened", "acknowledged", "snoozed", "resolved", "created", "changed")
+    ),
+    *(f"web.feed.{verb}" for verb in ("comment", "sla", "escalated")),
+    *(f"web.desk.severity.{s}" for s in ("low", "medium", "high", "critical")),
+    *(f"web.desk.status.{s}" for s in ("new", "assigned", "in_progress", "resolved", "closed")),
+    "web.desk.layer.incidents",
+)
+
 OPS_KEYS = (
     "web.ops.loading",
     "web.ops.sensors",
@@ -99,6 +112,7 @@ OPS_KEYS = (
     "web.flood.alarm2",
     "web.flood.alarm3",
     "web.user.logout_failed",
+    *DESK_FEED_KEYS,
 )
 
 
@@ -137,6 +151,15 @@ def operations(
             for area in areas
         ],
         "strings": {key: str(translate(key, lang)) for key in OPS_KEYS},
+        # The live feed follows the kinds the user may read (the stream refuses others).
+        "feedKinds": [
+            kind
+            for kind, permission in (
+                ("alerts", Permission.ALERT_READ),
+                ("incidents", Permission.INCIDENT_READ),
+            )
+            if principal.can(permission)
+        ],
     }
     return _render(
         request,

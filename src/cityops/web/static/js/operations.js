@@ -1,6 +1,8 @@
 // The operations screen: CityOps's own boundaries, the sensors from the NGSI-LD API, and the key
 // figures of the chosen area. Leaflet and markercluster are loaded as classic scripts (global L).
 
+import { startFeed } from "./feed.js";
+
 const config = JSON.parse(document.getElementById("ops-config").textContent);
 const S = config.strings;
 const locale = config.lang === "en" ? "en-GB" : "vi-VN";
@@ -93,6 +95,14 @@ function bboxOf(geometry) {
   return box;
 }
 
+/** Return the [lat, lon] centre of a commune or ward's bounding box, or null. */
+function unitCentre(code) {
+  const feature = features.find((f) => f.properties.code === code);
+  if (!feature) return null;
+  const [west, south, east, north] = feature.bbox;
+  return [(south + north) / 2, (west + east) / 2];
+}
+
 // --- data -----------------------------------------------------------------------------------
 
 async function getJson(url) {
@@ -133,7 +143,7 @@ const boundaryLayer = L.geoJSON(null, {
 }).addTo(map);
 const cluster = L.markerClusterGroup({ showCoverageOnHover: false, maxClusterRadius: 40 });
 map.addLayer(cluster);
-L.control.layers(null, {
+const layerControl = L.control.layers(null, {
   [S["web.ops.layer.boundaries"]]: boundaryLayer, [S["web.ops.layer.sensors"]]: cluster,
 }, { collapsed: true }).addTo(map);
 
@@ -141,6 +151,7 @@ const areaSelect = document.getElementById("area");
 const unitSelect = document.getElementById("unit");
 const unitNames = new Map(config.units.map((u) => [u.code, u.name]));
 let features = [];
+let feed = null;
 let sensors = [];
 
 function selectedUnits() {
@@ -191,6 +202,7 @@ function render() {
   if (shown.length) map.fitBounds(boundaryLayer.getBounds(), { padding: [12, 12], animate: false });
   document.body.dataset.bounds = map.getBounds().toBBoxString();
   figures(shown.length, inside);
+  if (feed) feed.render();
 }
 
 function figures(unitCount, inside) {
@@ -261,7 +273,9 @@ async function start() {
     document.getElementById("updated").textContent = S["web.ops.load_failed"];
     console.error(error);
   }
+  feed = startFeed({ map, config, selectedUnits, layers: layerControl, unitCentre });
   render();
+  await feed.ready;
   if (!document.getElementById("updated").textContent) {
     document.getElementById("updated").textContent = `${S["web.ops.updated"]} ${clock.format(new Date())}`;
   }
