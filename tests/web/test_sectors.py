@@ -192,6 +192,8 @@ def test_health_centre_lists_hospitals_and_follows_the_area(
     assert "THPT Long Khánh" not in health.text
     assert f'href="/entities/{HOSPITAL}"' in health.text
     assert "92,5" in health.text
+    # Its ward by name, not by code.
+    assert "<td>Phường Trấn Biên</td>" in health.text
     view = _config(health.text, "sector-config")["views"][0]
     assert view["series"] == [["Bệnh viện Đa khoa Đồng Nai", 92.5]]
 

@@ -223,9 +223,22 @@ def _value(attribute: Any) -> Any:
     return value
 
 
-def _display(value: Any, lang: str) -> str:
+# Text values with a translation: flood alarm levels are shared with the operations screen.
+VALUE_KEYS = {
+    "floodLevelStatus": "web.flood.",
+    "status": "web.sector.value.",
+    "powerState": "web.sector.value.",
+    "reservoirStatus": "web.sector.value.",
+}
+
+
+def _display(value: Any, lang: str, translate: Any = None, name: str = "") -> str:
     if value is None:
         return "—"
+    if isinstance(value, str) and translate is not None and name in VALUE_KEYS:
+        key = f"{VALUE_KEYS[name]}{value}"
+        text = str(translate(key, lang))
+        return value if text == key else text
     if isinstance(value, bool):
         return "✓" if value else "✗"
     if isinstance(value, int | float):
@@ -442,7 +455,7 @@ def entity_page(
             {
                 "name": short,
                 "dataset": attribute.dataset_id,
-                "value": _display(value, lang),
+                "value": _display(value, lang, translate, short),
                 "unit": attribute.unit_code or "",
                 "observed": _local(attribute.observed_at, runtime)
                 if attribute.observed_at
@@ -533,6 +546,8 @@ def _sector_page(
 ) -> Response:
     unit_codes, chosen_area, chosen_unit = _area_units(session, area, unit)
     now = runtime.clock.now()
+    selector = _selector(session, runtime, lang)
+    unit_names = {u["code"]: u["name"] for u in selector["units"]}
     views = []
     for view in sector.views:
         rows, truncated = _entities(session, runtime, principal, view, unit_codes)
@@ -549,7 +564,13 @@ def _sector_page(
                 "max": max(values) if values else None,
                 "truncated": truncated or len(rows) > TABLE_ROWS,
                 "items": [
-                    {**i, "cells": [_display(i["values"].get(c), lang) for c in view.columns]}
+                    {
+                        **i,
+                        "unit_name": unit_names.get(i["unit"] or "", i["unit"]),
+                        "cells": [
+                            _display(i["values"].get(c), lang, translate, c) for c in view.columns
+                        ],
+                    }
                     for i in rows[:TABLE_ROWS]
                 ],
                 # The chart shows every entity with a value, largest first (at most 30 bars).
@@ -617,7 +638,6 @@ def _sector_page(
             }
             for r in item_rows
         ]
-    selector = _selector(session, runtime, lang)
     department = unit_service.get_department(session=session, department_code=sector.department)
     figures = [
         ("alerts", alert_total),
