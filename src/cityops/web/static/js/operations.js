@@ -280,6 +280,7 @@ async function start() {
     document.getElementById("updated").textContent = `${S["web.ops.updated"]} ${clock.format(new Date())}`;
   }
   document.body.dataset.ready = "1";
+  import("./layers.js").then((m) => m.install({ map, sensors, features, config, getJson, selectedUnits, unitAt }));
 }
 
 start();
