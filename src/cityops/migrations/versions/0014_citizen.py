@@ -2,7 +2,7 @@
 (personal data, in a table of their own).
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-11-27
 """
 

@@ -1,7 +1,7 @@
 """KPI context: the indicator catalogue, population per unit and year, computed values.
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 Create Date: 2026-11-27
 """
 
