@@ -38,10 +38,10 @@ from cityops.incidents import jobs as incidents_jobs
 from cityops.ingest import api as ingest_api
 from cityops.ingest import jobs as ingest_jobs
 from cityops.ingest.mqtt import MqttBridge
-from cityops.notify import api as notify_api
-from cityops.notify import flows as notify_flows
 from cityops.kpi import api as kpi_api
 from cityops.kpi import install as kpi_install
+from cityops.notify import api as notify_api
+from cityops.notify import flows as notify_flows
 from cityops.programme import api as programme_api
 from cityops.registry import MESSAGE_PACKAGES, import_models
 from cityops.units import api as units_api
