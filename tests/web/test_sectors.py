@@ -55,6 +55,8 @@ def write(runtime: Runtime) -> Write:
             prop: dict[str, Any] = {"type": "Property", "value": value}
             if name not in ("name", "category", "capacity"):
                 prop["observedAt"] = iso(at)
+            if name == "pm25":
+                prop["unitCode"] = "GQ"
             entity[name] = prop
         with unit_of_work(runtime.session_factory) as session:
             session.info["actor"] = SYSTEM_PRINCIPAL
@@ -109,6 +111,9 @@ def test_entity_page_shows_current_values_alerts_and_incident(
     assert "Giá trị hiện tại" in text
     # Vietnamese number format: a decimal comma.
     assert "95,25" in text
+    # Units as symbols, not UN/CEFACT codes.
+    assert "<td>µg/m³</td>" in text
+    assert "<td>GQ</td>" not in text
     # The observation time in Asia/Ho_Chi_Minh (T0 = 03:00Z → 10:00).
     assert "20/11/2026 10:00" in text
     # VN_AQI 182 is "Xấu": the poor and bad rules open alerts, the bad one an incident too.
@@ -266,3 +271,5 @@ def test_wall_lists_every_sector_with_the_interval(
     assert config["interval"] == 45
     assert config["area"] == "bien-hoa-cu"
     assert config["sectors"][0]["name"] == "Y tế"
+    # Changing the interval keeps the area.
+    assert '<input type="hidden" name="area" value="bien-hoa-cu">' in page.text

@@ -163,6 +163,26 @@ AreaQuery = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9-]*$")]
 UnitQuery = Annotated[str | None, Query(max_length=16, pattern=r"^[0-9A-Za-z_-]*$")]
 
 
+# UN/CEFACT common codes → the symbols a reader knows (the code itself when not listed).
+UNIT_SYMBOLS = {
+    "GQ": "µg/m³",
+    "GP": "mg/m³",
+    "CEL": "°C",
+    "C62": "",
+    "MMT": "mm",
+    "MTS": "m/s",
+    "DD": "°",
+    "A97": "hPa",
+    "MTR": "m",
+    "M1": "mg/L",
+    "MQH": "m³/h",
+    "KMH": "km/h",
+    "2N": "dB",
+    "P1": "%",
+    "LTR": "L",
+}
+
+
 def _json(value: Any) -> str:
     # Inside <script>: "</" would end the element early.
     return json.dumps(value, ensure_ascii=False, default=str).replace("</", "<\\/")
@@ -456,7 +476,9 @@ def entity_page(
                 "name": short,
                 "dataset": attribute.dataset_id,
                 "value": _display(value, lang, translate, short),
-                "unit": attribute.unit_code or "",
+                "unit": UNIT_SYMBOLS.get(attribute.unit_code, attribute.unit_code)
+                if attribute.unit_code
+                else "",
                 "observed": _local(attribute.observed_at, runtime)
                 if attribute.observed_at
                 else "—",
@@ -775,5 +797,7 @@ def wall_page(
         translate,
         user=principal,
         interval=interval,
+        area=area or "",
+        unit=unit or "",
         config=_json(config),
     )
