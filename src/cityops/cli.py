@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -179,13 +180,14 @@ def demo(
         typer.echo("")
         # No evaluator thread runs here: the back-fill's observations are evaluated as they
         # come, so the demo opens with the alerts (and incidents) of its history.
+        story = runtime.clock.now()
         with alert_flows.engine_of(runtime).draining():
-            simulator = simulate_commands.demo_prepare(runtime, typer.echo)
+            simulator = simulate_commands.demo_prepare(runtime, typer.echo, story)
         mqtt = runtime.settings.mqtt_bridge
     typer.echo(f"  live:     {simulator} via {'MQTT' if mqtt else 'HTTP'}")
     # The simulator runs beside the server as a child process and stops with it.
     # The command is this interpreter running cityops with fixed arguments: nothing untrusted.
-    child = subprocess.Popen(simulate_commands.demo_command(url, mqtt=mqtt))  # noqa: S603
+    child = subprocess.Popen(simulate_commands.demo_command(url, mqtt=mqtt, story=story))  # noqa: S603
     try:
         serve(host=host, port=port, workers=1)
     finally:
@@ -195,6 +197,11 @@ def demo(
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait(timeout=10)
+
+
+def _aware(moment: datetime) -> datetime:
+    """Read a naive time as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @app.command()
@@ -220,6 +227,10 @@ def simulate(
     provision: Annotated[
         bool, typer.Option("--provision", help="Create the devices and static entities.")
     ] = False,
+    story: Annotated[
+        str | None,
+        typer.Option(help="Play the demo's storyline anchored at this ISO 8601 time."),
+    ] = None,
 ) -> None:
     """Stream realistic Đồng Nai sensor data (air, water, traffic, facilities) into CityOps."""
     from cityops.simulate import commands as simulate_commands
@@ -236,6 +247,7 @@ def simulate(
             duration=None if duration is None else simulate_commands.parse_duration(duration),
             speed=speed,
             provision=provision,
+            story=None if story is None else _aware(datetime.fromisoformat(story)),
         )
     except ValueError as exc:
         _fail(str(exc))

@@ -3,10 +3,11 @@ Biên Hòa that resolve by themselves when the air clears."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from cityops.alerts import flows
@@ -14,6 +15,7 @@ from cityops.core.clock import FrozenClock
 from cityops.core.events import Event
 from cityops.core.runtime import Runtime
 from cityops.simulate import anomalies
+from cityops.simulate import commands as simulate_commands
 from cityops.simulate import flows as simulate_flows
 from cityops.simulate.catalog import build_catalog, by_slug
 
@@ -146,3 +148,63 @@ def _at(text: str) -> Any:
 def _area_units(client: TestClient, headers: dict[str, str], code: str) -> set[str]:
     body = client.get(f"{API}/areas/{code}", headers=headers).json()
     return set(body["unit_codes"])
+
+
+@pytest.fixture
+def storyline() -> Iterator[None]:
+    """Forget the demo's storyline after the test (it is process-wide, as in the simulator)."""
+    yield
+    anomalies.script(())
+
+
+@pytest.mark.usefixtures("storyline")
+def test_the_demo_opens_with_a_past_episode_and_plays_a_live_spike_minutes_after_it_starts(
+    client: TestClient,
+    admin: dict[str, str],
+    runtime: Runtime,
+    engine: flows.Engine,
+    clock: FrozenClock,
+) -> None:
+    story = clock.now()
+    catalog = by_slug(build_catalog())
+    # What `cityops demo` does on an empty store: provision, back-fill three days, evaluated.
+    with engine.draining():
+        simulate_commands.demo_prepare(runtime, lambda _line: None, story)
+    assert engine.pending == 0
+    past = catalog[anomalies.STORY_PAST_SPIKE]
+    (episode,) = alerts_of(client, admin, entity=past.entity_id, rule="aqi-bad")
+    assert story - timedelta(hours=31) <= _at(episode["opened_at"]) <= story - timedelta(hours=26)
+    assert (episode["status"], episode["resolution"]) == ("resolved", "auto")
+    incidents = client.get(
+        f"{API}/incidents", params={"category_code": "air_pollution"}, headers=admin
+    ).json()["items"]
+    assert [i["unit_code"] for i in incidents] == [past.unit_code]
+
+    # The live simulator (started with the same anchor) sends the spike two minutes later.
+    live = catalog[anomalies.STORY_LIVE_SPIKE]
+    assert not alerts_of(client, admin, entity=live.entity_id, rule="aqi-bad")
+    clock.advance(timedelta(minutes=5))
+    simulate_flows.backfill(
+        runtime=runtime,
+        assets=[live],
+        seed=simulate_commands.DEMO_SEED,
+        start=story + timedelta(minutes=4),
+        end=clock.now(),
+        step=timedelta(minutes=1),
+    )
+    engine.process_pending()
+    (opened,) = alerts_of(client, admin, entity=live.entity_id, rule="aqi-bad")
+    assert opened["status"] == "open"
+    assert opened["unit_code"] == live.unit_code
+    assert live.unit_code in _area_units(client, admin, "bien-hoa-cu")
+    incidents = client.get(
+        f"{API}/incidents",
+        params={"category_code": "air_pollution", "status": "assigned"},
+        headers=admin,
+    ).json()["items"]
+    # Newest first: the live spike's incident, above the past episode's (still open: a person
+    # closes an incident, the air clearing only notes it in the timeline).
+    assert [(i["unit_code"], i["department_code"]) for i in incidents] == [
+        (live.unit_code, "SNNMT"),
+        (past.unit_code, "SNNMT"),
+    ]

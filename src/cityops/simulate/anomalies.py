@@ -8,7 +8,7 @@ hour. The same seed always yields the same schedule.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import lru_cache
@@ -127,6 +127,41 @@ def day_schedule(seed: int, day: date) -> tuple[Anomaly, ...]:
     return tuple(out)
 
 
+# The demo's storyline (`script`): anomalies that happen whatever the seed's schedule says.
+_scripted: tuple[Anomaly, ...] = ()
+STORY_PAST_SPIKE = "aq-bien-hoa-trung-tam"
+STORY_LIVE_SPIKE = "aq-kcn-bien-hoa-1"
+STORY_SURGE = "bv-da-khoa-dong-nai"
+
+
+def script(anomalies: Iterable[Anomaly]) -> None:
+    """Make these anomalies happen on top of the seed's schedule (replacing any earlier script)."""
+    global _scripted
+    _scripted = tuple(anomalies)
+
+
+def demo_story(anchor: datetime) -> tuple[Anomaly, ...]:
+    """Return the demo's storyline around the moment it starts.
+
+    A demo must show, from its first minutes, what the centre is for: a pollution episode in
+    Biên Hòa in the history (its alert, incident and resolution are there to read), a hospital
+    surge yesterday evening, and a new PM2.5 spike at a Biên Hòa industrial park two minutes
+    after the start, live, so the operator sees the alert and its incident arrive.
+    """
+    anchor = anchor.replace(second=0, microsecond=0)
+    return (
+        Anomaly(
+            PM25_SPIKE, STORY_PAST_SPIKE, anchor - timedelta(hours=30), anchor - timedelta(hours=27)
+        ),
+        Anomaly(
+            HOSPITAL_SURGE, STORY_SURGE, anchor - timedelta(hours=20), anchor - timedelta(hours=9)
+        ),
+        Anomaly(
+            PM25_SPIKE, STORY_LIVE_SPIKE, anchor + timedelta(minutes=2), anchor + timedelta(hours=2)
+        ),
+    )
+
+
 def _days(start: datetime, end: datetime) -> Iterator[date]:
     day = start.astimezone(VN).date()
     last = end.astimezone(VN).date()
@@ -140,21 +175,22 @@ def schedule(seed: int, start: datetime, end: datetime) -> list[Anomaly]:
     out = [
         a
         for day in _days(start - timedelta(days=1), end)
-        for a in day_schedule(seed, day)
+        for a in (*day_schedule(seed, day), *_scripted)
         if a.start < end and a.end > start
     ]
-    return sorted(out, key=lambda a: (a.start, a.kind, a.slug))
+    return sorted(set(out), key=lambda a: (a.start, a.kind, a.slug))
 
 
 def active(seed: int, slug: str, t: datetime) -> list[Anomaly]:
     """Return the anomalies active at an asset at an instant (windows may cross midnight)."""
     day = t.astimezone(VN).date()
-    return [
+    scheduled = [
         a
         for d in (day - timedelta(days=1), day)
         for a in day_schedule(seed, d)
         if a.slug == slug and a.covers(t)
     ]
+    return scheduled + [a for a in _scripted if a.slug == slug and a.covers(t)]
 
 
 def storm_forced(seed: int, zone: str, day: date) -> tuple[float, float, float] | None:

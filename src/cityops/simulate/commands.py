@@ -8,13 +8,13 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import FrameType
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cityops.core.runtime import Runtime
-from cityops.simulate import flows
+from cityops.simulate import anomalies, flows
 from cityops.simulate.catalog import build_catalog
 from cityops.simulate.publish import DirectPublisher, HttpPublisher, MqttPublisher, Publisher
 
@@ -48,6 +48,8 @@ class SimulateOptions:
     duration: timedelta | None = None
     speed: float = 1.0
     provision: bool = False
+    # The demo's storyline anchored at this instant (anomalies.demo_story), or none.
+    story: datetime | None = None
 
 
 def backfill_with_progress(
@@ -99,6 +101,8 @@ def simulate(runtime: Runtime, options: SimulateOptions, echo: Callable[[str], N
     if options.via not in ("mqtt", "http", "direct"):
         raise ValueError("--via must be mqtt, http or direct")
     assets = build_catalog(options.rate)
+    if options.story is not None:
+        anomalies.script(anomalies.demo_story(options.story))
     if options.provision or (
         options.via != "direct"
         and not flows.is_provisioned(runtime=runtime, assets=assets, tenant=options.tenant)
@@ -149,9 +153,14 @@ def simulate(runtime: Runtime, options: SimulateOptions, echo: Callable[[str], N
     echo(f"sent {result.delivered} of {result.readings} readings")
 
 
-def demo_prepare(runtime: Runtime, echo: Callable[[str], None]) -> str:
-    """Provision the demo's devices and, on an empty store, back-fill three days; describe it."""
-    options = SimulateOptions(seed=DEMO_SEED)
+def demo_prepare(runtime: Runtime, echo: Callable[[str], None], story: datetime) -> str:
+    """Provision the demo's devices and, on an empty store, back-fill three days; describe it.
+
+    `story` anchors the demo's storyline: the history holds its past episodes and the live
+    simulator (started with the same anchor) plays the spike that comes minutes after it.
+    """
+    options = SimulateOptions(seed=DEMO_SEED, story=story)
+    anomalies.script(anomalies.demo_story(story))
     assets = build_catalog(1)
     latest = flows.latest_observations(runtime=runtime, assets=assets, tenant=options.tenant)
     if not flows.is_provisioned(runtime=runtime, assets=assets, tenant=options.tenant):
@@ -161,7 +170,7 @@ def demo_prepare(runtime: Runtime, echo: Callable[[str], None]) -> str:
     return f"{len(assets)} simulated stations, road segments and facilities"
 
 
-def demo_command(url: str, *, mqtt: bool) -> list[str]:
+def demo_command(url: str, *, mqtt: bool, story: datetime) -> list[str]:
     """Return the command line of the demo's live simulator child process."""
     return [
         sys.executable,
@@ -176,4 +185,6 @@ def demo_command(url: str, *, mqtt: bool) -> list[str]:
         str(DEMO_SEED),
         "--speed",
         str(DEMO_SPEED),
+        "--story",
+        story.isoformat(),
     ]
