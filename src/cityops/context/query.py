@@ -20,7 +20,18 @@ from typing import Any
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import ColumnElement, and_, case, false, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+)
 
 from cityops.context.errors import BadRequestData
 from cityops.context.models import Attribute, Entity
@@ -494,7 +505,12 @@ def compile_scope_q(node: Any, dialect: str) -> ColumnElement[bool]:
         parts = [compile_scope_q(item, dialect) for item in node.items]
         return and_(*parts) if node.op == "and" else or_(*parts)
     if dialect == "postgresql":
-        scopes = func.jsonb_array_elements_text(Entity.scopes).table_valued("value")
+        # An entity without scopes may hold JSON null: the function refuses a non-array.
+        array = case(
+            (func.jsonb_typeof(Entity.scopes) == "array", Entity.scopes),
+            else_=literal_column("'[]'::jsonb"),
+        )
+        scopes = func.jsonb_array_elements_text(array).table_valued("value")
     else:
         scopes = func.json_each(Entity.scopes).table_valued("value")
     return (
