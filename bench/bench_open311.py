@@ -11,6 +11,7 @@ Run: .venv/bin/python bench/bench_open311.py [reports]   (default 1,000,000)
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
@@ -100,9 +101,42 @@ def _load(runtime: Runtime) -> float:
                     "closed_at": at + timedelta(days=2) if closed else None,
                 }
             )
+        rows.sort(key=lambda row: row["requested_at"])
+        _insert(runtime, table, rows)
+    return time.perf_counter() - started
+
+
+def _insert(runtime: Runtime, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert rows: through the driver on SQLite (the ORM types cost more than the insert)."""
+    if runtime.engine.dialect.name != "sqlite":
         with runtime.engine.begin() as conn:
             conn.execute(insert(table), rows)
-    return time.perf_counter() - started
+        return
+    names = list(rows[0])
+
+    def value(item: Any) -> Any:
+        if isinstance(item, datetime):
+            # How UTCDateTime stores a time on SQLite: naive UTC text.
+            return (
+                item.astimezone(UTC)
+                .replace(tzinfo=None)
+                .isoformat(sep=" ", timespec="microseconds")
+            )
+        if isinstance(item, dict):
+            return json.dumps(item)
+        return item
+
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"  # noqa: S608 - our own table and column names
+    raw = runtime.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        # A bulk load: the indexes' random inserts stay in a large page cache, no fsync per batch.
+        cursor.execute("PRAGMA cache_size=-524288")
+        cursor.execute("PRAGMA synchronous=OFF")
+        cursor.executemany(sql, [tuple(value(row[n]) for n in names) for row in rows])
+        raw.commit()
+    finally:
+        raw.close()
 
 
 def _key(runtime: Runtime) -> str:

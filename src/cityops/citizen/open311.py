@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -260,17 +260,27 @@ def service_definition(
     return respond(fmt, "service_definition", definition_shape(row, _lang_en(request)))
 
 
-@router.post("/requests.{fmt}", summary="Create a service request")
-async def create_request(
-    request: Request, runtime: RuntimeDep, session: SessionDep, fmt: str
-) -> Response:
-    """Take in a citizen report (api_key in the form body or the query string)."""
-    fmt = _fmt(fmt)
+async def _form_fields(request: Request) -> dict[str, list[str]]:
+    """Read the form body (repeated keys kept) before the handler runs in a worker thread."""
     form = await request.form()
     fields: dict[str, list[str]] = {}
     for key, value in form.multi_items():
         if isinstance(value, str):
             fields.setdefault(key, []).append(value)
+    return fields
+
+
+FormFields = Annotated[dict[str, list[str]], Depends(_form_fields)]
+
+
+# A plain function: FastAPI runs it in a worker thread, so a write waiting for SQLite's lock
+# never blocks the event loop (and the commit of the request holding the lock).
+@router.post("/requests.{fmt}", summary="Create a service request")
+def create_request(
+    request: Request, runtime: RuntimeDep, session: SessionDep, fmt: str, fields: FormFields
+) -> Response:
+    """Take in a citizen report (api_key in the form body or the query string)."""
+    fmt = _fmt(fmt)
 
     def given(name: str) -> str | None:
         values = fields.get(name)
