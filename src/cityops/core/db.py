@@ -5,6 +5,8 @@ The same schema runs on SQLite (embedded default) and PostgreSQL (production).
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -69,10 +71,32 @@ class UTCDateTime(TypeDecorator[datetime]):
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def json_dumps(value: Any) -> str:
+    """Serialize a JSON column: NaN and infinities (which JSON has not) are stored as null.
+
+    PostgreSQL refuses `NaN` in json/jsonb, and SQLite would keep a document no other JSON
+    reader accepts; a non-finite float means "no value" wherever one reaches a column.
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
 def create_db_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine with the settings each backend needs."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_serializer": json_dumps}
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 T = TypeVar("T")
 
@@ -28,7 +28,28 @@ class ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 class WriteModel(BaseModel):
-    """Base of `<Entity>Create` / `<Entity>Update` shapes: unknown fields are refused."""
+    """Base of `<Entity>Create` / `<Entity>Update` shapes: unknown fields are refused.
+
+    No text may hold a NUL character (PostgreSQL stores none; no person types one), whatever
+    the field's own constraints: a 422 naming the field instead of a database error.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("must not contain a NUL character")
+        return value

@@ -22,7 +22,12 @@ ZaloUserId = Annotated[
 ]
 WebhookName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=SINGLE_LINE)]
 WebhookUrl = Annotated[
-    str, StringConstraints(min_length=10, max_length=2000, pattern=r"^https?://[^\s/?#]+[^\s]*$")
+    str,
+    StringConstraints(
+        min_length=10,
+        max_length=2000,
+        pattern=r"^https?://[^\s/?#\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*$",
+    ),
 ]
 # An event type or a family wildcard of the operations contract: "alerts.*",
 # "incidents.incident_created".
