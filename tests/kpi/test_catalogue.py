@@ -108,3 +108,10 @@ def test_everyone_reads_only_administrators_edit(
     assert {"reports_total", "physicians"} <= pending
     assert "dossiers_on_time" not in pending
     assert client.get(f"{API}/indicators").status_code == 401
+
+
+def test_a_duplicate_key_is_a_conflict_naming_it(client: TestClient, admin: dict[str, str]) -> None:
+    body = NEW | {"code": "X2", "key": "environment.pm25_mean"}
+    response = client.post(f"{API}/indicators", json=body, headers=admin)
+    assert response.status_code == 409
+    assert "environment.pm25_mean" in response.json()["detail"]

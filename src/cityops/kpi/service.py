@@ -80,7 +80,7 @@ def create(
     if get(session=session, code=indicator_in.code) is not None:
         raise Conflict("kpi.indicator.exists", code=indicator_in.code)
     if session.scalar(select(KpiIndicator.code).where(KpiIndicator.key == indicator_in.key)):
-        raise Conflict("kpi.indicator.key_exists", key=indicator_in.key)
+        raise Conflict("kpi.indicator.key_exists", indicator_key=indicator_in.key)
     problems = check_formula(indicator_in.formula, known)
     if problems:
         raise Invalid("kpi.invalid", errors=problems, count=len(problems))
