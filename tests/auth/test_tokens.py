@@ -37,6 +37,7 @@ def test_password_login_returns_tokens_that_authorise(
         "context:read",
         "egov:read",
         "incident:read",
+        "kpi:read",
         "programme:read",
         "rule:read",
         "user:read",

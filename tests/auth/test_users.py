@@ -59,6 +59,7 @@ def test_create_user_and_read_it_back(
         "egov:read",
         "incident:read",
         "incident:work",
+        "kpi:read",
         "rule:read",
         "unit:update",
     ]

@@ -44,7 +44,11 @@ _ITEM = {
     "values": "value",
     "notes": "note",
 }
-Opt = Annotated[str | None, Query(max_length=4000)]
+# Open311 arguments are short; the bounds keep a whole query string within what HTTP clients
+# send (a few tens of kilobytes) even when every argument is at its longest.
+Opt = Annotated[str | None, Query(max_length=300)]
+# A comma-separated list of tracking codes (`PA-XXXX-XXXX`).
+RequestIds = Annotated[str | None, Query(max_length=4000, pattern=r"^[A-Za-z0-9, -]*$")]
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -341,7 +345,7 @@ def get_requests(
     runtime: RuntimeDep,
     session: SessionDep,
     fmt: str,
-    service_request_id: Opt = None,
+    service_request_id: RequestIds = None,
     service_code: Opt = None,
     start_date: Opt = None,
     end_date: Opt = None,
