@@ -25,7 +25,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    insert,
     literal_column,
     null,
     or_,
@@ -387,6 +386,38 @@ def _write_round(
     result: WriteResult,
     validate: Validator | None,
 ) -> None:
+    args = (tenant_id, batch, mode, now, units, scope, no_overwrite, result, validate)
+    lost = _write_round_once(session, *args)
+    if lost:
+        # Another request created these entities between our read and our insert (two
+        # gateways sending the same new station): write them again, now as existing ones.
+        again = [e for e in batch if e.id in lost]
+        args = (tenant_id, again, mode, now, units, scope, no_overwrite, result, validate)
+        _write_round_once(session, *args)
+
+
+def _insert_entities(session: Session) -> Any:
+    """An INSERT of new entities that skips (and does not return) those created meanwhile."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(Entity).on_conflict_do_nothing(
+            index_elements=["tenant_id", "entity_id"]
+        )
+    return sqlite.insert(Entity).on_conflict_do_nothing(index_elements=["tenant_id", "entity_id"])
+
+
+def _write_round_once(
+    session: Session,
+    tenant_id: int,
+    batch: Sequence[EntityIn],
+    mode: str,
+    now: datetime,
+    units: dict[str, str | None],
+    scope: Scope,
+    no_overwrite: bool,
+    result: WriteResult,
+    validate: Validator | None,
+) -> set[str]:
+    """Write one round; return the ids of entities another transaction created meanwhile."""
     sql = _write_sql(session)
     existing = _entity_keys(session, tenant_id, [e.id for e in batch])
     accepted: list[EntityIn] = []
@@ -430,20 +461,26 @@ def _write_round(
                 values["scopes"] = entity.scopes
             moved.append(values)
     if not accepted:
-        return
+        return set()
     pks: dict[str, int] = {eid: row.pk for eid, row in existing.items()}
     types: dict[str, str] = {eid: row.type for eid, row in existing.items()}
     unit_of: dict[str, str | None] = {eid: row.unit_code for eid, row in existing.items()}
+    lost: set[str] = set()
     for part in _chunks(new_rows):
         returned = session.execute(
-            insert(Entity).returning(Entity.pk, Entity.entity_id), list(part)
+            _insert_entities(session).returning(Entity.pk, Entity.entity_id), list(part)
         ).all()
         for pk, entity_id in returned:
             pks[entity_id] = pk
         for row_in in part:
+            if row_in["entity_id"] not in pks:
+                lost.add(row_in["entity_id"])
+                continue
             types[row_in["entity_id"]] = row_in["type"]
             unit_of[row_in["entity_id"]] = row_in["unit_code"]
             result.created.append((row_in["entity_id"], row_in["type"], row_in["unit_code"]))
+    if lost:
+        accepted = [e for e in accepted if e.id not in lost]
     _update_entities(session, sql, moved)
     if moved:
         id_of = {pks[e.id]: e.id for e in accepted}
@@ -572,6 +609,7 @@ def _write_round(
             )
         )
     session.flush()
+    return lost
 
 
 def _append_history_rows(connection: Any, sql: _WriteSql, rows: list[tuple[Any, ...]]) -> None:
