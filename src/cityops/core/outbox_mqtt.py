@@ -13,6 +13,7 @@ deliveries; a connection the broker dropped meanwhile is noticed and opened agai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -120,13 +121,12 @@ class MqttSender:
     def _client(self, broker: _Broker, deadline: float) -> mqtt.Client:
         connection = self._connections.get(broker)
         if connection is not None:
-            try:
+            # A broker that dropped us fails here: close the old client and connect afresh.
+            with contextlib.suppress(_Failed):
                 # Reads what arrived meanwhile: a broker that closed the connection shows here.
                 self._loop(connection.client, 0.0)
                 if connection.client.is_connected():
                     return connection.client
-            except _Failed:
-                pass
             self._drop(broker)
         connection = self._connect(broker)
         self._connections[broker] = connection
