@@ -799,8 +799,9 @@ def _run_query(
             return respond_geojson([], ctx, projection, None, headers=headers)
         return respond([], ctx, media, headers=headers)
     rows, total, attrs = _select(
-        session, tenant, conditions, geo, ctx, names, principal, limit, offset, count, runtime
-    )
+        session, tenant, conditions, geo, ctx, names, principal, limit, offset, count, runtime,
+        sys_attrs=opts.sys_attrs,
+    )  # fmt: skip
     data = [
         render_entity(row, attrs.get(row.pk, []), ctx, opts, lang=params.get("lang"))
         for row in rows
@@ -825,6 +826,8 @@ def _select(
     offset: int,
     count: bool,
     runtime: Runtime,
+    *,
+    sys_attrs: bool = True,
 ) -> tuple[list[Any], int | None, dict[int, list[Any]]]:
     """Run a query within the read time limit (400 TooComplexQuery past it)."""
     seconds = runtime.settings.ngsild_query_timeout
@@ -832,8 +835,9 @@ def _select(
     try:
         with service.query_time_limit(session=session, seconds=seconds) as budget:
             return _select_rows(
-                session, tenant, conditions, geo, ctx, names, principal, limit, offset, count
-            )
+                session, tenant, conditions, geo, ctx, names, principal, limit, offset, count,
+                sys_attrs=sys_attrs,
+            )  # fmt: skip
     except DBAPIError as exc:
         session.rollback()
         if budget is not None and budget.exceeded:
@@ -853,6 +857,8 @@ def _select_rows(
     limit: int,
     offset: int,
     count: bool,
+    *,
+    sys_attrs: bool = True,
 ) -> tuple[list[Any], int | None, dict[int, list[Any]]]:
     # Plain rows, not ORM objects: the page is only rendered, never changed.
     if geo is None:
@@ -878,7 +884,10 @@ def _select_rows(
         )
         geo_name = ctx.expand(geo.geoproperty)
         shapes = service.get_attribute_rows(
-            session=session, entity_pks=[r.pk for r in candidates], names=[geo_name]
+            session=session,
+            entity_pks=[r.pk for r in candidates],
+            names=[geo_name],
+            sys_attrs=False,
         )
         matched = [
             r
@@ -891,7 +900,7 @@ def _select_rows(
         total = len(matched) if count else None
         rows = matched[offset : offset + limit]
     attrs = service.get_attribute_rows(
-        session=session, entity_pks=[r.pk for r in rows], names=names
+        session=session, entity_pks=[r.pk for r in rows], names=names, sys_attrs=sys_attrs
     )
     return rows, total, attrs
 

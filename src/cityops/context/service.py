@@ -901,17 +901,30 @@ ATTRIBUTE_READ_COLUMNS = (
 
 
 def get_attribute_rows(
-    *, session: Session, entity_pks: Sequence[int], names: Sequence[str] | None = None
+    *,
+    session: Session,
+    entity_pks: Sequence[int],
+    names: Sequence[str] | None = None,
+    sys_attrs: bool = True,
 ) -> dict[int, list[Any]]:
-    """Return the current attributes of entities as plain rows, keyed by entity key."""
+    """Return the current attributes of entities as plain rows, keyed by entity key
+    (createdAt/modifiedAt left empty unless `sys_attrs`: decoding them was a tenth of a page)."""
     out: dict[int, list[Any]] = defaultdict(list)
+    columns = ATTRIBUTE_READ_COLUMNS
+    if not sys_attrs:
+        columns = (
+            *ATTRIBUTE_READ_COLUMNS[:-2],
+            null().label("created_at"),
+            null().label("modified_at"),
+        )
     for part in _chunks(list(entity_pks)):
-        statement = select(*ATTRIBUTE_READ_COLUMNS).where(Attribute.entity_pk.in_(part))
+        statement = select(*columns).where(Attribute.entity_pk.in_(part))
         if names is not None:
             statement = statement.where(Attribute.name.in_(list(names)))
-        for row in session.execute(
-            statement.order_by(Attribute.entity_pk, Attribute.name, Attribute.dataset_id)
-        ):
+        # Core execution (session.connection()): plain column rows need none of the ORM's
+        # result machinery, which cost a third of a 100-entity page.
+        ordered = statement.order_by(Attribute.entity_pk, Attribute.name, Attribute.dataset_id)
+        for row in session.connection().execute(ordered).all():
             out[row.entity_pk].append(row)
     return out
 
@@ -939,7 +952,7 @@ def query_entity_rows(
     statement = statement.offset(offset)
     if limit is not None:
         statement = statement.limit(limit)
-    return list(session.execute(statement)), total
+    return list(session.connection().execute(statement)), total
 
 
 # CPU seconds one REGEXP call may take outside a query_time_limit block (subscription matching).
