@@ -1,8 +1,8 @@
 """Benchmark the live stream's fan-out of entity changes inside the ingesting process.
 
 20 streams are connected to the process's `StreamHub` (served on an event loop in a thread, as
-uvicorn serves them), and 50,000 `context.attribute_changed` events (500 stations x 100 values of
-pm25) are handed to the hub exactly as the after-commit bus hands them over, from the main
+uvicorn serves them), and 50,000 `context.attribute_changed` events (by default 500 stations x 100
+values of pm25) are handed to the hub exactly as the after-commit bus hands them over, from the main
 thread, paced at a rate (default 5,000/s; 0 = as fast as possible). Prints:
 
 - CPU seconds spent in the publishing thread (the ingesting thread's share: `time.thread_time`),
@@ -14,12 +14,14 @@ thread, paced at a rate (default 5,000/s; 0 = as fast as possible). Prints:
 
 Works on any version of `cityops.web.stream` (it only uses `hub.on_event` and `hub.serve`), so
 the same command measures before and after a change:
-    PYTHONPATH=src:bench .venv/bin/python bench/bench_stream_fanout.py [EVENTS] [RATE] [STREAMS]
+    PYTHONPATH=src:bench .venv/bin/python bench/bench_stream_fanout.py \
+        [EVENTS=50000] [RATE=5000] [STREAMS=20] [STATIONS=500]
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
 import threading
@@ -29,9 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_context_common import prepare
 from cityops.core.events import Event
+from cityops.core.runtime import Runtime
 from cityops.web.stream import Subscription, hub_of
 
-STATIONS = 500
 QUIET = 2.0  # seconds without a new event after which a stream is deemed drained
 
 
@@ -40,6 +42,7 @@ def main() -> None:
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     rate = float(sys.argv[2]) if len(sys.argv) > 2 else 5000.0
     streams = int(sys.argv[3]) if len(sys.argv) > 3 else 20
+    stations = int(sys.argv[4]) if len(sys.argv) > 4 else 500
     with tempfile.TemporaryDirectory() as folder:
         _settings, runtime, _key = prepare(Path(folder))
         hub = hub_of(runtime)
@@ -69,9 +72,11 @@ def main() -> None:
             started.set()
             await asyncio.gather(*tasks)
 
-        thread = threading.Thread(
-            target=lambda: loop.run_until_complete(serve_all()), name="loop", daemon=True
-        )
+        def run_loop() -> None:
+            with contextlib.suppress(asyncio.CancelledError):  # stopped at the end
+                loop.run_until_complete(serve_all())
+
+        thread = threading.Thread(target=run_loop, name="loop", daemon=True)
         thread.start()
         if not started.wait(30):
             raise RuntimeError("the streams did not start")
@@ -82,13 +87,13 @@ def main() -> None:
                 type="context.attribute_changed",
                 data={
                     "tenant": "default",
-                    "entity_id": f"urn:ngsi-ld:AirQualityObserved:bench-{n % STATIONS}",
+                    "entity_id": f"urn:ngsi-ld:AirQualityObserved:bench-{n % stations}",
                     "entity_type": "AirQualityObserved",
                     "attribute": "pm25",
                     "dataset_id": None,
                     "attribute_type": "Property",
-                    "value": float(n // STATIONS),
-                    "previous": float(n // STATIONS - 1),
+                    "value": float(n // stations),
+                    "previous": float(n // stations - 1),
                     "unit_code": "25195",
                     "unitCode": "GQ",
                     "observed_at": "2026-11-20T03:00:00.000Z",
@@ -125,7 +130,7 @@ def main() -> None:
         thread.join(10)
         runtime.engine.dispose()
 
-    print(f"{events} entity changes to {STATIONS} stations, {streams} streams, ", end="")
+    print(f"{events} entity changes to {stations} stations, {streams} streams, ", end="")
     print(f"asked {rate:.0f}/s, took {published - wall_start:.1f} s")
     print(
         f"publishing thread CPU: {thread_cpu:.3f} s ({thread_cpu / events * 1e6:.1f} µs per event)"
@@ -137,6 +142,21 @@ def main() -> None:
     print(
         f"entity events sent per stream: min {min(received)}, max {max(received)}; "
         f"streams quiet {drained:.2f} s after the last event"
+    )
+    print(f"resets sent: {_resets(runtime)}")
+
+
+def _resets(runtime: Runtime) -> int:
+    """The resets the streams were sent (the slow-client guard)."""
+    registry = runtime.metrics.registry
+    return int(
+        sum(
+            sample.value
+            for metric in registry.collect()
+            if metric.name == "cityops_stream_resets"
+            for sample in metric.samples
+            if sample.name == "cityops_stream_resets_total"
+        )
     )
 
 
