@@ -34,10 +34,11 @@ tenant's events only. `unit_code`, `area_code`, `entity_type` and `tenant` narro
 
 **Fan-out.** One `StreamHub` per process. Durable events go first: it polls `stream_event` for
 `id > last` (an index range scan of the primary key) about once a second while any client is
-connected, and at once when a durable event was committed in this process, in worker threads of
-its own (never queued behind the requests'). A client is sent the durable events waiting for it
-before any entity change, and again between two chunks of entity changes: under a flood of
-changes, an alert waits for at most one socket write (`CHUNK_BYTES`).
+connected, and at once when a durable event was committed in this process, in worker threads
+under a capacity limiter of its own (never queued behind the requests' threads). A client is
+sent the durable events waiting for it before any entity change, and again between two chunks of
+entity changes: under a flood of changes, an alert waits for at most one socket write
+(`CHUNK_BYTES`).
 
 **Entity changes are coalesced.** The after-commit bus handler, in whichever thread committed,
 only stores the change in the hub's dict of the current window, keyed by (tenant, entity,
