@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -552,15 +553,15 @@ def test_resuming_after_a_restart_replays_durable_events_and_resets_entities(
 def test_entity_changes_missed_within_the_ring_are_replayed_and_older_ones_reset(
     connect: Connect, operator: Headers, runtime: Runtime
 ) -> None:
-    def change(value: float) -> None:
+    def change(value: float, attribute: str = "pm25", station: str = "dn-bien-hoa-1") -> None:
         runtime.bus.publish(
             Event(
                 type="context.attribute_changed",
                 data={
                     "tenant": "default",
-                    "entity_id": "urn:ngsi-ld:AirQualityObserved:dn-bien-hoa-1",
+                    "entity_id": f"urn:ngsi-ld:AirQualityObserved:{station}",
                     "entity_type": "AirQualityObserved",
-                    "attribute": "pm25",
+                    "attribute": attribute,
                     "value": value,
                     "unit_code": "25195",
                 },
@@ -573,15 +574,20 @@ def test_entity_changes_missed_within_the_ring_are_replayed_and_older_ones_reset
     assert first.next().data["value"] == 1.0
     first.close()
     assert first.last_id is not None
-    change(2.0)
-    change(3.0)
+    change(2.0, "pm10")
+    change(3.0, "no2")
     resumed = connect({**operator, "Last-Event-ID": first.last_id}, types="entities")
     assert [resumed.next().data["value"], resumed.next().data["value"]] == [2.0, 3.0]
 
-    # A position the ring no longer holds: reset, then live.
+    # A position the ring no longer holds: reset, then live. (Changes of one attribute are
+    # coalesced, so it takes that many attributes to fill the ring.)
     size = runtime.settings.stream_ring_size
     for value in range(size + 5):
-        change(float(value))
+        change(float(value), station=f"s{value}")
+    ring = hub_of(runtime).ring
+    deadline = time.monotonic() + 10
+    while ring.holds(int(first.last_id.rsplit("-", 1)[1])) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the window's changes reach the ring at the end of the window
     late = connect({**operator, "Last-Event-ID": first.last_id}, types="entities")
     reset = late.next()
     assert (reset.type, reset.data["kinds"]) == ("reset", ["entities"])
@@ -667,8 +673,9 @@ def test_a_client_too_far_behind_is_reset_and_a_lagging_one_gets_coalesced_chang
         while len(values) < 400:
             chunk = await anext(stream)
             values += [line for line in chunk.splitlines() if line.startswith("data:")]
-        for value in range(15_000):
-            hub.on_event(change(1, float(value)))
+        # More attributes changed in one window than a client may lag behind: too slow.
+        for entity in range(15_000):
+            hub.on_event(change(entity, 3.0))
         reset = await anext(stream)
         await stream.aclose()
         return values, reset
@@ -730,6 +737,184 @@ def test_the_log_keeps_a_week(runtime: Runtime, clock: FrozenClock) -> None:
         kept = session.scalars(select(StreamEvent.data)).all()
     assert [row["alert_id"] for row in kept] == [recent.data["alert_id"]]
     assert "stream.purge" in runtime.jobs.jobs
+
+
+# --- under a flood of entity changes ---------------------------------------------------------
+
+
+def station_change(
+    runtime: Runtime, station: int, value: float, *, event_type: str = "context.attribute_changed"
+) -> None:
+    """Hand the stream an entity change as ingest's after-commit publication does."""
+    runtime.bus.publish(
+        Event(
+            type=event_type,
+            data={
+                "tenant": "default",
+                "entity_id": f"urn:ngsi-ld:AirQualityObserved:flood-{station}",
+                "entity_type": "AirQualityObserved",
+                "attribute": "pm25",
+                "value": value,
+                "unit_code": "25195",
+            },
+            at=runtime.clock.now(),
+        )
+    )
+
+
+@pytest.fixture
+def flood_app(settings: Settings, clock: FrozenClock) -> Iterator[FastAPI]:
+    """An app whose streams send at most 500 entity changes per half-second window."""
+    flood = create_app(
+        settings.model_copy(
+            update={"stream_entity_coalesce_ms": 500, "stream_entity_window_max": 500}
+        ),
+        clock=clock,
+    )
+    server = LiveServer(flood).start()
+    flood.state.live = server
+    yield flood
+    server.stop()
+    flood.state.runtime.engine.dispose()
+
+
+def test_a_flood_on_one_attribute_reaches_the_wall_as_a_few_items_with_the_latest_value(
+    connect: Connect, live: LiveServer, operator: Headers, runtime: Runtime
+) -> None:
+    stream = connect(operator, types="entities")
+    for value in range(2000):
+        station_change(runtime, 1, float(value))
+    station_change(runtime, 2, 7.0)
+    seen = stream.collect(
+        lambda e: e.data["entity_id"].endswith("flood-1") and e.data["value"] == 1999.0,
+        lambda e: e.data["entity_id"].endswith("flood-2"),
+    )
+    seen += stream.drain(1.5)  # a window and a half: whatever was still to come
+    flooded = [e.data["value"] for e in seen if e.data["entity_id"].endswith("flood-1")]
+    # 2,000 changes within a second or two: one item per window, the latest value last.
+    assert 1 <= len(flooded) <= 3, flooded
+    assert flooded == sorted(flooded)
+    assert flooded[-1] == 1999.0
+    assert [e.data["value"] for e in seen if e.data["entity_id"].endswith("flood-2")] == [7.0]
+    metrics = httpx.get(f"{live.url}/metrics", timeout=5).text
+    coalesced = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith("cityops_stream_entity_changes_coalesced_total ")
+    )
+    assert float(coalesced.split()[1]) >= 1997
+
+
+def test_an_alert_opened_during_a_flood_overtakes_the_floods_entity_changes(
+    connect: Connect, flood_app: FastAPI, operator: Headers
+) -> None:
+    runtime: Runtime = flood_app.state.runtime
+    stream = connect(operator, server=flood_app.state.live, types="alerts,entities")
+    for station in range(5000):
+        station_change(runtime, station, 1.0)
+    opened = publish(runtime, "alerts.alert_opened", alert("25195"))
+
+    seen = stream.until(lambda e: e.data.get("alert_id") == opened.data["alert_id"], timeout=10)
+    # 5,000 attributes changed: ten windows of 500 to send. The alert did not wait for them.
+    before = [e for e in seen if e.type == "context.attribute_changed"]
+    assert len(before) < 5000
+    stations = {e.data["entity_id"] for e in before}
+    rest: list[SseEvent] = []
+
+    def complete(event: SseEvent) -> bool:
+        rest.append(event)
+        stations.add(event.data["entity_id"])
+        return len(stations) == 5000
+
+    stream.until(complete, timeout=30)
+    # Then every station's change came, none twice, the flood's last items after the alert.
+    assert len(before) + len(rest) == 5000
+    assert all(e.type == "context.attribute_changed" for e in rest)
+    positions = [Position.parse(e.id or "") for e in [seen[-1], *rest]]
+    assert all(p is not None for p in positions)
+    durable = {p.durable for p in positions if p is not None}
+    assert len(durable) == 1  # every later change places the client after the alert
+
+
+def test_resuming_after_a_flood_delivers_every_alert_and_the_latest_values(
+    connect: Connect, operator: Headers, runtime: Runtime
+) -> None:
+    first = connect(operator, types="alerts,entities")
+    seen_alert = publish(runtime, "alerts.alert_opened", alert("25195"))
+    assert alert_ids([first.next()]) == [seen_alert.data["alert_id"]]
+    first.close()
+    assert first.last_id is not None
+
+    missed = []
+    for round_ in range(50):
+        for station in range(100):
+            station_change(runtime, station, float(round_))
+        if round_ % 5 == 4:
+            missed.append(publish(runtime, "alerts.alert_opened", alert("25195")))
+    resumed = connect({**operator, "Last-Event-ID": first.last_id}, types="alerts,entities")
+    latest: dict[str, float] = {}
+    alerts: list[int] = []
+    received = 0
+
+    def done(event: SseEvent) -> bool:
+        nonlocal received
+        if event.type.startswith("alerts."):
+            alerts.append(event.data["alert_id"])
+        else:
+            received += 1
+            latest[event.data["entity_id"]] = event.data["value"]
+        return len(alerts) == len(missed) and sorted(latest.values()) == [49.0] * 100
+
+    resumed.until(done, timeout=10)
+    assert alerts == [event.data["alert_id"] for event in missed]
+    # 5,000 changes of 100 attributes came back coalesced, not one by one.
+    assert received < 1000
+    assert [e.type for e in resumed.drain(1.5) if e.type == "reset"] == []
+
+
+def test_within_a_window_a_deletion_keeps_its_place_among_its_entitys_changes(
+    runtime: Runtime,
+) -> None:
+    hub = hub_of(runtime)
+    subscription = Subscription(kinds=frozenset({"entities"}))
+
+    def event(event_type: str, station: int, value: float | None = None) -> Event:
+        data: dict[str, Any] = {
+            "tenant": "default",
+            "entity_id": f"urn:ngsi-ld:AirQualityObserved:s{station}",
+            "entity_type": "AirQualityObserved",
+            "unit_code": "25195",
+        }
+        if value is not None:
+            data |= {"attribute": "pm25", "value": value}
+        return Event(type=event_type, data=data, at=runtime.clock.now())
+
+    async def scenario() -> list[tuple[str, str, Any]]:
+        stream = hub.serve(subscription, None)
+        await anext(stream)  # connected
+        hub.on_event(event("context.attribute_changed", 1, 1.0))
+        hub.on_event(event("context.entity_deleted", 1))
+        hub.on_event(event("context.entity_created", 1))
+        hub.on_event(event("context.attribute_changed", 1, 2.0))
+        hub.on_event(event("context.attribute_changed", 2, 5.0))
+        hub.on_event(event("context.attribute_changed", 1, 3.0))
+        received: list[tuple[str, str, Any]] = []
+        while len(received) < 4:
+            chunk = await anext(stream)
+            for block in chunk.split("\n\n"):
+                fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+                if "data" in fields:
+                    data = json.loads(fields["data"])
+                    received.append((fields["event"], data["entity_id"][-2:], data.get("value")))
+        await stream.aclose()
+        return received
+
+    assert asyncio.run(scenario()) == [
+        ("context.entity_deleted", "s1", None),
+        ("context.entity_created", "s1", None),
+        ("context.attribute_changed", "s1", 3.0),
+        ("context.attribute_changed", "s2", 5.0),
+    ]
 
 
 # --- generated input --------------------------------------------------------------------------

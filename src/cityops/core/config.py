@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     stream_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     stream_max_seconds: int = Field(default=900, ge=1, le=24 * 3600)
+    # Entity changes are coalesced per entity attribute for this long (the latest value wins;
+    # a lone change after a quiet window goes out at once), and one connection is sent at most
+    # this many of them per window (the rest follow in the next windows, superseded by then).
+    stream_entity_coalesce_ms: int = Field(default=1000, ge=0, le=60_000)
+    stream_entity_window_max: int = Field(default=2000, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

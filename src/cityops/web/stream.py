@@ -32,17 +32,31 @@ the sectors it owns or that its rules' policy would dispatch to it, and its own 
 changes are scoped by unit only, as on the NGSI-LD API. A key bound to a tenant receives that
 tenant's events only. `unit_code`, `area_code`, `entity_type` and `tenant` narrow further.
 
-**Fan-out.** One `StreamHub` per process. It polls `stream_event` for `id > last` (an index range
-scan of the primary key) about once a second while any client is connected, and at once when a
-durable event was committed in this process; entity changes are appended to the ring by the
-after-commit bus handler, whatever thread commits. Both wake the streams through
-`loop.call_soon_threadsafe` (under a flood of entity changes, at most every 20 ms). Clients pull
-from the hub's recent rows and the ring with their own cursors, so a slow client costs no
-memory: if it falls more than `MAX_LAG` entity changes behind it gets a `reset` and continues
-from the current position, and past `COALESCE_AFTER` waiting changes only the latest change of
-each entity attribute is sent. Durable events are never dropped for a slow client: it reads them
-from the database at its own pace. No database session is held while streaming; replay and polls
-open short ones.
+**Fan-out.** One `StreamHub` per process. Durable events go first: it polls `stream_event` for
+`id > last` (an index range scan of the primary key) about once a second while any client is
+connected, and at once when a durable event was committed in this process, in worker threads
+under a capacity limiter of its own (never queued behind the requests' threads). A client is
+sent the durable events waiting for it before any entity change, and again between two chunks of
+entity changes: under a flood of changes, an alert waits for at most one socket write
+(`CHUNK_BYTES`).
+
+**Entity changes are coalesced.** The after-commit bus handler, in whichever thread committed,
+only stores the change in the hub's dict of the current window, keyed by (tenant, entity,
+attribute, dataset): the latest value wins, constant work whatever the number of clients (a
+creation or deletion keeps its place between the changes of its entity). The event loop moves
+the window's changes into the ring once per `stream_entity_coalesce_ms` (default 1 s; the first
+change after a quiet window goes out at once), formatting each once for every client, and wakes
+the streams. Clients pull from the hub's recent rows and the ring with their own cursors, so a
+slow client costs no memory. One connection is sent at most `stream_entity_window_max` entity
+changes per window, the latest of each attribute over everything it has not been sent yet; the
+rest wait for the next window (superseded by then, or sent), and a client more than `MAX_LAG`
+changes behind gets a `reset` and continues from the current position. Durable events are never
+dropped nor coalesced for a slow client: it reads them from the database at its own pace. No
+database session is held while streaming; replay and polls open short ones.
+
+**Resuming** with `Last-Event-ID` replays every missed durable event (alerts, incidents,
+devices). Missed entity changes still in the ring are replayed coalesced: the latest value of
+each attribute, not every intermediate one (the map shows the latest value only).
 
 **Limit.** Entity changes reach the streams of the process that committed them. With several
 workers, a dashboard follows the entity changes of its own worker only (durable events reach
@@ -62,12 +76,12 @@ import secrets
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Header, Query
@@ -93,6 +107,7 @@ from cityops.units import service as unit_service
 from cityops.web.models import StreamEvent
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # What a client may ask for (`types`), and the permission each kind needs.
 KIND_PERMISSIONS: dict[str, Permission] = {
@@ -119,10 +134,10 @@ HUB_KEY = "web.stream_hub"
 RETRY_MS = 2000  # the reconnection delay suggested to EventSource clients
 PAGE = 500  # durable rows per database read
 RECENT_ROWS = 4096  # durable rows the hub keeps in memory for its clients
-RING_BATCH_SECONDS = 0.02  # under a flood, streams wake for entity changes at most this often
-COALESCE_AFTER = 500  # waiting entity changes past which a client gets one per attribute
 MAX_LAG = 10_000  # waiting entity changes past which a client is reset to the present
-CHUNK_BYTES = 64 * 1024  # bytes of events written to the socket at once
+# Bytes of events written to the socket at once: between two chunks of entity changes, durable
+# events committed meanwhile go first.
+CHUNK_BYTES = 16 * 1024
 # Any fixed 64-bit number: the PostgreSQL advisory lock serialising stream-log writers.
 ADVISORY_LOCK_KEY = 7_261_114_802_015_021
 POSITION = re.compile(r"(\d{1,18})(?:-([0-9a-f]{8})-(\d{1,18}))?")
@@ -393,9 +408,15 @@ class EntityRing:
 
     def append(self, item: Item) -> int:
         """Add a change; return its sequence number."""
+        return self.extend([item])
+
+    def extend(self, items: list[Item]) -> int:
+        """Add changes in order; return the sequence number of the last."""
+        now = time.monotonic()
         with self._lock:
-            self._head += 1
-            self._slots[self._head % self._size] = (time.monotonic(), item)
+            for item in items:
+                self._head += 1
+                self._slots[self._head % self._size] = (now, item)
             if self._head - self._tail >= self._size:
                 self._tail = self._head - self._size + 1
             return self._head
@@ -430,29 +451,69 @@ class EntityRing:
                 self._tail += 1
 
 
+def _change_key(event: Event) -> tuple[Any, ...]:
+    """What an entity change supersedes: the same attribute of the same entity; creations and
+    deletions supersede nothing (the caller makes their keys unique)."""
+    data = event.data
+    if event.type == EVENT_ATTRIBUTE_CHANGED:
+        return (
+            data.get("tenant"),
+            data.get("entity_id"),
+            data.get("attribute"),
+            data.get("dataset_id"),
+        )
+    return ()
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """Where one client is: the last durable id and ring number it was given (or skipped)."""
+
+    durable: int
+    epoch: str
+    seq: int
+
+    def id(self) -> str:
+        """The event id placing the client in both sequences."""
+        return f"{self.durable}-{self.epoch}-{self.seq}"
+
+
 # --- the hub: one per process ---------------------------------------------------------------
 
 
 class StreamHub:
-    """Feeds every stream of this process: the ring, recent durable rows, and wake-ups."""
+    """Feeds every stream of this process: coalesced entity changes in the ring, recent durable
+    rows, and wake-ups."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         settings = runtime.settings
         self.ring = EntityRing(settings.stream_ring_size)
+        self.window = settings.stream_entity_coalesce_ms / 1000
+        self.window_max = settings.stream_entity_window_max
         # Entity changes are recorded once a client has connected (nobody can resume before).
         self.active = False
         self.floor = 0  # the recent rows hold every durable id in (floor, last]
         self.last = 0
         self._recent: list[Item] = []
         self._recent_ids: list[int] = []
+        # Entity changes of the current window, the latest per entity attribute, in the order
+        # the client should apply them: key -> (arrival number, event). Written by committing
+        # threads, swapped out by the loop once per window.
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[Any, ...], tuple[int, Event]] = {}
+        # (tenant, entity id) -> arrival number of its latest creation or deletion this window.
+        self._lifecycle: dict[tuple[Any, Any], int] = {}
+        self._arrivals = 0
+        self._arrivals_flushed = 0
+        self._flush_scheduled = False
+        self._flushed_at = -1e9
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
         self._tick = asyncio.Event()
         self._db_wake = asyncio.Event()
         self._ready = asyncio.Event()
-        self._tick_scheduled = False
         self._db_scheduled = False
-        self._ring_woken_at = 0.0
         self._clients = 0
         self._poller: asyncio.Task[None] | None = None
         registry = runtime.metrics.registry
@@ -465,59 +526,94 @@ class StreamHub:
             ["reason"],
             registry=registry,
         )
+        self.coalesced = Counter(
+            "cityops_stream_entity_changes_coalesced_total",
+            "Entity changes superseded by a later value before any stream was sent them",
+            registry=registry,
+        )
 
-    # Called by the bus, in whichever thread committed.
+    # Called by the bus, in whichever thread committed: constant work, whatever the clients.
 
     def on_event(self, event: Event) -> None:
-        """Record an entity change in the ring, or note a durable event; wake the streams."""
+        """Keep an entity change for the next window, or note a durable event; wake the loop."""
         if event.type in ENTITY_EVENTS:
-            if not self.active:
-                return
-            self.ring.append(_entity_item(event))
-            self._signal(database=False)
+            if self.active:
+                self._keep(event)
         elif self._loop is not None and durable_kind(event.type) is not None:
-            self._signal(database=True)
+            self._signal_database()
 
-    def _signal(self, *, database: bool) -> None:
+    def _keep(self, event: Event) -> None:
+        key = _change_key(event)
+        with self._lock:
+            self._arrivals += 1
+            number = self._arrivals
+            pending = self._pending
+            first = not pending
+            if key:
+                prior = pending.get(key)
+                if prior is not None:
+                    entity = (key[0], key[1])
+                    # After a creation or deletion of its entity, a change goes after it.
+                    if self._lifecycle.get(entity, 0) > prior[0]:
+                        del pending[key]
+            else:
+                data = event.data
+                self._lifecycle[(data.get("tenant"), data.get("entity_id"))] = number
+                key = ("", number)
+            pending[key] = (number, event)
+            if not first or self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+            loop = self._loop
+            try:
+                if loop is None:
+                    raise RuntimeError("no loop")
+                loop.call_soon_threadsafe(self._schedule_flush)
+            except RuntimeError:  # the loop has closed: the server is gone, keep nothing
+                self._pending, self._lifecycle = {}, {}
+                self._flush_scheduled = False
+
+    def _signal_database(self) -> None:
         loop = self._loop
-        if loop is None:
+        # One scheduled callback at a time: a burst of commits costs one wake-up.
+        if loop is None or self._db_scheduled:
             return
-        # One scheduled callback at a time: thousands of changes a second cost one wake-up
-        # per loop iteration, not one each.
-        if database:
-            if self._db_scheduled:
-                return
-            self._db_scheduled = True
-            callback = self._on_db_signal
-        else:
-            if self._tick_scheduled:
-                return
-            self._tick_scheduled = True
-            callback = self._batch_ring_signal
+        self._db_scheduled = True
         try:
-            loop.call_soon_threadsafe(callback)
+            loop.call_soon_threadsafe(self._on_db_signal)
         except RuntimeError:  # the loop has closed: the server is gone
-            self._db_scheduled = self._tick_scheduled = False
+            self._db_scheduled = False
 
     def _on_db_signal(self) -> None:
         self._db_scheduled = False
         self._db_wake.set()
 
-    def _batch_ring_signal(self) -> None:
-        # Under a flood of entity changes the streams wake at most every RING_BATCH_SECONDS and
-        # write what gathered in one piece; a lone change wakes them at once.
+    def _schedule_flush(self) -> None:
+        # The first change after a quiet window goes out at once; under a flood, changes gather
+        # for one window and go out together, the latest value of each attribute only.
         assert self._loop is not None
-        wait = self._ring_woken_at + RING_BATCH_SECONDS - self._loop.time()
+        wait = self._flushed_at + self.window - self._loop.time()
         if wait <= 0:
-            self._on_ring_signal()
+            self.flush()
         else:
-            self._loop.call_later(wait, self._on_ring_signal)
+            self._loop.call_later(wait, self.flush)
 
-    def _on_ring_signal(self) -> None:
-        assert self._loop is not None
-        self._tick_scheduled = False
-        self._ring_woken_at = self._loop.time()
-        self._notify()
+    def flush(self) -> int:
+        """Move the window's entity changes into the ring and wake the streams; return how many."""
+        with self._lock:
+            batch, self._pending, self._lifecycle = self._pending, {}, {}
+            self._flush_scheduled = False
+            arrived = self._arrivals - self._arrivals_flushed
+            self._arrivals_flushed = self._arrivals
+        if arrived > len(batch):
+            self.coalesced.inc(arrived - len(batch))
+        if self._loop is not None:
+            self._flushed_at = self._loop.time()
+        if batch:
+            # Formatted once for every client, and only the values that were not superseded.
+            self.ring.extend([_entity_item(event) for _, event in batch.values()])
+            self._notify()
+        return len(batch)
 
     def _notify(self) -> None:
         woken, self._tick = self._tick, asyncio.Event()
@@ -532,7 +628,14 @@ class StreamHub:
             # First client, or the app is now served by another loop: fresh loop-bound state.
             self._loop = loop
             self._tick, self._db_wake = asyncio.Event(), asyncio.Event()
-            self._tick_scheduled = self._db_scheduled = False
+            # The stream's database reads never queue behind the requests' worker threads.
+            self._limiter = anyio.CapacityLimiter(4)
+            self._db_scheduled = False
+            with self._lock:
+                self._pending, self._lifecycle = {}, {}
+                self._flush_scheduled = False
+                self._arrivals_flushed = self._arrivals
+            self._flushed_at = -1e9
             self._poller = None
             self._clients = 0
             self.clients_gauge.set(0)
@@ -553,11 +656,14 @@ class StreamHub:
             self._poller.cancel()
             self._poller = None
 
+    async def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
     async def _poll(self) -> None:
         settings = self.runtime.settings
         while True:
             try:
-                _, newest = await anyio.to_thread.run_sync(self.bounds)
+                _, newest = await self._in_thread(self.bounds)
                 break
             except Exception:
                 log.exception("stream: cannot read the stream log")
@@ -568,7 +674,7 @@ class StreamHub:
         while True:
             self._db_wake.clear()
             try:
-                rows = await anyio.to_thread.run_sync(self.fetch, self.last, PAGE)
+                rows = await self._in_thread(self.fetch, self.last, PAGE)
             except Exception:
                 log.exception("stream: cannot read the stream log")
                 rows = []
@@ -637,97 +743,131 @@ class StreamHub:
         finally:
             self.detach()
 
+    async def _durable(self, sub: Subscription, cursor: _Cursor) -> AsyncIterator[str]:
+        """The durable events after the cursor that the client may see, in chunks."""
+        out: list[str] = []
+        size = 0
+        while True:
+            if cursor.durable < self.floor:
+                rows = await self._in_thread(self.fetch, cursor.durable, PAGE)
+            else:
+                rows = self.recent_after(cursor.durable, PAGE)
+            for row_id, item in rows:
+                cursor.durable = row_id
+                if sub.accepts(item):
+                    text_ = f"{item.body}id: {cursor.id()}\n\n"
+                    out.append(text_)
+                    size += len(text_)
+            if size >= CHUNK_BYTES:
+                yield "".join(out)
+                out, size = [], 0
+            if len(rows) < PAGE:
+                break
+        if out:
+            yield "".join(out)
+
     async def _serve(self, sub: Subscription, start: Position | None) -> AsyncIterator[str]:
         settings = self.runtime.settings
+        loop = asyncio.get_running_loop()
         ring = self.ring
-        epoch = ring.epoch
-        oldest, newest = await anyio.to_thread.run_sync(self.bounds)
+        oldest, newest = await self._in_thread(self.bounds)
         resets: dict[str, set[str]] = {}
-        if start is None:
-            durable, seq = newest, ring.head
-        else:
-            durable, seq = start.durable, start.seq
+        cursor = _Cursor(durable=newest, epoch=ring.epoch, seq=ring.head)
+        if start is not None:
+            cursor.durable, cursor.seq = start.durable, start.seq
             # Beyond the newest row (another database) or before the oldest kept (purged):
             # what was missed cannot be told.
-            if durable > newest or (oldest and durable < oldest - 1):
+            if start.durable > newest or (oldest and start.durable < oldest - 1):
                 if sub.durable_kinds:
                     resets.setdefault("position_unknown", set()).update(sub.durable_kinds)
-                durable = newest
-            if start.epoch != epoch or not ring.holds(seq):
+                cursor.durable = newest
+            if start.epoch != ring.epoch or not ring.holds(start.seq):
                 if sub.wants_entities:
                     resets.setdefault("position_unknown", set()).add(ENTITIES)
-                seq = ring.head
-
-        def position() -> str:
-            return f"{durable}-{epoch}-{seq}"
+                cursor.seq = ring.head
 
         # An `id:` without `data:` sets EventSource's last id without firing an event: from
         # the first byte on, a reconnection resumes here instead of starting from "now".
-        sent = position()
+        sent = cursor.id()
         yield f"retry: {RETRY_MS}\n: cityops live stream\nid: {sent}\n\n"
         for reason, kinds in resets.items():
             self.resets.labels(reason).inc()
             yield _reset(reason, kinds, sent)
         deadline = time.monotonic() + settings.stream_max_seconds
-        out: list[str] = []
-        size = 0
+        # Entity changes this client may still be sent in the current window.
+        budget, budget_until = self.window_max, 0.0
         while True:
             tick = self._tick  # taken before reading, so no wake-up falls between
+            # Alerts, incidents and devices first, whatever entity changes are waiting.
             if sub.durable_kinds:
-                while True:
-                    if durable < self.floor:
-                        rows = await anyio.to_thread.run_sync(self.fetch, durable, PAGE)
-                    else:
-                        rows = self.recent_after(durable, PAGE)
-                    for row_id, item in rows:
-                        durable = row_id
-                        if sub.accepts(item):
-                            text_ = f"{item.body}id: {position()}\n\n"
-                            out.append(text_)
-                            size += len(text_)
-                    if size >= CHUNK_BYTES:
-                        yield "".join(out)
-                        out, size, sent = [], 0, position()
-                    if len(rows) < PAGE:
-                        break
+                async for chunk in self._durable(sub, cursor):
+                    yield chunk
+                    sent = cursor.id()
+            deferred = False
             if sub.wants_entities:
-                changes = None if ring.head - seq > MAX_LAG else ring.read_after(seq, MAX_LAG)
+                now = loop.time()
+                if now >= budget_until:
+                    budget, budget_until = self.window_max, now + self.window
+                changes = (
+                    None
+                    if ring.head - cursor.seq > MAX_LAG
+                    else ring.read_after(cursor.seq, MAX_LAG)
+                )
                 if changes is None:
-                    reason = "too_slow" if ring.holds(seq) else "position_unknown"
-                    seq = ring.head
+                    reason = "too_slow" if ring.holds(cursor.seq) else "position_unknown"
+                    cursor.seq = ring.head
                     self.resets.labels(reason).inc()
-                    out.append(_reset(reason, {ENTITIES}, position()))
+                    sent = cursor.id()
+                    yield _reset(reason, {ENTITIES}, sent)
                 elif changes:
-                    chosen = [(number, item) for number, item in changes if sub.accepts(item)]
-                    if len(chosen) > COALESCE_AFTER:
-                        chosen = _coalesce(chosen)
+                    # The ring holds one value per attribute and window; a client that is
+                    # behind by several windows (or resuming) gets the latest of each only.
+                    chosen = _coalesce([c for c in changes if sub.accepts(c[1])])
+                    read_to = changes[-1][0]
+                    if len(chosen) > budget:
+                        # The rest waits for the next window, superseded by then or sent.
+                        chosen = chosen[:budget]
+                        read_to = chosen[-1][0] if chosen else cursor.seq
+                        deferred = True
+                    budget -= len(chosen)
+                    out: list[str] = []
+                    size = 0
+                    prefix = f"id: {cursor.durable}-{cursor.epoch}-"
                     for number, item in chosen:
-                        seq = number
-                        text_ = f"{item.body}id: {position()}\n\n"
+                        cursor.seq = number
+                        text_ = f"{item.body}{prefix}{number}\n\n"
                         out.append(text_)
                         size += len(text_)
                         if size >= CHUNK_BYTES:
                             yield "".join(out)
-                            out, size, sent = [], 0, position()
-                    seq = changes[-1][0]
-            if out:
-                yield "".join(out)
-                out, size = [], 0
-                sent = position()
+                            out, size = [], 0
+                            sent = cursor.id()
+                            # What was committed while that chunk was written jumps the queue.
+                            if sub.durable_kinds and self.last > cursor.durable:
+                                async for chunk in self._durable(sub, cursor):
+                                    yield chunk
+                                prefix = f"id: {cursor.durable}-{cursor.epoch}-"
+                    cursor.seq = read_to
+                    if out:
+                        yield "".join(out)
+                        sent = cursor.id()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 # Ask the client to come back (EventSource does, with Last-Event-ID): its
                 # credentials are checked again, and a revoked session stops streaming.
-                yield f": reconnect\nid: {position()}\n\n"
+                yield f": reconnect\nid: {cursor.id()}\n\n"
                 return
+            timeout = min(settings.stream_heartbeat_seconds, remaining)
+            if deferred:
+                timeout = min(timeout, max(budget_until - loop.time(), 0.0))
             try:
-                await asyncio.wait_for(
-                    tick.wait(), min(settings.stream_heartbeat_seconds, remaining)
-                )
+                await asyncio.wait_for(tick.wait(), timeout)
             except TimeoutError:
+                if deferred:
+                    continue
                 # Move the client's last id past what its filter skipped, so that it does not
                 # resume from far behind.
-                here = position()
+                here = cursor.id()
                 yield ": ping\n\n" if here == sent else f": ping\nid: {here}\n\n"
                 sent = here
 
@@ -834,9 +974,12 @@ alerts (`alerts.*`), incidents (`incidents.*`), entity changes (`context.attribu
 `context.entity_created`, `context.entity_deleted`) and device status (`ingest.device_*`).
 
 Each event has `event:` (its type), `data:` (its JSON payload with `at` and `correlation_id`) and
-`id:` (`<durable>-<epoch>-<seq>`, the position in the stream). Send the last id back as the
-`Last-Event-ID` header (EventSource does) or `last_event_id` to resume: missed alerts,
-incidents and device events are replayed; missed entity changes are replayed while this server
+`id:` (`<durable>-<epoch>-<seq>`, the position in the stream). Alerts, incidents and device
+events are sent as they are committed, ahead of any waiting entity change. Entity changes are
+coalesced: within a window of about a second, only the latest value of each entity attribute
+is sent. Send the last id back as the `Last-Event-ID` header (EventSource does) or
+`last_event_id` to resume: every missed alert, incident and device event is replayed; missed
+entity changes are replayed coalesced (the latest value of each attribute) while this server
 still holds them, otherwise an `event: reset` (`{"reason", "kinds"}`) tells the client to reload
 the current state of those kinds. Comments (`: ping`) keep the connection alive every 15 s; the
 server closes a stream after 15 minutes and the client reconnects."""
@@ -888,7 +1031,11 @@ def stream(
         str | None, Header(alias="Last-Event-ID", max_length=64, description="Resume after.")
     ] = None,
 ) -> EventStreamResponse:
-    """Stream live events the caller may see, resuming after the last event received."""
+    """Stream live events the caller may see, resuming after the last event received.
+
+    Resuming replays every missed alert, incident and device event; missed entity changes are
+    replayed coalesced (the latest value of each entity attribute), or reset if forgotten.
+    """
     kinds = _kinds(principal, types)
     start: Position | None = None
     # The header wins: EventSource sends it on reconnection, with the page's original URL.
