@@ -1148,7 +1148,8 @@ def get_located_values(
     )
     if unit_codes is not None:
         statement = statement.where(Entity.unit_code.in_(sorted(unit_codes)))
-    return list(session.execute(statement))
+    # On the connection: Core rows, without the ORM's result processing (a third of the time).
+    return list(session.connection().execute(statement))
 
 
 # --- history ---------------------------------------------------------------------------------

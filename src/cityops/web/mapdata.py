@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -169,43 +171,40 @@ def sensor_rows(
 ) -> list[list[Any]]:
     """Fold plain (entity, attribute) rows into one marker row per entity.
 
-    `kinds` maps expanded entity types to their kind, `names` expanded attribute names to
-    short ones.
+    `rows` are those of `context_service.get_located_values` (an entity's rows adjacent);
+    `kinds` maps expanded entity types to their kind, `names` expanded attribute names to short
+    ones.
     """
     out: list[list[Any]] = []
-    current: str | None = None
-    head: Any = None
-    values: dict[str, tuple[float | None, str | None, Any]] = {}
-
-    def flush() -> None:
-        kind = kinds[head.type]
-        number, _, observed = values.get(kind.value, (None, None, None))
-        level_number, level_text, level_observed = values.get(kind.level, (None, None, None))
-        name = values.get("name", (None, None, None))[1]
+    stamps: dict[Any, str] = {}  # sensors reporting together share their time: format it once
+    empty = (None, None, None)
+    # Positional access: this loop runs once per sensor value of the province.
+    for _, group in groupby(rows, key=itemgetter(0)):
+        members = list(group)
+        head = members[0]
+        values = {names[r[5]]: (r[6], r[7], r[8]) for r in members if r[5] is not None}
+        kind = kinds[head[1]]
+        number, _, observed = values.get(kind.value, empty)
+        level_number, level_text, level_observed = values.get(kind.level, empty)
         when = observed or level_observed
+        stamp = None
+        if when is not None:
+            stamp = stamps.get(when)
+            if stamp is None:
+                stamp = stamps[when] = iso(when)
         out.append(
             [
-                head.entity_id,
+                head[0],
                 kind.entity_type,
-                _round(head.lat),
-                _round(head.lon),
-                head.unit_code,
+                _round(head[2]),
+                _round(head[3]),
+                head[4],
                 kind.classify(level_number, level_text),
                 number,
-                iso(when) if when is not None else None,
-                name,
+                stamp,
+                values.get("name", empty)[1],
             ]
         )
-
-    for row in rows:
-        if row.entity_id != current:
-            if head is not None:
-                flush()
-            current, head, values = row.entity_id, row, {}
-        if row.name is not None:
-            values[names[row.name]] = (row.value_num, row.value_text, row.observed_at)
-    if head is not None:
-        flush()
     return out
 
 
