@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -215,3 +216,110 @@ def test_switching_to_english_translates_the_screen_and_keeps_the_area(
     page.wait_for_url("**/login")
     page.goto(f"{server.url}/")
     assert "/login" in page.url
+
+
+# --- the sensors layer: one compact request, recoloured live by the stream -----------------
+
+
+def _admin_headers(server: LiveServer) -> dict[str, str]:
+    admin = _user(server, "admin", "Quản trị bản đồ")
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        token = http.post(
+            "/api/v1/auth/token", data={"username": admin, "password": TEST_PASSWORD}
+        ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _far_unit(server: LiveServer) -> str:
+    """A commune far from both module stations, so its marker is never clustered with them."""
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        taken = []
+        for name in ("bh", "out"):
+            entity = http.get(
+                f"/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:web-{name}",
+                params={"options": "keyValues"},
+                headers=_admin_headers(server),
+            ).json()
+            lon, lat = entity["location"]["coordinates"]
+            taken.append((lat, lon))
+    points = centroids()
+    return max(
+        points,
+        key=lambda code: min(math.dist(points[code], (lat, lon)) for lat, lon in taken),
+    )
+
+
+def test_the_map_draws_sensors_from_the_compact_layer_and_recolours_them_live(
+    page: Any, server: LiveServer, stations: dict[str, Any]
+) -> None:
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    _login(page, server, _user(server, "operator", "Phạm Thị Dung"))
+    body = page.locator("body")
+    assert body.get_attribute("data-sensors") == "2"
+    # One request for every sensor; none through the paged NGSI-LD entity queries.
+    assert sum("/api/v1/map/sensors" in url for url in requests) == 1
+    assert sum("/api/v1/map/incidents" in url for url in requests) == 1
+    assert not [url for url in requests if "AirQualityObserved" in url]
+    bad = page.locator(".sensor-dot[title='Trạm bh'] span")
+    assert bad.get_attribute("data-level") == "bad"
+    assert "#ff0000" in (bad.get_attribute("style") or "")
+    page.wait_for_selector("body[data-live='1']", state="attached")
+
+    # A new station appears on the open screen without reloading it...
+    headers = _admin_headers(server)
+    lat, lon = centroids()[_far_unit(server)]
+    entity_id = "urn:ngsi-ld:AirQualityObserved:web-live"
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        created = http.post(
+            "/ngsi-ld/v1/entities",
+            json={
+                "id": entity_id,
+                "type": "AirQualityObserved",
+                "name": {"type": "Property", "value": "Trạm trực tiếp"},
+                "location": {
+                    "type": "GeoProperty",
+                    "value": {"type": "Point", "coordinates": [lon, lat]},
+                },
+                "dateObserved": {"type": "Property", "value": "2026-11-20T02:58:00Z"},
+                "airQualityIndex": {"type": "Property", "value": 35},
+            },
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+        live = page.locator(".sensor-dot[title='Trạm trực tiếp'] span")
+        live.wait_for(state="attached", timeout=5000)
+        assert live.get_attribute("data-level") == "good"
+        page.wait_for_function("document.body.dataset.sensors === '3'", timeout=5000)
+        assert page.locator("#fig-sensors").inner_text() == "3"
+
+        # ...and an observation crossing a band recolours its marker and the worst-AQI tile.
+        patched = http.patch(
+            f"/ngsi-ld/v1/entities/{entity_id}/attrs",
+            json={"airQualityIndex": {"type": "Property", "value": 231}},
+            headers=headers,
+        )
+        assert patched.status_code == 204, patched.text
+        page.wait_for_selector(
+            ".sensor-dot[title='Trạm trực tiếp'] span[data-level='veryBad']",
+            state="attached",
+            timeout=5000,
+        )
+        page.wait_for_function(
+            "document.getElementById('fig-aqi').textContent === '231'", timeout=5000
+        )
+        assert page.locator("#fig-aqi-band").inner_text() == "Rất xấu"
+        page.screenshot(path=str(ARTIFACTS / "operations-live-sensor.png"))
+
+        # The popup is built on demand, with the value and a link to the entity page.
+        page.locator(".sensor-dot[title='Trạm trực tiếp']").click()
+        popup = page.locator(".leaflet-popup-content")
+        popup.wait_for()
+        assert "AQI: 231" in popup.inner_text()
+        assert popup.get_by_role("link", name="Xem chi tiết").get_attribute("href") == (
+            "/entities/urn%3Angsi-ld%3AAirQualityObserved%3Aweb-live"
+        )
+        # Put it back as it was for the other tests of the module.
+        deleted = http.delete(f"/ngsi-ld/v1/entities/{entity_id}", headers=headers)
+        assert deleted.status_code == 204, deleted.text
+    page.wait_for_function("document.body.dataset.sensors === '2'", timeout=5000)

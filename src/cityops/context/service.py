@@ -1111,6 +1111,60 @@ def get_attribute_summary(
     return [(r[0], r[1], r[2], int(r[3])) for r in session.execute(statement).all()]
 
 
+def get_located_values(
+    *,
+    session: Session,
+    tenant_id: int,
+    types: Sequence[str],
+    names: Sequence[str],
+    scope: Scope = GLOBAL_SCOPE,
+    unit_codes: frozenset[str] | None = None,
+) -> list[Any]:
+    """Return located entities of some types with chosen current values, one row per value.
+
+    Rows are (entity_id, type, lat, lon, unit_code, name, value_num, value_text, observed_at),
+    ordered by type and entity id (an entity's rows are adjacent); `name` is None for an entity
+    holding none of `names`. Only the default instance (no datasetId) of each attribute is read.
+    Plain rows from one outer join: the map reads every sensor of the province at once, so no
+    ORM object and no JSON value.
+    """
+    if unit_codes is not None and not unit_codes:
+        return []
+    joined = and_(
+        Attribute.entity_pk == Entity.pk,
+        Attribute.dataset_id == "",
+        Attribute.name.in_(list(names)),
+    )
+    statement = (
+        select(
+            Entity.entity_id,
+            Entity.type,
+            Entity.lat,
+            Entity.lon,
+            Entity.unit_code,
+            Attribute.name,
+            Attribute.value_num,
+            Attribute.value_text,
+            Attribute.observed_at,
+        )
+        .select_from(Entity)
+        .outerjoin(Attribute, joined)
+        .where(
+            Entity.tenant_id == tenant_id,
+            Entity.type.in_(list(types)),
+            Entity.lat.is_not(None),
+            Entity.lon.is_not(None),
+            scope.unit_filter(Entity.unit_code),
+        )
+        # The (tenant, type, entity id) index's own order: no sort of the province's sensors.
+        .order_by(Entity.type, Entity.entity_id)
+    )
+    if unit_codes is not None:
+        statement = statement.where(Entity.unit_code.in_(sorted(unit_codes)))
+    # On the connection: Core rows, without the ORM's result processing (a third of the time).
+    return list(session.connection().execute(statement))
+
+
 # --- history ---------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from cityops.core.deps import (
     TranslatorDep,
 )
 from cityops.core.errors import Conflict, Forbidden, Invalid, NotFound
+from cityops.core.etag import conditional
 from cityops.core.schemas import SINGLE_LINE
 from cityops.core.security import CurrentPrincipal, Permission, Principal, require
 from cityops.units import flows, service
@@ -173,15 +174,20 @@ def list_units(
     response_model=FeatureCollection,
     tags=["units"],
     summary="Boundaries of units as a GeoJSON FeatureCollection",
+    responses={304: {"description": "Unchanged since the ETag sent in If-None-Match."}},
 )
 def units_geometry(
+    request: Request,
     session: SessionDep,
     lang: LangDep,
     on: ValidOn,
     level: Annotated[str, Query(max_length=16, pattern=SINGLE_LINE)] = "commune",
     area: Annotated[str | None, Query(max_length=64, pattern=SINGLE_LINE)] = None,
-) -> FeatureCollection:
-    """Return the boundaries of the units of a level valid today (the communes and wards)."""
+) -> Response:
+    """Return the boundaries of the units of a level valid today (the communes and wards).
+
+    The answer carries an ETag: a client holding it gets 304 (the boundaries rarely change).
+    """
     if area and service.get_area(session=session, area_code=area) is None:
         raise NotFound("units.area.not_found", code=area)
     rows, _ = service.get_all(
@@ -193,7 +199,15 @@ def units_geometry(
         offset=0,
         with_geometry=True,
     )
-    return FeatureCollection(features=[_feature(u, lang) for u in rows if u.geometry is not None])
+    collection = FeatureCollection(
+        features=[_feature(u, lang) for u in rows if u.geometry is not None]
+    )
+    # Revalidated after a minute: an edited boundary reaches open screens on their next load.
+    return conditional(
+        request,
+        collection.model_dump_json(by_alias=True).encode(),
+        cache_control="public, max-age=60",
+    )
 
 
 @router.get(

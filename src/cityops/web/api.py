@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from cityops.context import service as context_service
 from cityops.core.deps import ClockDep, LangDep, SessionDep, SettingsDep, TranslatorDep
 from cityops.core.i18n import LANGUAGES, format_number
 from cityops.core.security import OptionalPrincipal, Permission, Principal
@@ -100,6 +101,8 @@ OPS_KEYS = (
     "web.ops.popup.aqi",
     "web.ops.popup.water",
     "web.ops.popup.beds",
+    "web.ops.popup.details",
+    "web.ops.popup.observed",
     "web.ops.load_failed",
     "web.aqi.good",
     "web.aqi.moderate",
@@ -151,6 +154,9 @@ def operations(
             for area in areas
         ],
         "strings": {key: str(translate(key, lang)) for key in OPS_KEYS},
+        # The sensors layer follows entity changes on the stream, for the map's tenant.
+        "liveEntities": principal.can(Permission.CONTEXT_READ),
+        "tenant": principal.tenant or context_service.DEFAULT_TENANT,
         # The live feed follows the kinds the user may read (the stream refuses others).
         "feedKinds": [
             kind

@@ -2,6 +2,9 @@
 // the latest open alerts and incidents, then follows the SSE stream (/api/v1/stream): the
 // browser's EventSource resumes with Last-Event-ID after a network cut; if the stream is refused
 // (an expired session, a restarted server) we reopen it ourselves from the last id we saw.
+// The incidents layer comes in one request (/api/v1/map/incidents). When the screen asks for
+// them (`onEntity`), the same stream carries entity changes; a `reset` (changes the server no
+// longer holds) is passed to `onReset`, which reloads the sensors.
 
 const OPEN = new Set(["new", "assigned", "in_progress"]);
 const SEVERITY_COLOURS = {
@@ -9,7 +12,8 @@ const SEVERITY_COLOURS = {
 };
 const RANK = { low: 0, medium: 1, high: 2, critical: 3 };
 const MAX_ITEMS = 100;
-const PAGE = 500;
+const FIRST_ITEMS = 30;
+const ENTITY_EVENTS = ["context.attribute_changed", "context.entity_created", "context.entity_deleted"];
 const ALERT_VERBS = {
   "alerts.alert_opened": "web.feed.opened",
   "alerts.alert_acknowledged": "web.feed.acknowledged",
@@ -34,11 +38,17 @@ async function getJson(url) {
 
 /**
  * Start the feed and the incidents layer.
- * `selectedUnits()` returns the unit codes of the chosen area (null: the whole province).
+ * `selectedUnits()` returns the unit codes of the chosen area (null: the whole province);
+ * `boundaries` is a promise of the units' features (incidents without a point are placed at
+ * their unit's centre, so they wait for it); `onEntity(type, data)` receives entity changes.
  */
-export function startFeed({ map, config, selectedUnits, layers, unitCentre }) {
+export function startFeed({
+  map, config, selectedUnits, layers, unitCentre, boundaries = Promise.resolve(),
+  onEntity = null, onReset = null,
+}) {
   const S = config.strings;
   const kinds = config.feedKinds || [];
+  const streamKinds = onEntity ? [...kinds, "entities"] : kinds;
   const locale = config.lang === "en" ? "en-GB" : "vi-VN";
   const time = new Intl.DateTimeFormat(locale, {
     timeZone: config.timeZone, day: "2-digit", month: "2-digit",
@@ -74,6 +84,9 @@ export function startFeed({ map, config, selectedUnits, layers, unitCentre }) {
     return !units || (unit && units.has(unit));
   }
 
+  let markersChanged = true;
+  let lastSelection = null;
+
   function render() {
     const fragment = document.createDocumentFragment();
     let shown = 0;
@@ -101,6 +114,12 @@ export function startFeed({ map, config, selectedUnits, layers, unitCentre }) {
     list.replaceChildren(fragment);
     empty.hidden = shown > 0;
     document.body.dataset.feed = String(shown);
+    // Re-cluster only when the incidents or the area changed, not for every feed item.
+    const selection = selectedUnits();
+    const key = selection ? [...selection].sort().join(",") : "*";
+    if (!markersChanged && key === lastSelection) return;
+    markersChanged = false;
+    lastSelection = key;
     cluster.clearLayers();
     const inside = [...markers.entries()].filter(([code]) => visible(incidents.get(code).unit));
     cluster.addLayers(inside.map(([, marker]) => marker));
@@ -144,8 +163,21 @@ export function startFeed({ map, config, selectedUnits, layers, unitCentre }) {
     };
   }
 
+  const pins = new Map(); // severity → one shared icon
+  function pinFor(severity) {
+    if (!pins.has(severity)) {
+      pins.set(severity, L.divIcon({
+        className: "incident-pin",
+        html: `<span style="background:${SEVERITY_COLOURS[severity] || "#555"}"></span>`,
+        iconSize: [18, 18],
+      }));
+    }
+    return pins.get(severity);
+  }
+
   function place(i) {
     const code = i.code;
+    markersChanged = true;
     markers.delete(code);
     incidents.delete(code);
     if (!OPEN.has(i.status)) return;
@@ -155,35 +187,37 @@ export function startFeed({ map, config, selectedUnits, layers, unitCentre }) {
     const point = typeof i.lat === "number" && typeof i.lon === "number"
       ? [i.lat, i.lon] : unitCentre(i.unit_code);
     if (!point) return;
-    const icon = L.divIcon({
-      className: "incident-pin",
-      html: `<span style="background:${SEVERITY_COLOURS[i.severity] || "#555"}"></span>`,
-      iconSize: [18, 18],
-    });
     const marker = L.marker(point, {
-      icon, title: `${i.code} — ${i.title}`, keyboard: true, severity: i.severity,
+      icon: pinFor(i.severity), title: `${i.code} — ${i.title}`, keyboard: true,
+      severity: i.severity,
     });
-    const popup = document.createElement("div");
-    const link = document.createElement("a");
-    link.href = `/incidents/${encodeURIComponent(code)}`;
-    link.textContent = `${code} — ${i.title}`;
-    const line = document.createElement("div");
-    line.textContent = `${S[`web.desk.severity.${i.severity}`]} · ${S[`web.desk.status.${i.status}`]}`;
-    popup.append(link, line);
-    marker.bindPopup(popup);
+    // Built when opened: a thousand incidents never build a thousand popups upfront.
+    marker.bindPopup(() => {
+      const popup = document.createElement("div");
+      const link = document.createElement("a");
+      link.href = `/incidents/${encodeURIComponent(code)}`;
+      link.textContent = `${code} — ${i.title}`;
+      const line = document.createElement("div");
+      line.textContent = `${S[`web.desk.severity.${i.severity}`]} · ${S[`web.desk.status.${i.status}`]}`;
+      popup.append(link, line);
+      return popup;
+    });
     markers.set(code, marker);
   }
 
   async function loadIncidents() {
-    for (let offset = 0; ; offset += PAGE) {
-      const params = new URLSearchParams({ limit: String(PAGE), offset: String(offset) });
-      for (const s of OPEN) params.append("status", s);
-      const page = await getJson(`/api/v1/incidents?${params}`);
-      for (const i of page.items) place(i);
-      if (offset === 0) {
-        for (const i of page.items.slice(0, 30)) add(incidentItem("incidents.incident_created", i, i.created_at));
-      }
-      if (page.items.length < PAGE || offset + PAGE >= page.total) return;
+    // Newest first, every open incident the user may see, as compact rows.
+    const layer = await getJson("/api/v1/map/incidents");
+    const at = Object.fromEntries(layer.fields.map((name, index) => [name, index]));
+    const rows = layer.rows.map((r) => ({
+      code: r[at.code], lat: r[at.lat], lon: r[at.lon], unit_code: r[at.unit],
+      severity: r[at.severity], status: r[at.status], title: r[at.title],
+      alert_id: r[at.alertId], created_at: r[at.createdAt],
+    }));
+    await boundaries.catch(() => null);
+    for (const i of rows) place(i);
+    for (const i of rows.slice(0, FIRST_ITEMS)) {
+      add(incidentItem("incidents.incident_created", i, i.created_at));
     }
   }
 
@@ -210,13 +244,28 @@ export function startFeed({ map, config, selectedUnits, layers, unitCentre }) {
     render();
   }
 
+  function onEntityEvent(event) {
+    if (event.lastEventId) last = event.lastEventId;
+    onEntity(event.type, JSON.parse(event.data));
+  }
+
+  function onResetEvent(event) {
+    if (event.lastEventId) last = event.lastEventId;
+    const data = JSON.parse(event.data || "{}");
+    if (onReset && (data.kinds || []).includes("entities")) onReset();
+  }
+
   function connect() {
-    const params = new URLSearchParams({ types: kinds.join(",") });
+    const params = new URLSearchParams({ types: streamKinds.join(",") });
     if (last) params.set("last_event_id", last);
     source = new EventSource(`/api/v1/stream?${params}`);
     for (const type of [...Object.keys(ALERT_VERBS), ...Object.keys(INCIDENT_VERBS)]) {
       source.addEventListener(type, onEvent);
     }
+    if (onEntity) {
+      for (const type of ENTITY_EVENTS) source.addEventListener(type, onEntityEvent);
+    }
+    source.addEventListener("reset", onResetEvent);
     source.addEventListener("open", () => {
       state.textContent = S["web.feed.live"];
       document.body.dataset.live = "1";
@@ -232,7 +281,7 @@ export function startFeed({ map, config, selectedUnits, layers, unitCentre }) {
   }
 
   async function start() {
-    if (!kinds.length) {
+    if (!streamKinds.length) {
       render();
       return;
     }

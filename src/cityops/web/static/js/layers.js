@@ -1,6 +1,7 @@
 // Extra layers of the operations screen: facilities (hospitals, schools) and a choropleth of the
-// open alerts per commune or ward. Installed by operations.js once its map and data are loaded;
-// both follow the area selector. Sensor popups also get a link to the entity detail page.
+// open alerts per commune or ward. Installed by operations.js as the screen starts: both fetch
+// at once, in parallel with the other layers, and are drawn when the boundaries are in; both
+// follow the area selector.
 
 const PAGE = 500;
 const OPEN = ["open", "acknowledged", "snoozed"];
@@ -48,8 +49,11 @@ async function loadOpenAlerts(getJson) {
   return counts;
 }
 
-/** Add the facilities and open-alerts layers to the operations map. */
-export async function install({ map, sensors, features, config, getJson, selectedUnits, unitAt }) {
+/**
+ * Add the facilities and open-alerts layers to the operations map; resolve once drawn.
+ * `boundaries` is a promise of the units' features.
+ */
+export async function install({ map, config, getJson, selectedUnits, unitAt, boundaries }) {
   const lang = config.lang === "en" ? "en" : "vi";
   const T = lang === "en"
     ? { facilities: "Facilities (hospitals, schools)", alerts: "Open alerts per commune/ward",
@@ -72,23 +76,23 @@ export async function install({ map, sensors, features, config, getJson, selecte
     { collapsed: false, position: "bottomright" }).addTo(map);
   facilities.addTo(map);
 
-  let places = [];
-  let counts = new Map();
-  try {
-    places = (await loadFacilities(getJson)).filter(
-      (p) => p.location && p.location.type === "Point"
-        && [].concat(p.category || []).some((c) => c in GLYPH),
-    );
-    for (const p of places) p.unit = unitAt(...p.location.coordinates, features);
-  } catch (error) {
+  // Both requests leave now; a failure is settled at once (never an unhandled rejection).
+  const loadingFacilities = loadFacilities(getJson).catch((error) => {
     console.error(error);
-  }
-  try {
-    counts = await loadOpenAlerts(getJson);
-  } catch (error) {
+    return [];
+  });
+  const loadingAlerts = loadOpenAlerts(getJson).catch((error) => {
     // A user who may not read alerts simply gets an empty choropleth.
     if (!/: 40[13]$/.test(error.message)) console.error(error);
-  }
+    return new Map();
+  });
+  const features = await boundaries;
+  const places = (await loadingFacilities).filter(
+    (p) => p.location && p.location.type === "Point"
+      && [].concat(p.category || []).some((c) => c in GLYPH),
+  );
+  for (const p of places) p.unit = unitAt(...p.location.coordinates, features);
+  const counts = await loadingAlerts;
 
   function render() {
     const units = selectedUnits();
@@ -120,17 +124,6 @@ export async function install({ map, sensors, features, config, getJson, selecte
     document.body.dataset.alertUnits = String(inArea.filter((f) => f.properties.openAlerts).length);
   }
 
-  // Sensor popups (drawn by operations.js) gain a link to the entity page.
-  map.on("popupopen", (event) => {
-    const content = event.popup.getContent();
-    if (!(content instanceof HTMLElement) || content.querySelector("a[href^='/entities/']")) return;
-    const at = event.popup.getLatLng();
-    const title = content.querySelector("strong")?.textContent;
-    const sensor = sensors.find((s) => (s.name || s.id) === title
-      && Math.abs(s.location.coordinates[1] - at.lat) < 1e-6
-      && Math.abs(s.location.coordinates[0] - at.lng) < 1e-6);
-    if (sensor) content.append(entityLink(sensor.id, T.details));
-  });
   for (const id of ["area", "unit"]) document.getElementById(id).addEventListener("change", render);
   render();
   document.body.dataset.layers = "1";

@@ -1,7 +1,16 @@
-// The operations screen: CityOps's own boundaries, the sensors from the NGSI-LD API, and the key
-// figures of the chosen area. Leaflet and markercluster are loaded as classic scripts (global L).
+// The operations screen: CityOps's own boundaries, every sensor, the open incidents, the
+// facilities and the live feed, with the key figures of the chosen area. Leaflet and
+// markercluster are loaded as classic scripts (global L).
+//
+// First load: every layer is fetched at once (boundaries, /api/v1/map/sensors — one compact
+// response for all sensors —, the incidents layer and the feed, the facilities and the alerts
+// choropleth); markers share one icon per level and build their popups only when opened, and
+// markercluster adds them in chunks so the page stays responsive. `body[data-ready='1']` is set
+// once every layer is drawn. Afterwards the SSE stream's entity changes recolour markers in
+// place (`onEntity`), and a `reset` reloads the sensors layer.
 
 import { startFeed } from "./feed.js";
+import { install as installLayers } from "./layers.js";
 
 const config = JSON.parse(document.getElementById("ops-config").textContent);
 const S = config.strings;
@@ -11,48 +20,63 @@ const clock = new Intl.DateTimeFormat(locale, {
   timeZone: config.timeZone, dateStyle: "short", timeStyle: "medium",
 });
 
-// Official VN_AQI bands (Decision 1459/QĐ-TCMT): upper bound, code, colour.
+// Official VN_AQI bands (Decision 1459/QĐ-TCMT): upper bound, code, colour. The server's
+// `level` uses the same bounds; these serve live updates.
 const AQI_BANDS = [
   [50, "good", "#00e400"], [100, "moderate", "#ffff00"], [150, "poor", "#ff7e00"],
   [200, "bad", "#ff0000"], [300, "veryBad", "#8f3f97"], [Infinity, "hazardous", "#7e0023"],
 ];
+const AQI_COLOURS = Object.fromEntries(AQI_BANDS.map(([, code, colour]) => [code, colour]));
 const FLOOD_COLOURS = {
   normal: "#2e7d32", alarm1: "#f9a825", alarm2: "#ef6c00", alarm3: "#c62828",
 };
+// Bed occupancy classes (≥ 95 %, ≥ 85 %, ≥ 70 %, below).
+const OCCUPANCY = [[95, "critical"], [85, "high"], [70, "elevated"], [-Infinity, "normal"]];
+const OCCUPANCY_COLOURS = {
+  critical: "#c62828", high: "#ef6c00", elevated: "#f9a825", normal: "#2e7d32",
+};
 const GREY = "#78909c";
-const PICK = [
-  "id", "type", "name", "location", "airQualityIndex", "airQualityLevel",
-  "waterLevel", "floodLevelStatus", "bedOccupancy",
-].join(",");
-const TYPES = "AirQualityObserved,WaterObserved,PointOfInterest";
-const PAGE = 1000;
+// Per entity type: the attribute holding the headline value, the one giving the level, and
+// how a level is computed from a live value.
+const KINDS = {
+  AirQualityObserved: {
+    value: "airQualityIndex", level: "airQualityIndex", colours: AQI_COLOURS,
+    classify: (v) => (typeof v === "number" ? aqiBand(v)[1] : null),
+  },
+  WaterObserved: {
+    value: "waterLevel", level: "floodLevelStatus", colours: FLOOD_COLOURS,
+    classify: (v) => (typeof v === "string" && v in FLOOD_COLOURS ? v : null),
+  },
+  PointOfInterest: {
+    value: "bedOccupancy", level: "bedOccupancy", colours: OCCUPANCY_COLOURS,
+    classify: (v) => (typeof v === "number" ? OCCUPANCY.find(([m]) => v >= m)[1] : null),
+  },
+};
 
 export function aqiBand(index) {
   return AQI_BANDS.find(([upper]) => index <= upper);
 }
 
-function occupancyColour(percent) {
-  if (percent >= 95) return "#c62828";
-  if (percent >= 85) return "#ef6c00";
-  if (percent >= 70) return "#f9a825";
-  return "#2e7d32";
+function colourOf(sensor) {
+  const kind = KINDS[sensor.type];
+  return (kind && sensor.level && kind.colours[sensor.level]) || GREY;
 }
 
-/** Return the colour and a one-line description of a sensor's level. */
-function level(entity) {
-  if (typeof entity.airQualityIndex === "number") {
-    const [, code, colour] = aqiBand(entity.airQualityIndex);
-    return [colour, `${S["web.ops.popup.aqi"]}: ${number.format(entity.airQualityIndex)} (${S["web.aqi." + code]})`];
+/** Return a one-line description of a sensor's level. */
+function describe(sensor) {
+  const v = sensor.value;
+  if (sensor.type === "AirQualityObserved" && typeof v === "number") {
+    return `${S["web.ops.popup.aqi"]}: ${number.format(v)} (${S["web.aqi." + sensor.level]})`;
   }
-  if (entity.floodLevelStatus) {
-    const state = S["web.flood." + entity.floodLevelStatus] || entity.floodLevelStatus;
-    const height = typeof entity.waterLevel === "number" ? `${number.format(entity.waterLevel)} m — ` : "";
-    return [FLOOD_COLOURS[entity.floodLevelStatus] || GREY, `${S["web.ops.popup.water"]}: ${height}${state}`];
+  if (sensor.type === "WaterObserved" && (sensor.level || typeof v === "number")) {
+    const state = sensor.level ? S["web.flood." + sensor.level] || sensor.level : "";
+    const height = typeof v === "number" ? `${number.format(v)} m${state ? " — " : ""}` : "";
+    return `${S["web.ops.popup.water"]}: ${height}${state}`;
   }
-  if (typeof entity.bedOccupancy === "number") {
-    return [occupancyColour(entity.bedOccupancy), `${S["web.ops.popup.beds"]}: ${number.format(entity.bedOccupancy)} %`];
+  if (sensor.type === "PointOfInterest" && typeof v === "number") {
+    return `${S["web.ops.popup.beds"]}: ${number.format(v)} %`;
   }
-  return [GREY, ""];
+  return "";
 }
 
 // --- geometry: which commune or ward holds a point ------------------------------------------
@@ -117,16 +141,25 @@ async function getJson(url) {
   return response.json();
 }
 
+/** Turn a compact layer ({fields, rows}) into objects. */
+export function objects(layer) {
+  const { fields, rows } = layer;
+  return rows.map((row) => {
+    const item = {};
+    for (let i = 0; i < fields.length; i += 1) item[fields[i]] = row[i];
+    return item;
+  });
+}
+
+async function loadBoundaries() {
+  const geometry = await getJson("/api/v1/units/geometry?level=commune");
+  const found = geometry.features.filter((f) => f.geometry);
+  for (const feature of found) feature.bbox = bboxOf(feature.geometry);
+  return found;
+}
+
 async function loadSensors() {
-  const all = [];
-  for (let offset = 0; ; offset += PAGE) {
-    const params = new URLSearchParams({
-      type: TYPES, options: "keyValues", pick: PICK, limit: String(PAGE), offset: String(offset),
-    });
-    const page = await getJson(`/ngsi-ld/v1/entities?${params}`);
-    all.push(...page);
-    if (page.length < PAGE) return all;
-  }
+  return objects(await getJson("/api/v1/map/sensors"));
 }
 
 // --- the screen -----------------------------------------------------------------------------
@@ -141,7 +174,12 @@ const boundaryLayer = L.geoJSON(null, {
   style: () => ({ color: "#0b5394", weight: 1, fillColor: "#6fa8dc", fillOpacity: 0.12 }),
   onEachFeature: (feature, layer) => layer.bindTooltip(feature.properties.name, { sticky: true }),
 }).addTo(map);
-const cluster = L.markerClusterGroup({ showCoverageOnHover: false, maxClusterRadius: 40 });
+// chunkedLoading: 10,000 markers are clustered in slices of at most 100 ms, between which the
+// browser keeps drawing and answering input.
+const cluster = L.markerClusterGroup({
+  showCoverageOnHover: false, maxClusterRadius: 40, chunkedLoading: true, chunkInterval: 100,
+  chunkDelay: 10,
+});
 map.addLayer(cluster);
 const layerControl = L.control.layers(null, {
   [S["web.ops.layer.boundaries"]]: boundaryLayer, [S["web.ops.layer.sensors"]]: cluster,
@@ -153,6 +191,8 @@ const unitNames = new Map(config.units.map((u) => [u.code, u.name]));
 let features = [];
 let feed = null;
 let sensors = [];
+const byId = new Map(); // entity id → sensor
+const icons = new Map(); // colour → shared icon (one per level: 10,000 markers, ~15 icons)
 
 function selectedUnits() {
   if (unitSelect.value) return new Set([unitSelect.value]);
@@ -172,21 +212,74 @@ function fillUnitOptions() {
   unitSelect.value = codes.includes(keep) ? keep : "";
 }
 
-function markerFor(entity) {
-  const [lon, lat] = entity.location.coordinates;
-  const [colour, text] = level(entity);
-  const icon = L.divIcon({
-    className: "sensor-dot", html: `<span style="background:${colour}"></span>`, iconSize: [16, 16],
-  });
-  const marker = L.marker([lat, lon], { icon, title: entity.name || entity.id, keyboard: true });
+function iconFor(sensor) {
+  const colour = colourOf(sensor);
+  const key = `${sensor.level || ""}|${colour}`;
+  let icon = icons.get(key);
+  if (!icon) {
+    icon = L.divIcon({
+      className: "sensor-dot",
+      html: `<span style="background:${colour}" data-level="${sensor.level || ""}"></span>`,
+      iconSize: [16, 16],
+    });
+    icons.set(key, icon);
+  }
+  return icon;
+}
+
+function popupOf(sensor) {
   const popup = document.createElement("div");
   const title = document.createElement("strong");
-  title.textContent = entity.name || entity.id;
+  title.textContent = sensor.name || sensor.id;
   const line = document.createElement("div");
-  line.textContent = text;
-  popup.append(title, line);
-  marker.bindPopup(popup);
+  line.textContent = describe(sensor);
+  const link = document.createElement("a");
+  link.href = `/entities/${encodeURIComponent(sensor.id)}`;
+  link.textContent = S["web.ops.popup.details"];
+  popup.append(title, line, link);
+  if (sensor.observedAt) {
+    const when = document.createElement("div");
+    when.className = "muted small";
+    when.textContent = `${S["web.ops.popup.observed"]} ${clock.format(new Date(sensor.observedAt))}`;
+    popup.append(when);
+  }
+  return popup;
+}
+
+function markerFor(sensor) {
+  const marker = L.marker([sensor.lat, sensor.lon], {
+    icon: iconFor(sensor), title: sensor.name || sensor.id, keyboard: true,
+  });
+  // Built when opened, from the sensor's latest values: 10,000 popups are never built upfront.
+  marker.bindPopup(() => popupOf(sensor));
+  sensor.marker = marker;
   return marker;
+}
+
+function inside(units) {
+  return sensors.filter((s) => !units || (s.unit && units.has(s.unit)));
+}
+
+let settle = null; // resolves the promise of the latest addMarkers
+
+/** Add markers to the cluster; resolve once markercluster has processed the last chunk. */
+function addMarkers(markers) {
+  if (settle) settle(); // a newer selection supersedes a drawing still in progress
+  settle = null;
+  // Off the map (the layer switched off), markercluster adds at once and reports nothing.
+  if (!markers.length || !map.hasLayer(cluster)) {
+    cluster.addLayers(markers);
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    settle = resolve;
+    // Read by markercluster when addLayers starts, so each call keeps its own callback.
+    cluster.options.chunkProgress = (processed, total) => {
+      if (processed >= total) resolve();
+    };
+    cluster.addLayers(markers);
+    cluster.options.chunkProgress = null;
+  });
 }
 
 function render() {
@@ -195,21 +288,29 @@ function render() {
   boundaryLayer.clearLayers();
   boundaryLayer.addData(shown);
   document.body.dataset.units = String(shown.length);
-  const inside = sensors.filter((s) => !units || (s.unit && units.has(s.unit)));
+  const within = inside(units);
   cluster.clearLayers();
-  cluster.addLayers(inside.map(markerFor));
-  document.body.dataset.sensors = String(inside.length);
+  const drawn = addMarkers(within.map((s) => s.marker || markerFor(s)));
+  document.body.dataset.sensors = String(within.length);
   if (shown.length) map.fitBounds(boundaryLayer.getBounds(), { padding: [12, 12], animate: false });
   document.body.dataset.bounds = map.getBounds().toBBoxString();
-  figures(shown.length, inside);
+  figures(shown.length, within);
   if (feed) feed.render();
+  return drawn;
 }
 
-function figures(unitCount, inside) {
+function figures(unitCount, within) {
   document.getElementById("fig-units").textContent = number.format(unitCount);
-  document.getElementById("fig-sensors").textContent = number.format(inside.length);
-  const aqi = inside.filter((s) => typeof s.airQualityIndex === "number");
-  const worst = aqi.reduce((m, s) => Math.max(m, s.airQualityIndex), -1);
+  document.getElementById("fig-sensors").textContent = number.format(within.length);
+  let worst = -1;
+  let alarms = 0;
+  let beds = -1;
+  for (const s of within) {
+    if (typeof s.value !== "number" && s.type !== "WaterObserved") continue;
+    if (s.type === "AirQualityObserved") worst = Math.max(worst, s.value);
+    else if (s.type === "PointOfInterest") beds = Math.max(beds, s.value);
+    else if (s.type === "WaterObserved" && s.level && s.level !== "normal") alarms += 1;
+  }
   const band = document.getElementById("fig-aqi-band");
   if (worst >= 0) {
     const [, code, colour] = aqiBand(worst);
@@ -221,11 +322,110 @@ function figures(unitCount, inside) {
     band.textContent = S["web.ops.none"];
     band.style.removeProperty("--band");
   }
-  const alarms = inside.filter((s) => s.floodLevelStatus && s.floodLevelStatus !== "normal");
-  document.getElementById("fig-river").textContent = number.format(alarms.length);
-  const beds = inside.filter((s) => typeof s.bedOccupancy === "number");
-  document.getElementById("fig-beds").textContent = beds.length
-    ? `${number.format(Math.max(...beds.map((s) => s.bedOccupancy)))} %` : "–";
+  document.getElementById("fig-river").textContent = number.format(alarms);
+  document.getElementById("fig-beds").textContent = beds >= 0 ? `${number.format(beds)} %` : "–";
+}
+
+// Live figures: many changes per second are folded into one recount per frame.
+let figuresPending = false;
+function refreshFigures() {
+  if (figuresPending) return;
+  figuresPending = true;
+  requestAnimationFrame(() => {
+    figuresPending = false;
+    const units = selectedUnits();
+    figures(features.filter((f) => !units || units.has(f.properties.code)).length, inside(units));
+  });
+}
+
+function visible(sensor) {
+  const units = selectedUnits();
+  return !units || (sensor.unit && units.has(sensor.unit));
+}
+
+/** Apply one entity change from the stream to its marker (colour, value, place). */
+function onEntity(type, data) {
+  if (data.tenant && data.tenant !== config.tenant) return;
+  const id = data.entity_id;
+  let sensor = byId.get(id);
+  if (type === "context.entity_deleted") {
+    if (!sensor) return;
+    if (sensor.marker) cluster.removeLayer(sensor.marker);
+    byId.delete(id);
+    sensors = sensors.filter((s) => s !== sensor);
+    document.body.dataset.sensors = String(inside(selectedUnits()).length);
+    refreshFigures();
+    return;
+  }
+  // The map reads default instances only (no datasetId).
+  if (type !== "context.attribute_changed" || data.dataset_id) return;
+  const kind = KINDS[data.entity_type];
+  if (!kind) return;
+  const located = typeof data.lat === "number" && typeof data.lon === "number";
+  if (!sensor) {
+    // A new sensor: drawn once its location is known.
+    if (!located) return;
+    sensor = {
+      id, type: data.entity_type, lat: data.lat, lon: data.lon, unit: data.unit_code || null,
+      level: null, value: null, observedAt: null, name: null,
+    };
+    byId.set(id, sensor);
+    sensors.push(sensor);
+  }
+  const value = data.deleted ? null : data.value;
+  const attribute = data.attribute;
+  if (attribute === "name") sensor.name = typeof value === "string" ? value : null;
+  if (attribute === kind.value) {
+    sensor.value = typeof value === "number" ? value : null;
+    if (data.observed_at) sensor.observedAt = data.observed_at;
+  }
+  if (attribute === kind.level) sensor.level = kind.classify(value);
+  const moved = located && (data.lat !== sensor.lat || data.lon !== sensor.lon);
+  if (located) {
+    sensor.lat = data.lat;
+    sensor.lon = data.lon;
+  }
+  if (data.unit_code !== undefined) sensor.unit = data.unit_code || null;
+  if (!sensor.marker) {
+    markerFor(sensor);
+    if (visible(sensor)) cluster.addLayer(sensor.marker);
+  } else {
+    const shown = cluster.hasLayer(sensor.marker);
+    if (moved || shown !== visible(sensor)) {
+      if (shown) cluster.removeLayer(sensor.marker);
+      sensor.marker.setLatLng([sensor.lat, sensor.lon]);
+      if (visible(sensor)) cluster.addLayer(sensor.marker);
+    }
+    // Under a flood of changes most leave the level as it was: touch the DOM only when not.
+    const icon = iconFor(sensor);
+    if (sensor.marker.options.icon !== icon) sensor.marker.setIcon(icon);
+    const title = sensor.name || sensor.id;
+    if (sensor.marker.options.title !== title) {
+      sensor.marker.options.title = title;
+      const element = sensor.marker.getElement();
+      if (element) element.title = title;
+    }
+  }
+  document.body.dataset.sensors = String(inside(selectedUnits()).length);
+  document.body.dataset.sensorUpdates = String(Number(document.body.dataset.sensorUpdates || 0) + 1);
+  refreshFigures();
+}
+
+function setSensors(list) {
+  for (const s of sensors) if (s.marker) s.marker.off();
+  sensors = list;
+  byId.clear();
+  for (const s of sensors) byId.set(s.id, s);
+}
+
+/** Reload the sensors layer (the stream could not replay the entity changes we missed). */
+async function reloadSensors() {
+  try {
+    setSensors(await loadSensors());
+    await render();
+  } catch (error) {
+    console.error(error);
+  }
 }
 
 function remember() {
@@ -257,30 +457,33 @@ async function start() {
   if (config.areas.some((a) => a.code === params.get("area"))) areaSelect.value = params.get("area");
   fillUnitOptions();
   if (unitNames.has(params.get("unit") || "")) unitSelect.value = params.get("unit");
+  const status = document.getElementById("updated");
+  // Every request leaves now; each layer is drawn when its data and the boundaries are in.
+  const boundaries = loadBoundaries();
+  // Settled at once, so that a failure waits for us without being an unhandled rejection.
+  const sensorData = loadSensors().then((list) => ({ list }), (error) => ({ error }));
+  feed = startFeed({
+    map, config, selectedUnits, layers: layerControl, unitCentre, boundaries,
+    onEntity: config.liveEntities ? onEntity : null, onReset: reloadSensors,
+  });
+  const extra = installLayers({ map, config, getJson, selectedUnits, unitAt, boundaries });
   try {
-    const geometry = await getJson("/api/v1/units/geometry?level=commune");
-    features = geometry.features.filter((f) => f.geometry);
-    for (const feature of features) feature.bbox = bboxOf(feature.geometry);
+    features = await boundaries;
   } catch (error) {
-    document.getElementById("updated").textContent = S["web.ops.load_failed"];
+    status.textContent = S["web.ops.load_failed"];
     throw error;
   }
-  try {
-    sensors = (await loadSensors()).filter((e) => e.location && e.location.type === "Point");
-    for (const s of sensors) s.unit = unitAt(...s.location.coordinates, features);
-  } catch (error) {
-    sensors = [];
-    document.getElementById("updated").textContent = S["web.ops.load_failed"];
-    console.error(error);
+  const loaded = await sensorData;
+  setSensors(loaded.list || []);
+  if (loaded.error) {
+    status.textContent = S["web.ops.load_failed"];
+    console.error(loaded.error);
   }
-  feed = startFeed({ map, config, selectedUnits, layers: layerControl, unitCentre });
-  render();
-  await feed.ready;
-  if (!document.getElementById("updated").textContent) {
-    document.getElementById("updated").textContent = `${S["web.ops.updated"]} ${clock.format(new Date())}`;
-  }
+  const drawn = render();
+  const results = await Promise.allSettled([drawn, feed.ready, extra]);
+  for (const r of results) if (r.status === "rejected") console.warn(r.reason);
+  if (!status.textContent) status.textContent = `${S["web.ops.updated"]} ${clock.format(new Date())}`;
   document.body.dataset.ready = "1";
-  import("./layers.js").then((m) => m.install({ map, sensors, features, config, getJson, selectedUnits, unitAt }));
 }
 
 start();

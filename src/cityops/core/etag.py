@@ -1,0 +1,34 @@
+"""Conditional GET: a weak ETag computed from a response body, and 304 when the client has it."""
+
+from __future__ import annotations
+
+import hashlib
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+def etag_of(body: bytes) -> str:
+    """Return a weak entity tag for a body (weak: the gzip middleware re-encodes the bytes)."""
+    return f'W/"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+
+
+def matches(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names this tag (weak comparison, RFC 9110 §13.1.2)."""
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    wanted = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == wanted for tag in header.split(","))
+
+
+def conditional(
+    request: Request, body: bytes, *, cache_control: str, media_type: str = "application/json"
+) -> Response:
+    """Answer a body with its ETag and Cache-Control, or 304 if If-None-Match names it."""
+    etag = etag_of(body)
+    headers = {"ETag": etag, "Cache-Control": cache_control}
+    if matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
