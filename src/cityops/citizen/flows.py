@@ -851,6 +851,9 @@ def _attach_photos(
     if incident is None:
         return
     for row, content in items:
+        if len(content) > runtime.settings.attachment_max_bytes:
+            # A re-encoded PNG can outgrow the attachment limit: staff still have photo_urls.
+            continue
         incidents_flows.add_attachment(
             runtime=runtime,
             session=session,

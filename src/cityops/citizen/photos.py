@@ -133,7 +133,8 @@ def _reencode(content: bytes, content_type: str) -> Photo:
     if fmt == "JPEG":
         pixels.save(out, "JPEG", quality=85)
     elif fmt == "WEBP":
-        pixels.save(out, "WEBP", quality=85)
+        # method 0: the fastest of libwebp's efforts, about half the time of the default.
+        pixels.save(out, "WEBP", quality=85, method=0)
     else:
         pixels.save(out, "PNG")
     return Photo(
