@@ -7,16 +7,23 @@ The Open311 API lives in open311.py.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from cityops.citizen import flows, service
+from cityops.citizen import flows, photos, service
+from cityops.citizen.enums import Moderation
 from cityops.citizen.models import Report
 from cityops.citizen.schemas import (
     DuplicateRead,
     ErasureIn,
+    LinkIn,
     ModerationIn,
     NoteRead,
     RatingIn,
@@ -25,10 +32,13 @@ from cityops.citizen.schemas import (
     ServiceCreate,
     ServiceRead,
     ServiceUpdate,
+    SubmissionRead,
 )
-from cityops.core.deps import ClockDep, Limit, Offset, RuntimeDep, SessionDep
-from cityops.core.errors import Invalid, NotFound
+from cityops.core.deps import ClockDep, Limit, Offset, RuntimeDep, SessionDep, runtime_of
+from cityops.core.errors import BadRequest, Invalid, NotFound, request_language
+from cityops.core.runtime import Runtime
 from cityops.core.security import Permission, Principal, require
+from cityops.incidents import files as incident_files
 from cityops.incidents import service as incident_service
 from cityops.units import service as unit_service
 
@@ -156,32 +166,42 @@ def _in_scope(principal: Principal, report: Report) -> bool:
     )
 
 
-def _read(session: Session, report: Report, *, with_reporter: bool) -> ReportRead:
+def _read(runtime: Runtime, session: Session, report: Report, *, with_reporter: bool) -> ReportRead:
     out = ReportRead.model_validate(report)
     notes = service.get_notes(session=session, report_ids=[report.id])[report.id]
     out.notes = [NoteRead.model_validate(n) for n in notes]
     if with_reporter:
         reporter = service.get_reporter(session=session, report_id=report.id)
         out.reporter = ReporterRead.model_validate(reporter) if reporter else None
+    out.photo_urls = [
+        flows.photo_url(runtime.settings, report.tracking_code, p.position)
+        for p in service.get_photos(session=session, report_id=report.id)
+    ]
     return out
 
 
 @router.get("/reports/{code}", response_model=ReportRead, summary="Read a report (staff)")
-def read_report(session: SessionDep, principal: Handler, code: CodePath) -> ReportRead:
+def read_report(
+    session: SessionDep, runtime: RuntimeDep, principal: Handler, code: CodePath
+) -> ReportRead:
     """Return a report in scope, with its reporter's contacts for those handling the case."""
     report = service.get_by_code(session=session, tracking_code=code)
     if report is None or not _in_scope(principal, report):
         raise NotFound("citizen.report.not_found", code=code)
-    return _read(session, report, with_reporter=True)
+    return _read(runtime, session, report, with_reporter=True)
 
 
 @router.get("/moderation", response_model=list[ReportRead], summary="Flagged reports")
 def moderation_queue(
-    session: SessionDep, _principal: Moderator, limit: Limit = 50, offset: Offset = 0
+    session: SessionDep,
+    runtime: RuntimeDep,
+    _principal: Moderator,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[ReportRead]:
     """List reports waiting for a moderator, oldest first."""
     rows = service.get_pending_moderation(session=session, limit=limit, offset=offset)
-    return [_read(session, r, with_reporter=False) for r in rows]
+    return [_read(runtime, session, r, with_reporter=False) for r in rows]
 
 
 @router.post(
@@ -199,7 +219,7 @@ def moderate(
     flows.moderate(
         runtime=runtime, session=session, report=report, approve=decision.decision == "approve"
     )
-    return _read(session, report, with_reporter=False)
+    return _read(runtime, session, report, with_reporter=False)
 
 
 # --- the reporter (by tracking code) and the public ------------------------------------------
@@ -277,3 +297,218 @@ def duplicates(
         )
         for r in rows
     ]
+
+
+@router.post(
+    "/reports/{code}/link",
+    response_model=ReportRead,
+    summary="Link a report to a duplicate's incident",
+)
+def link_report(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: Handler,
+    code: CodePath,
+    link: LinkIn,
+) -> ReportRead:
+    """Make a report share another report's incident; both reporters then get its updates."""
+    report = service.get_by_code(session=session, tracking_code=code)
+    if report is None or not _in_scope(principal, report):
+        raise NotFound("citizen.report.not_found", code=code)
+    original = service.get_by_code(session=session, tracking_code=link.duplicate_of)
+    if original is None or not _in_scope(principal, original):
+        raise Invalid(
+            "citizen.invalid",
+            errors=[
+                {
+                    "field": "duplicate_of",
+                    "in": "body",
+                    "key": "citizen.report.not_found",
+                    "params": {"code": link.duplicate_of},
+                }
+            ],
+            count=1,
+        )
+    flows.link_duplicate(runtime=runtime, session=session, report=report, original=original)
+    return _read(runtime, session, report, with_reporter=True)
+
+
+# --- the public page: a report with photos, and the photos ------------------------------------
+
+# Form fields besides the photos (description, attributes, contacts) never need more than this.
+FORM_OVERHEAD = 64 * 1024
+PositionPath = Annotated[int, Path(ge=1, le=photos.MAX_PHOTOS)]
+
+
+@dataclass(frozen=True, slots=True)
+class PublicForm:
+    """A report sent from the public page: its text fields and the photos' bytes."""
+
+    fields: dict[str, list[str]]
+    uploads: list[bytes]
+
+
+async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit:
+            raise incident_files.too_large(limit)
+        yield chunk
+
+
+def _photo_field(key: str, **params: Any) -> Invalid:
+    error = {"field": "photos", "in": "body", "key": key, "params": params}
+    return Invalid("citizen.invalid", errors=[error], count=1)
+
+
+async def read_public_form(request: Request) -> PublicForm:
+    """Read the multipart form of the public page, refusing bodies over the size limit early."""
+    per_photo = runtime_of(request).settings.citizen_photo_max_bytes
+    limit = photos.MAX_PHOTOS * per_photo + FORM_OVERHEAD
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise incident_files.UnsupportedMediaType("citizen.photo.multipart_required")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise incident_files.too_large(limit)
+    try:
+        parser = MultiPartParser(
+            request.headers,
+            _limited(request.stream(), limit),
+            max_files=photos.MAX_PHOTOS,
+            max_fields=60,
+            max_part_size=FORM_OVERHEAD,
+        )
+        form = await parser.parse()
+    except MultiPartException as exc:
+        if "files" in str(exc).lower():
+            raise _photo_field("citizen.photo.too_many", limit=photos.MAX_PHOTOS) from None
+        raise BadRequest("citizen.form.bad", reason=str(exc)[:200]) from None
+    try:
+        fields: dict[str, list[str]] = {}
+        uploads: list[bytes] = []
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != "photos":
+                    continue
+                content = await value.read(per_photo + 1)
+                # A file input left empty still sends a part with no name and no bytes.
+                if content or value.filename:
+                    uploads.append(content)
+            else:
+                fields.setdefault(key, []).append(value)
+        return PublicForm(fields=fields, uploads=uploads)
+    finally:
+        await form.close()
+
+
+PUBLIC_FORM_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["service_code"],
+                    "properties": {
+                        "service_code": {"type": "string", "maxLength": 32},
+                        "lat": {"type": "string", "maxLength": 32},
+                        "long": {"type": "string", "maxLength": 32},
+                        "address_string": {"type": "string", "maxLength": 500},
+                        "description": {"type": "string", "maxLength": 4000},
+                        "first_name": {"type": "string", "maxLength": 100},
+                        "last_name": {"type": "string", "maxLength": 100},
+                        "email": {"type": "string", "maxLength": 254},
+                        "phone": {"type": "string", "maxLength": 32},
+                        "duplicate_of": {"type": "string", "maxLength": 40},
+                        "consent": {"type": "string", "enum": ["true", "false"]},
+                        "photos": {
+                            "type": "array",
+                            "maxItems": photos.MAX_PHOTOS,
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "JPEG, PNG or WebP; metadata removed when stored.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+# A plain function: FastAPI runs it in a worker thread (SQLite's write lock, Pillow's work).
+@router.post(
+    "/submissions",
+    response_model=SubmissionRead,
+    status_code=status.HTTP_201_CREATED,
+    summary="Send a report from the public page (photos included)",
+    openapi_extra=PUBLIC_FORM_BODY,
+)
+def submit_public(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    form: Annotated[PublicForm, Depends(read_public_form)],
+) -> SubmissionRead:
+    """Take in a citizen's report with up to three photos; answer with its tracking code."""
+    flows.check_rate(runtime, f"ip:{request.client.host if request.client else '-'}")
+    values = {k: v for k, v in form.fields.items() if k not in ("consent", "api_key")}
+    consent = (form.fields.get("consent") or ["false"])[-1] == "true"
+    created = flows.submit_public(
+        runtime=runtime,
+        session=session,
+        sub=flows.submission_from_form(values),
+        uploads=form.uploads,
+        language=request_language(request),
+        consent=consent,
+    )
+    report = created.report
+    original = (
+        service.get(session=session, report_id=report.duplicate_of)
+        if report.duplicate_of is not None
+        else None
+    )
+    return SubmissionRead(
+        tracking_code=report.tracking_code,
+        status=report.status,
+        moderation=report.moderation,
+        unit_code=report.unit_code,
+        department_code=report.department_code,
+        duplicate_of=original.tracking_code if original is not None else None,
+        notice=created.notice,
+        photos=len(service.get_photos(session=session, report_id=report.id)),
+        tracking_url=f"/public/reports/{report.tracking_code}",
+    )
+
+
+@router.get(
+    "/reports/{code}/photos/{position}",
+    response_class=FileResponse,
+    summary="A report's photo (no metadata)",
+    responses={200: {"content": {t: {} for t in photos.ALLOWED_TYPES}}},
+)
+def report_photo(
+    session: SessionDep, runtime: RuntimeDep, code: CodePath, position: PositionPath
+) -> FileResponse:
+    """Serve a photo of a public report, as re-encoded without metadata when it came in."""
+    report = service.get_by_code(session=session, tracking_code=code)
+    if report is None or report.moderation == Moderation.HIDDEN:
+        raise NotFound("citizen.report.not_found", code=code)
+    photo = service.get_photo(session=session, report_id=report.id, position=position)
+    if photo is None:
+        raise NotFound("citizen.photo.not_found", number=position)
+    path = incident_files.path_of(runtime.settings.data_dir, photo.sha256)
+    if not path.is_file():
+        raise NotFound("citizen.photo.not_found", number=position)
+    return FileResponse(
+        path,
+        media_type=photo.content_type,
+        filename=f"{report.tracking_code}-{position}.{photos.EXTENSIONS[photo.content_type]}",
+        content_disposition_type="inline",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "public, max-age=3600",
+        },
+    )

@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session
 
 from cityops.auth import service as auth_service
 from cityops.auth.enums import role_permissions
-from cityops.citizen import service
+from cityops.citizen import photos, service
 from cityops.citizen.enums import AttributeType, CitizenEvent, Moderation, NoteKind, ReportStatus
-from cityops.citizen.models import CitizenService, Report
+from cityops.citizen.models import CitizenService, Report, ReportNote, ReportPhoto
 from cityops.core import outbox
 from cityops.core.clock import Clock
 from cityops.core.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests
@@ -39,7 +39,9 @@ from cityops.core.outbox_smtp import CHANNEL as SMTP_CHANNEL
 from cityops.core.outbox_smtp import smtp_configured
 from cityops.core.runtime import Runtime
 from cityops.core.security import Permission, Principal
+from cityops.incidents import files as incident_files
 from cityops.incidents import flows as incidents_flows
+from cityops.incidents import service as incident_service
 from cityops.incidents.enums import IncidentEvent
 from cityops.incidents.schemas import IncidentCreate
 from cityops.notify import channels as notify_channels
@@ -85,6 +87,15 @@ CITIZEN_PRINCIPAL = Principal(
     role="system",
     permissions=frozenset({str(Permission.INCIDENT_CREATE)}),
 )
+# Attaches a report's photos to its incident, so staff see them where they work.
+PHOTO_PRINCIPAL = Principal(
+    kind="system",
+    id=0,
+    name="citizen",
+    role="system",
+    permissions=frozenset({str(Permission.INCIDENT_WORK)}),
+)
+CONTACT_FIELDS = ("first_name", "last_name", "email", "phone")
 
 
 def install(runtime: Runtime) -> None:
@@ -343,7 +354,12 @@ def _contacts(sub: Submission, errors: list[Any]) -> dict[str, str | None]:
 
 
 def create_report(
-    *, runtime: Runtime, session: Session, sub: Submission, client_id: int | None
+    *,
+    runtime: Runtime,
+    session: Session,
+    sub: Submission,
+    client_id: int | None,
+    language: str | None = None,
 ) -> Created:
     """Take a report in: validate, locate, route, link or open its incident; return it."""
     if not sub.service_code:
@@ -422,6 +438,9 @@ def create_report(
             duplicate_of=original.id if original is not None else None,
         ),
     )
+    if any(contacts.values()):
+        # Kept with the contacts only: it says which language their messages are sent in.
+        contacts["language"] = language if language in ("vi", "en") else "vi"
     service.set_reporter(session=session, report=report, fields=contacts)
     service.add_note(
         session=session, report=report, at=now, kind=NoteKind.RECEIVED, description="Đã tiếp nhận"
@@ -519,6 +538,16 @@ def open_incident(
     )
     report.incident_id, report.incident_code = incident.id, incident.code
     session.flush()
+    stored = service.get_photos(session=session, report_id=report.id)
+    if stored:
+        # A report approved by a moderator: its photos were stored when it came in.
+        data_dir = runtime.settings.data_dir
+        _attach_photos(
+            runtime=runtime,
+            session=session,
+            report=report,
+            items=[(p, incident_files.path_of(data_dir, p.sha256).read_bytes()) for p in stored],
+        )
 
 
 # --- incidents → reports ---------------------------------------------------------------------
@@ -533,7 +562,7 @@ def on_incident_changed(*, runtime: Runtime, session: Session, event: Event) -> 
     reports = service.get_by_incident(session=session, incident_id=data["incident_id"])
     if not reports:
         return
-    vi, _en = STATUS_TEXT.get(str(status), (str(status), str(status)))
+    vi, en = STATUS_TEXT.get(str(status), (str(status), str(status)))
     closed = status in CLOSED_INCIDENT
     for report in reports:
         report.status = str(ReportStatus.CLOSED if closed else ReportStatus.OPEN)
@@ -543,7 +572,9 @@ def on_incident_changed(*, runtime: Runtime, session: Session, event: Event) -> 
         service.add_note(
             session=session, report=report, at=event.at, kind=NoteKind.STATUS, description=vi
         )
-    _tell_reporters(runtime=runtime, session=session, reports=reports, text=vi, at=event.at)
+    _tell_reporters(
+        runtime=runtime, session=session, reports=reports, text=vi, text_en=en, at=event.at
+    )
 
 
 def on_comment_added(*, runtime: Runtime, session: Session, event: Event) -> None:
@@ -563,24 +594,44 @@ def on_comment_added(*, runtime: Runtime, session: Session, event: Event) -> Non
             session=session, report=report, at=event.at, kind=NoteKind.COMMENT, description=text
         )
     if reports:
-        _tell_reporters(runtime=runtime, session=session, reports=reports, text=text, at=event.at)
+        _tell_reporters(
+            runtime=runtime, session=session, reports=reports, text=text, text_en=text, at=event.at
+        )
+
+
+def reporter_message(code: str, text: str, language: str | None) -> tuple[str, str]:
+    """Return the subject and first line of a message to a reporter, in their language."""
+    if language == "en":
+        return f"[CityOps] Report {code}", f"Report {code}: {text}"
+    return f"[CityOps] Phản ánh {code}", f"Phản ánh {code}: {text}"
 
 
 def _tell_reporters(
-    *, runtime: Runtime, session: Session, reports: list[Report], text: str, at: datetime
+    *,
+    runtime: Runtime,
+    session: Session,
+    reports: list[Report],
+    text: str,
+    text_en: str,
+    at: datetime,
 ) -> None:
     settings = runtime.settings
     by_id = {r.id: r for r in reports}
     for reporter in service.get_reporters(session=session, report_ids=list(by_id)):
         report = by_id[reporter.report_id]
+        english = reporter.language == "en"
         link = f"{settings.public_url.rstrip('/')}/public/reports/{report.tracking_code}"
-        message = f"Phản ánh {report.tracking_code}: {text}"
+        if english:
+            link += "?lang=en"
+        subject, message = reporter_message(
+            report.tracking_code, text_en if english else text, reporter.language
+        )
         owner = f"citizen:{report.tracking_code}"
         if reporter.email and smtp_configured(settings):
             mail = EmailMessage()
             mail["From"] = settings.smtp_from
             mail["To"] = reporter.email
-            mail["Subject"] = f"[CityOps] Phản ánh {report.tracking_code}"
+            mail["Subject"] = subject
             mail["Date"] = format_datetime(at)
             mail["Message-ID"] = make_msgid(domain="cityops.local")
             mail.set_content(f"{message}\n\n{link}\n")
@@ -689,6 +740,202 @@ def erase_expired(*, runtime: Runtime, session: Session) -> int:
     return service.erase_expired(
         session=session, closed_before=cutoff, at=now, limit=RETENTION_BATCH
     )
+
+
+# --- the public page: photos, following a duplicate, history in the reader's language --------
+
+
+def photo_url(settings: Any, tracking_code: str, position: int) -> str:
+    """Return the public address of a report's photo (the Open311 `media_url`)."""
+    base = settings.public_url.rstrip("/")
+    return f"{base}/api/v1/citizen/reports/{tracking_code}/photos/{position}"
+
+
+def check_photos(*, runtime: Runtime, uploads: list[bytes]) -> list[photos.Photo]:
+    """Check up to three photos and return them without metadata (4xx naming `photos`)."""
+    if len(uploads) > photos.MAX_PHOTOS:
+        raise _invalid([_error("photos", "citizen.photo.too_many", limit=photos.MAX_PHOTOS)])
+    limit = runtime.settings.citizen_photo_max_bytes
+    cleaned: list[photos.Photo] = []
+    for index, content in enumerate(uploads, start=1):
+        if len(content) > limit:
+            raise incident_files.PayloadTooLarge(
+                "citizen.photo.too_large",
+                errors=[
+                    _error(
+                        "photos",
+                        "citizen.photo.too_large",
+                        number=index,
+                        megabytes=f"{limit / 1048576:.0f}",
+                    )
+                ],
+                number=index,
+                megabytes=f"{limit / 1048576:.0f}",
+            )
+        if not content:
+            raise _invalid([_error("photos", "citizen.photo.empty", number=index)])
+        try:
+            cleaned.append(photos.clean(content))
+        except photos.PhotoError as exc:
+            raise _invalid([_error("photos", exc.key, number=index)]) from None
+    return cleaned
+
+
+def submit_public(
+    *,
+    runtime: Runtime,
+    session: Session,
+    sub: Submission,
+    uploads: list[bytes],
+    language: str,
+    consent: bool,
+) -> Created:
+    """Take in a report from the public page: photos cleaned, EXIF position used, consent given."""
+    if not consent and any(getattr(sub, name) for name in CONTACT_FIELDS):
+        # Law 91/2025/QH15: contact details are processed only with the reporter's consent.
+        raise _invalid([_error("consent", "citizen.field.consent")])
+    cleaned = check_photos(runtime=runtime, uploads=uploads)
+    if sub.lat is None and sub.long is None:
+        # Not pinned: where the first geotagged photo was taken.
+        place = next((p.gps for p in cleaned if p.gps is not None), None)
+        if place is not None:
+            sub.lat, sub.long = f"{place[0]:.6f}", f"{place[1]:.6f}"
+    created = create_report(
+        runtime=runtime, session=session, sub=sub, client_id=None, language=language
+    )
+    if cleaned:
+        add_photos(runtime=runtime, session=session, report=created.report, cleaned=cleaned)
+    return created
+
+
+def add_photos(
+    *, runtime: Runtime, session: Session, report: Report, cleaned: list[photos.Photo]
+) -> list[ReportPhoto]:
+    """Store a report's photos (content once, by SHA-256) and attach them to its incident."""
+    now = runtime.clock.now()
+    stored: list[tuple[ReportPhoto, bytes]] = []
+    for position, photo in enumerate(cleaned, start=1):
+        sha256 = incident_files.store(runtime.settings.data_dir, photo.content)
+        row = service.create_photo(
+            session=session,
+            report=report,
+            position=position,
+            content_type=photo.content_type,
+            size=len(photo.content),
+            width=photo.width,
+            height=photo.height,
+            sha256=sha256,
+            at=now,
+        )
+        stored.append((row, photo.content))
+    if report.media_url is None:
+        report.media_url = photo_url(runtime.settings, report.tracking_code, 1)
+    if report.incident_id is not None:
+        _attach_photos(runtime=runtime, session=session, report=report, items=stored)
+    session.flush()
+    return [row for row, _ in stored]
+
+
+def _attach_photos(
+    *,
+    runtime: Runtime,
+    session: Session,
+    report: Report,
+    items: list[tuple[ReportPhoto, bytes]],
+) -> None:
+    incident = (
+        incident_service.get(session=session, incident_id=report.incident_id)
+        if report.incident_id is not None
+        else None
+    )
+    if incident is None:
+        return
+    for row, content in items:
+        if len(content) > runtime.settings.attachment_max_bytes:
+            # A re-encoded PNG can outgrow the attachment limit: staff still have photo_urls.
+            continue
+        incidents_flows.add_attachment(
+            runtime=runtime,
+            session=session,
+            principal=PHOTO_PRINCIPAL,
+            incident=incident,
+            file_name=f"{report.tracking_code}-{row.position}.{photos.EXTENSIONS[row.content_type]}",
+            content=content,
+        )
+
+
+def link_duplicate(
+    *, runtime: Runtime, session: Session, report: Report, original: Report
+) -> Report:
+    """Link a report to another's incident (staff): both reporters then get the same updates."""
+    while original.duplicate_of is not None:
+        parent = service.get(session=session, report_id=original.duplicate_of)
+        if parent is None:
+            break
+        original = parent
+    if original.id == report.id:
+        raise Conflict("citizen.link.same", code=report.tracking_code)
+    if report.duplicate_of is not None:
+        raise Conflict("citizen.link.already", code=report.tracking_code)
+    if original.incident_id is None or original.moderation == Moderation.HIDDEN:
+        raise Conflict("citizen.link.no_incident", code=original.tracking_code)
+    if service.get_by_duplicate(session=session, report_id=report.id):
+        raise Conflict("citizen.link.has_duplicates", code=report.tracking_code)
+    now = runtime.clock.now()
+    report.duplicate_of = original.id
+    report.incident_id, report.incident_code = original.incident_id, original.incident_code
+    report.expected_at = original.expected_at
+    report.status = original.status
+    report.closed_at = original.closed_at
+    report.status_notes = original.status_notes
+    report.updated_at = now
+    text = f"Gộp với phản ánh {original.tracking_code}"
+    service.add_note(
+        session=session, report=report, at=now, kind=NoteKind.DUPLICATE, description=text
+    )
+    photos_of = service.get_photos(session=session, report_id=report.id)
+    if photos_of:
+        data_dir = runtime.settings.data_dir
+        _attach_photos(
+            runtime=runtime,
+            session=session,
+            report=report,
+            items=[(p, incident_files.path_of(data_dir, p.sha256).read_bytes()) for p in photos_of],
+        )
+    _tell_reporters(
+        runtime=runtime,
+        session=session,
+        reports=[report],
+        text=text,
+        text_en=f"Linked to report {original.tracking_code}",
+        at=now,
+    )
+    session.flush()
+    return report
+
+
+_STATUS_EN = dict(STATUS_TEXT.values())
+_LINKED = re.compile(r"^Gộp với phản ánh (PA-[A-Z0-9-]{4,12})$")
+
+
+def note_text(note: ReportNote, language: str) -> str:
+    """Return a history note in the reader's language (staff comments stay as written)."""
+    if language != "en":
+        return note.description
+    if note.kind == NoteKind.RECEIVED:
+        return "Received"
+    if note.kind == NoteKind.STATUS:
+        return _STATUS_EN.get(note.description, note.description)
+    if note.kind == NoteKind.DUPLICATE:
+        match = _LINKED.match(note.description)
+        return f"Linked to report {match.group(1)}" if match else note.description
+    return note.description
+
+
+def status_text(status: str, language: str) -> str:
+    """Return an incident status in words, in the reader's language."""
+    vi, en = STATUS_TEXT.get(status, (status, status))
+    return en if language == "en" else vi
 
 
 # --- profile ---------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ class Reporter(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     device_id: Mapped[str | None] = mapped_column(String(100))
     account_id: Mapped[str | None] = mapped_column(String(100))
+    # The language the reporter wrote in ("vi" or "en"): their messages are sent in it.
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class ReportNote(Base):
@@ -115,3 +117,22 @@ class ReportNote(Base):
     kind: Mapped[str] = mapped_column(String(16))  # NoteKind
     status: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(String(2000))
+
+
+class ReportPhoto(Base):
+    """A photo sent with a report: re-encoded without any metadata, stored under its SHA-256."""
+
+    __tablename__ = "citizen_report_photo"
+    __table_args__ = (Index("ix_citizen_report_photo_report_id", "report_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    report_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("citizen_report.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(Integer)  # 1, 2, 3: the order the reporter chose
+    content_type: Mapped[str] = mapped_column(String(32))  # sniffed, then re-encoded as such
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

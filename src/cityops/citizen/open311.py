@@ -299,6 +299,7 @@ def create_request(
         session=session,
         sub=flows.submission_from_form(fields),
         client_id=client_id,
+        language=request_language(request),
     )
     body = [
         {

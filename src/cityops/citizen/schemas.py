@@ -118,6 +118,7 @@ class ReporterRead(ReadModel):
     phone: str | None
     device_id: str | None
     account_id: str | None
+    language: str | None = None
 
 
 class NoteRead(ReadModel):
@@ -159,6 +160,8 @@ class ReportRead(ReadModel):
     personal_data_erased_at: datetime | None
     reporter: ReporterRead | None = None
     notes: list[NoteRead] = Field(default_factory=list)
+    # Public addresses of the report's photos (stored without metadata).
+    photo_urls: list[str] = Field(default_factory=list)
 
 
 class ReportPage(Page[ReportRead]):
@@ -194,3 +197,23 @@ class DuplicateRead(ReadModel):
     lon: float | None
     requested_at: datetime
     distance_m: float
+
+
+class SubmissionRead(ReadModel):
+    """What the public page learns after sending a report: the tracking code, never more."""
+
+    tracking_code: str
+    status: str
+    moderation: str
+    unit_code: str | None
+    department_code: str | None
+    duplicate_of: str | None
+    notice: str | None
+    photos: int
+    tracking_url: str
+
+
+class LinkIn(WriteModel):
+    """Staff: the report whose incident this report joins (it duplicates it)."""
+
+    duplicate_of: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9-]+$")]

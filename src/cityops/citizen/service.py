@@ -17,7 +17,7 @@ from sqlalchemy import Row, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cityops.citizen.enums import Moderation, NoteKind, ReportStatus
-from cityops.citizen.models import CitizenService, Report, Reporter, ReportNote
+from cityops.citizen.models import CitizenService, Report, Reporter, ReportNote, ReportPhoto
 from cityops.core.clock import Clock
 from cityops.core.errors import Conflict, NotFound
 
@@ -180,6 +180,15 @@ def get_by_incident(*, session: Session, incident_id: int) -> list[Report]:
     )
 
 
+def get_by_duplicate(*, session: Session, report_id: int) -> list[Report]:
+    """Return the reports linked to a report as its duplicates."""
+    return list(
+        session.scalars(
+            select(Report).where(Report.duplicate_of == report_id).order_by(Report.id)
+        ).all()
+    )
+
+
 PUBLIC_COLUMNS = (
     Report.id,
     Report.tracking_code,
@@ -317,6 +326,69 @@ def get_notes(*, session: Session, report_ids: Sequence[int]) -> dict[int, list[
     for row in rows:
         out[row.report_id].append(row)
     return out
+
+
+# --- photos ----------------------------------------------------------------------------------
+
+
+def create_photo(
+    *,
+    session: Session,
+    report: Report,
+    position: int,
+    content_type: str,
+    size: int,
+    width: int,
+    height: int,
+    sha256: str,
+    at: datetime,
+) -> ReportPhoto:
+    """Record a stored (metadata-free) photo of a report."""
+    photo = ReportPhoto(
+        report_id=report.id,
+        position=position,
+        content_type=content_type,
+        size=size,
+        width=width,
+        height=height,
+        sha256=sha256,
+        created_at=at,
+    )
+    session.add(photo)
+    session.flush()
+    return photo
+
+
+def get_photos(*, session: Session, report_id: int) -> list[ReportPhoto]:
+    """Return a report's photos in the reporter's order."""
+    return list(
+        session.scalars(
+            select(ReportPhoto)
+            .where(ReportPhoto.report_id == report_id)
+            .order_by(ReportPhoto.position)
+        ).all()
+    )
+
+
+def get_photo(*, session: Session, report_id: int, position: int) -> ReportPhoto | None:
+    """Return one photo of a report by its position (1, 2, 3), or None."""
+    return session.scalars(
+        select(ReportPhoto).where(
+            ReportPhoto.report_id == report_id, ReportPhoto.position == position
+        )
+    ).one_or_none()
+
+
+def count_photos(*, session: Session, report_ids: Sequence[int]) -> dict[int, int]:
+    """Return how many photos each of several reports has."""
+    if not report_ids:
+        return {}
+    rows = session.execute(
+        select(ReportPhoto.report_id, func.count())
+        .where(ReportPhoto.report_id.in_(list(report_ids)))
+        .group_by(ReportPhoto.report_id)
+    ).all()
+    return {int(r[0]): int(r[1]) for r in rows}
 
 
 # --- personal data ---------------------------------------------------------------------------

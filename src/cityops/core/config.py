@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     citizen_retention_days: int = Field(default=180, ge=1, le=3650)
     # Reports one Open311 client (API key, or address for the public page) may send per minute.
     citizen_rate_per_minute: int = Field(default=120, ge=1, le=1_000_000)
+    # Largest photo a citizen may attach to a report from the public page (3 at most), in bytes.
+    citizen_photo_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
 
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=14, ge=1, le=365)
