@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     stream_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     stream_max_seconds: int = Field(default=900, ge=1, le=24 * 3600)
+    # TrueType font of PDF exports; it must cover Vietnamese (a `-Bold` sibling is used for
+    # headings when present). None: DejaVu Sans from Debian's fonts-dejavu-core.
+    pdf_font: Path | None = None
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
