@@ -754,8 +754,8 @@ def render_pdf(table: Table, *, lang: str, zone: ZoneInfo, now: datetime, fonts:
         ]
         grid = [drawings[i : i + per_row] for i in range(0, len(drawings), per_row)]
         grid[-1] += [""] * (per_row - len(grid[-1]))
-        for line in grid:
-            row_table = PdfTable([line], colWidths=[available / per_row] * per_row)
+        for drawn_row in grid:
+            row_table = PdfTable([drawn_row], colWidths=[available / per_row] * per_row)
             chart_flowables += [KeepTogether([row_table]), Spacer(1, 3 * mm)]
 
     if table.charts_first:
