@@ -31,6 +31,7 @@ web-assets:
 	bash scripts/web-assets.sh
 
 demo: install web-assets
+	@[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || bash scripts/system-deps.sh fonts
 	$(BIN)/cityops demo
 
 lint: install-test

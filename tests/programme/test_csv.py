@@ -1,5 +1,5 @@
 """Every list and view as CSV: UTF-8 with a byte-order mark, chosen by `format=csv` or the
-Accept header, and safe to open in a spreadsheet."""
+Accept header, and safe to open in a spreadsheet; and as XLSX and PDF."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import csv
 import io
 from collections.abc import Callable
 
+import openpyxl
 import pytest
 from fastapi.testclient import TestClient
+from pypdf import PdfReader
 
 from .conftest import API, BN
 
@@ -98,3 +100,61 @@ def test_text_a_spreadsheet_would_run_as_a_formula_is_neutralised(
     table = rows(client.get(f"{API}/items?format=csv", headers=admin).content)
     assert next(r for r in table if r["code"] == "C")["name"] == '\'=HYPERLINK("http://x","y")'
     assert client.get(f"{API}/items/C", headers=admin).json()["name"].startswith("=")
+
+
+# --- XLSX and PDF (cityops.core.tables) --------------------------------------------------------
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def test_every_view_answers_xlsx_and_pdf(client: TestClient, viewer: dict[str, str]) -> None:
+    for path in VIEWS:
+        xlsx = client.get(f"{API}{path}", params={"format": "xlsx"}, headers=viewer)
+        assert xlsx.status_code == 200, path
+        assert xlsx.headers["content-type"] == XLSX, path
+        book = openpyxl.load_workbook(io.BytesIO(xlsx.content))
+        assert book.worksheets[0].max_row >= 2, path
+        pdf = client.get(f"{API}{path}", headers={**viewer, "Accept": "application/pdf"})
+        assert pdf.status_code == 200, path
+        assert pdf.content.startswith(b"%PDF-"), path
+        assert pdf.headers["content-disposition"].startswith("attachment; filename="), path
+    bad = client.get(f"{API}/items", params={"format": "odt"}, headers=viewer)
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "format"
+
+
+def test_items_xlsx_keeps_numbers_and_dates_typed(
+    client: TestClient, viewer: dict[str, str]
+) -> None:
+    response = client.get(f"{API}/items", params={"format": "xlsx", "limit": 1}, headers=viewer)
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content)).worksheets[0]
+    header = [c.value for c in sheet[1]]
+    assert header[:3] == ["Mã", "Nhiệm vụ", "Tên tiếng Anh"]
+    rows = [dict(zip(header, r, strict=True)) for r in sheet.iter_rows(min_row=2, values_only=True)]
+    assert len(rows) == 5  # an export is not paged
+    a = next(r for r in rows if r["Mã"] == "A")
+    assert a["Kinh phí bố trí (đồng)"] == 1100 * BN
+    assert a["Cơ quan phối hợp"] == "SKHCN, SNV"
+    b = next(r for r in rows if r["Mã"] == "B")
+    assert b["Nhiệm vụ"] == "Nền tảng LGSP"
+    assert b["Số ngày chậm"] == 143
+    assert sheet["M2"].number_format == "#,##0"
+
+
+def test_progress_and_budget_pdfs_carry_vietnamese_text_and_charts(
+    client: TestClient, viewer: dict[str, str]
+) -> None:
+    progress = client.get(f"{API}/progress", params={"format": "xlsx"}, headers=viewer)
+    assert len(openpyxl.load_workbook(io.BytesIO(progress.content))["Biểu đồ"]._charts) == 1
+    budget = client.get(f"{API}/budget", params={"format": "pdf"}, headers=viewer)
+    text = " ".join(
+        " ".join(
+            page.extract_text() for page in PdfReader(io.BytesIO(budget.content)).pages
+        ).split()
+    )
+    assert "Kinh phí theo nguồn và giai đoạn" in text
+    assert "Bố trí và giải ngân (đồng)" in text  # the chart
+    late = client.get(f"{API}/late", params={"format": "pdf", "lang": "en"}, headers=viewer)
+    late_text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(late.content)).pages)
+    assert "Kết nối NDXP" in late_text
+    assert "Items late against their milestones" in " ".join(late_text.split())

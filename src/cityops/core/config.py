@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     # this many of them per window (the rest follow in the next windows, superseded by then).
     stream_entity_coalesce_ms: int = Field(default=1000, ge=0, le=60_000)
     stream_entity_window_max: int = Field(default=2000, ge=1, le=1_000_000)
+    # TrueType font of PDF exports; it must cover Vietnamese (a `-Bold` sibling is used for
+    # headings when present). None: DejaVu Sans from Debian's fonts-dejavu-core.
+    pdf_font: Path | None = None
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

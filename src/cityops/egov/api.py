@@ -1,7 +1,9 @@
 """Routes of the egov context: procedures, dossiers (lists, imports, due dates), the 766 indicators.
 
-Every list is JSON by default and CSV with `format=csv` or `Accept: text/csv` (UTF-8 with a byte
-order mark, so spreadsheet programs show Vietnamese correctly).
+Every list is JSON by default, or an export through `cityops.core.tables`: `format=csv|xlsx|pdf`
+(or the Accept header) and `lang=vi|en`; CSV is UTF-8 with a byte order mark, so spreadsheet
+programs show Vietnamese correctly. An export holds the rows of the page asked for (`limit`,
+`offset`), as the CSV always did.
 
 Imports through the API are all-or-nothing per request: if any row is bad the answer is 422 with
 every problem (line, column, reason) and nothing is written; `dry_run=true` answers 200 with the
@@ -10,22 +12,23 @@ same report and writes nothing. Dossiers already stored are skipped (`update=tru
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 
+from cityops.core import tables
 from cityops.core.deps import MAX_ID, LangDep, Limit, Offset, RuntimeDep, SessionDep
 from cityops.core.errors import Conflict, Forbidden, Invalid, NotFound
 from cityops.core.schemas import SINGLE_LINE
 from cityops.core.security import Permission, Principal, Scope, require
+from cityops.core.tables import EXPORT_RESPONSES, Column, FormatQuery, Kind, LangQuery, Table, Tr
 from cityops.egov import flows, imports, service
 from cityops.egov.enums import (
     DossierStatus,
@@ -65,10 +68,6 @@ router = APIRouter(tags=["egov"])
 Reader = Annotated[Principal, Depends(require(Permission.EGOV_READ))]
 Importer = Annotated[Principal, Depends(require(Permission.EGOV_ADMIN))]
 Code = Annotated[str | None, Query(max_length=32, pattern=SINGLE_LINE)]
-Format = Annotated[
-    Literal["json", "csv"] | None,
-    Query(description="json (default) or csv; `Accept: text/csv` also gives CSV."),
-]
 PeriodText = Annotated[
     str | None,
     Query(
@@ -81,9 +80,6 @@ MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 MAX_UPLOAD_ROWS = 100_000
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_BODY_ITEMS = 10_000
-CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
-}
 COLUMN_DOC = "; ".join(
     f"`{column}`: {', '.join(names)}" for column, names in imports.COLUMNS.items()
 )
@@ -92,36 +88,126 @@ COLUMN_DOC = "; ".join(
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _wants_csv(request: Request, fmt: str | None) -> bool:
-    if fmt is not None:
-        return fmt == "csv"
-    return "text/csv" in request.headers.get("accept", "")
+# Labels and kinds of the columns exports show; a column without one shows its key.
+LABELS: dict[str, tuple[str, str, Kind]] = {
+    "id": ("Số thứ tự", "Id", Kind.INT),
+    "code": ("Mã", "Code", Kind.TEXT),
+    "name": ("Tên", "Name", Kind.TEXT),
+    "name_en": ("Tên tiếng Anh", "Name in English", Kind.TEXT),
+    "field": ("Lĩnh vực", "Field", Kind.TEXT),
+    "field_en": ("Lĩnh vực (tiếng Anh)", "Field in English", Kind.TEXT),
+    "level": ("Cấp thực hiện", "Level", Kind.TEXT),
+    "department_code": ("Sở, ngành", "Department", Kind.TEXT),
+    "online_level": ("Mức dịch vụ công trực tuyến", "Online level", Kind.TEXT),
+    "time_limit_days": ("Thời hạn (ngày làm việc)", "Time limit (working days)", Kind.INT),
+    "has_fee": ("Có phí, lệ phí", "Has a fee", Kind.BOOL),
+    "payment_integrated": ("Thanh toán trực tuyến", "Online payment", Kind.BOOL),
+    "agency_code": ("Cơ quan", "Agency", Kind.TEXT),
+    "unit_code": ("Phường, xã", "Commune/ward", Kind.TEXT),
+    "procedure_code": ("Thủ tục", "Procedure", Kind.TEXT),
+    "received_at": ("Tiếp nhận", "Received", Kind.DATETIME),
+    "due_at": ("Hẹn trả", "Due", Kind.DATETIME),
+    "completed_at": ("Hoàn thành", "Completed", Kind.DATETIME),
+    "status": ("Trạng thái", "Status", Kind.TEXT),
+    "channel": ("Kênh nộp", "Channel", Kind.TEXT),
+    "submitted_online": ("Nộp trực tuyến", "Submitted online", Kind.BOOL),
+    "paid_online": ("Thanh toán trực tuyến", "Paid online", Kind.BOOL),
+    "digitised": ("Số hóa", "Digitised", Kind.BOOL),
+    "electronic_result": ("Kết quả điện tử", "Electronic result", Kind.BOOL),
+    "reused_data": ("Tái sử dụng dữ liệu", "Reused data", Kind.BOOL),
+    "synced": ("Đồng bộ", "Synced", Kind.BOOL),
+    "supplement_count": ("Số lần bổ sung", "Supplements", Kind.INT),
+    "rating": ("Đánh giá", "Rating", Kind.TEXT),
+    "import_id": ("Lần nhập", "Import", Kind.INT),
+    "state": ("Tình trạng hạn", "Due state", Kind.TEXT),
+    "file_hash": ("Mã băm tệp", "File hash", Kind.TEXT),
+    "file_name": ("Tệp", "File", Kind.TEXT),
+    "format": ("Định dạng", "Format", Kind.TEXT),
+    "source": ("Nguồn", "Source", Kind.TEXT),
+    "actor": ("Người nhập", "By", Kind.TEXT),
+    "rows": ("Số dòng", "Rows", Kind.INT),
+    "imported": ("Đã nhập", "Imported", Kind.INT),
+    "updated": ("Đã cập nhật", "Updated", Kind.INT),
+    "skipped": ("Bỏ qua", "Skipped", Kind.INT),
+    "errors": ("Lỗi", "Errors", Kind.INT),
+    "batches_done": ("Số lô", "Batches", Kind.INT),
+    "started_at": ("Bắt đầu", "Started", Kind.DATETIME),
+    "finished_at": ("Kết thúc", "Finished", Kind.DATETIME),
+    "rank": ("Hạng", "Rank", Kind.INT),
+    "kind": ("Loại", "Kind", Kind.TEXT),
+    "dossiers": ("Số hồ sơ", "Dossiers", Kind.INT),
+    "received": ("Tiếp nhận", "Received", Kind.INT),
+    "completed": ("Đã giải quyết", "Completed", Kind.INT),
+    "open": ("Đang giải quyết", "Open", Kind.INT),
+    "overdue_open": ("Đang quá hạn", "Open overdue", Kind.INT),
+    "total": ("Tổng điểm (thang 100)", "Score (of 100)", Kind.FLOAT),
+    "band": ("Xếp loại", "Rating band", Kind.TEXT),
+    "points": ("Điểm", "Points", Kind.FLOAT),
+    "max_points": ("Điểm tối đa", "Maximum points", Kind.FLOAT),
+    "period": ("Kỳ", "Period", Kind.TEXT),
+    "group": ("Nhóm", "Group", Kind.TEXT),
+    "measure": ("Đại lượng", "Measure", Kind.TEXT),
+    "scoring": ("Cách chấm", "Scoring", Kind.TEXT),
+    "threshold": ("Ngưỡng", "Threshold", Kind.FLOAT),
+    "evaluated": ("Được đánh giá", "Evaluated", Kind.BOOL),
+    "numerator": ("Tử số", "Numerator", Kind.FLOAT),
+    "denominator": ("Mẫu số", "Denominator", Kind.FLOAT),
+    "value": ("Giá trị", "Value", Kind.FLOAT),
+    "unit": ("Đơn vị", "Unit", Kind.TEXT),
+}
+# Per-indicator and per-group columns of the 766 table: `2.1_numerator`, `g1_points`.
+SUFFIXES = {
+    "numerator": ("tử số", "numerator", Kind.FLOAT),
+    "denominator": ("mẫu số", "denominator", Kind.FLOAT),
+    "value": ("giá trị", "value", Kind.FLOAT),
+    "points": ("điểm", "points", Kind.FLOAT),
+    "max_points": ("điểm tối đa", "maximum points", Kind.FLOAT),
+}
 
 
-def csv_response(rows: list[dict[str, Any]], filename: str) -> Response:
-    """Rows as a CSV download (columns in the first row's order)."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+def _column(key: str) -> Column:
+    """The export column of a key, labelled from LABELS (or by its suffix)."""
+    if key in LABELS:
+        vi, en, kind = LABELS[key]
+        return Column(key, vi, en, kind)
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if key.endswith(f"_{suffix}"):
+            vi, en, kind = SUFFIXES[suffix]
+            head = key.removesuffix(f"_{suffix}")
+            return Column(key, f"{head} – {vi}", f"{head} – {en}", kind)
+    return Column(key)
+
+
+def _export(
+    request: Request,
+    out: tables.ExportFormat,
+    lang: str | None,
+    title: Tr,
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    filename: str,
+    *,
+    key_columns: int = 1,
+    chart: tuple[str, str, Tr] | None = None,
+    columns: dict[str, Column] | None = None,
+) -> Response:
+    """Answer rows as an export; `chart` = (category column, value column, title); `columns`
+    overrides the labels of some keys."""
+    language = tables.language(request, lang)
+    named = columns or {}
+    table = Table(
+        title=title,
+        columns=[named.get(k) or _column(k) for k in keys],
+        rows=rows,
+        key_columns=key_columns,
     )
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+    if chart is not None:
+        category, value, chart_title = chart
+        drawn = tables.column_chart(
+            table, title=chart_title, category=category, series=[value], max_rows=120
+        )
+        table.charts = [drawn] if drawn else []
+    return tables.respond(request, table, out, language, filename)
 
 
 def _period(runtime: RuntimeDep, text: str | None, lang: str) -> Period:
@@ -163,7 +249,7 @@ def _name(lang: str, vi: str, en: str | None) -> str:
     "/egov/procedures",
     response_model=ProcedurePage,
     summary="List administrative procedures",
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def list_procedures(
     request: Request,
@@ -176,7 +262,8 @@ def list_procedures(
     q: Annotated[str | None, Query(max_length=200, pattern=SINGLE_LINE)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
-    format: Format = None,
+    fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """List procedures (national database codes, time limits in working days, online level)."""
     rows, total = service.get_all_procedures(
@@ -190,8 +277,20 @@ def list_procedures(
         offset=offset,
     )
     items = [ProcedureRead.model_validate(p) for p in rows]
-    if _wants_csv(request, format):
-        return csv_response([i.model_dump(mode="json") for i in items], "procedures.csv")
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
+        title = Tr("Thủ tục hành chính", "Administrative procedures")
+        dumped = [i.model_dump() for i in items]
+        return _export(
+            request,
+            out,
+            lang,
+            title,
+            dumped,
+            list(ProcedureRead.model_fields),
+            "procedures",
+            key_columns=2,
+        )
     return ProcedurePage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -202,7 +301,7 @@ def list_procedures(
     "/egov/dossiers/due",
     response_model=DueDossierPage,
     summary="Open dossiers overdue or due soon",
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def list_due_dossiers(
     request: Request,
@@ -214,7 +313,8 @@ def list_due_dossiers(
     unit: Code = None,
     limit: Limit = 100,
     offset: Offset = 0,
-    format: Format = None,
+    fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """List open dossiers in scope past their due date or due within the horizon, soonest first.
 
@@ -240,8 +340,20 @@ def list_due_dossiers(
         )
         for d in rows
     ]
-    if _wants_csv(request, format):
-        return csv_response([i.model_dump(mode="json") for i in items], "dossiers-due.csv")
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
+        title = Tr("Hồ sơ quá hạn và sắp đến hạn", "Dossiers overdue or due soon")
+        dumped = [i.model_dump() for i in items]
+        return _export(
+            request,
+            out,
+            lang,
+            title,
+            dumped,
+            list(DueDossierRead.model_fields),
+            "dossiers-due",
+            key_columns=3,
+        )
     return DueDossierPage(items=items, total=total, limit=limit, offset=offset, horizon_end=horizon)
 
 
@@ -249,7 +361,7 @@ def list_due_dossiers(
     "/egov/dossiers",
     response_model=DossierPage,
     summary="List dossiers",
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def list_dossiers(
     request: Request,
@@ -271,7 +383,8 @@ def list_dossiers(
     q: Annotated[str | None, Query(max_length=64, pattern=SINGLE_LINE)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
-    format: Format = None,
+    fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """List the dossiers in the caller's scope, newest received first."""
     flt = service.DossierFilter(
@@ -294,8 +407,20 @@ def list_dossiers(
         offset=offset,
     )
     items = [DossierRead.model_validate(d) for d in rows]
-    if _wants_csv(request, format):
-        return csv_response([i.model_dump(mode="json") for i in items], "dossiers.csv")
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
+        title = Tr("Hồ sơ thủ tục hành chính", "Dossiers")
+        dumped = [i.model_dump() for i in items]
+        return _export(
+            request,
+            out,
+            lang,
+            title,
+            dumped,
+            list(DossierRead.model_fields),
+            "dossiers",
+            key_columns=3,
+        )
     return DossierPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -492,7 +617,7 @@ def import_dossier_list(
     "/egov/imports",
     response_model=ImportPage,
     summary="The dossier import ledger",
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def list_imports(
     request: Request,
@@ -500,13 +625,17 @@ def list_imports(
     _principal: Importer,
     limit: Limit = 100,
     offset: Offset = 0,
-    format: Format = None,
+    fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """List import runs, newest first: file, who, rows imported, skipped and refused."""
     rows, total = service.get_all_imports(session=session, limit=limit, offset=offset)
     items = [ImportRead.model_validate(r) for r in rows]
-    if _wants_csv(request, format):
-        return csv_response([i.model_dump(mode="json") for i in items], "imports.csv")
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
+        title = Tr("Nhật ký nhập hồ sơ", "Dossier import ledger")
+        dumped = [i.model_dump() for i in items]
+        return _export(request, out, lang, title, dumped, list(ImportRead.model_fields), "imports")
     return ImportPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -577,6 +706,12 @@ def _score_read(item: flows.GroupScore, config: EgovConfig, lang: str) -> ScoreR
     )
 
 
+FLAT_KEYS = [
+    "rank", "code", "kind", "name", "dossiers", "received", "completed", "open", "overdue_open",
+    "total", "band", "points", "max_points",
+]  # fmt: skip
+
+
 def _flat(score: ScoreRead) -> dict[str, Any]:
     """One CSV row of a score: totals, then each group's and each indicator's figures."""
     row: dict[str, Any] = {
@@ -616,7 +751,7 @@ def _group_in_scope(scope: Scope, group_by: GroupBy, code: str) -> bool:
     "/egov/indicators",
     response_model=IndicatorTableRead,
     summary="Decision 766 indicators per agency or unit",
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def list_indicators(
     request: Request,
@@ -626,7 +761,8 @@ def list_indicators(
     lang: LangDep,
     period: PeriodText = None,
     group_by: GroupBy = GroupBy.AGENCY,
-    format: Format = None,
+    fmt: FormatQuery = None,
+    export_lang: LangQuery = None,
 ) -> Any:
     """Return every agency's (or unit's) indicators, points, total, rating band and rank.
 
@@ -645,9 +781,28 @@ def list_indicators(
         for i in table.items
         if _group_in_scope(principal.scope, group_by, i.code)
     ]
-    if _wants_csv(request, format):
-        name = f"egov-766-{table.period.label}-{group_by.value}.csv"
-        return csv_response([_flat(i) for i in items], name)
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
+        flat = [_flat(i) for i in items]
+        keys = list(flat[0]) if flat else FLAT_KEYS
+        label = table.period.label
+        title = Tr(
+            f"Bộ chỉ số 766 theo {'cơ quan' if group_by is GroupBy.AGENCY else 'địa bàn'}, "
+            f"kỳ {label}",
+            f"Decision 766 indicators by {group_by.value}, {label}",
+        )
+        chart = ("name", "total", Tr("Tổng điểm (thang 100)", "Score (of 100)"))
+        return _export(
+            request,
+            out,
+            export_lang or lang,
+            title,
+            flat,
+            keys,
+            f"egov-766-{label}-{group_by.value}",
+            key_columns=4,
+            chart=chart,
+        )
     return IndicatorTableRead(
         period=_period_read(table),
         group_by=group_by.value,
@@ -683,7 +838,7 @@ def _procedure_stats(
     "/egov/scorecard/{code}",
     response_model=ScorecardRead,
     summary="One agency's or unit's 766 scorecard",
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def read_scorecard(
     code: Annotated[str, Path(max_length=32, pattern=SINGLE_LINE)],
@@ -697,7 +852,8 @@ def read_scorecard(
         GroupBy | None,
         Query(description="agency (default for departments and communes) or unit."),
     ] = None,
-    format: Format = None,
+    fmt: FormatQuery = None,
+    export_lang: LangQuery = None,
 ) -> Any:
     """Return an agency's (or a unit's) indicators, rank and per-procedure figures.
 
@@ -732,12 +888,28 @@ def read_scorecard(
         p.code: (p.name, p.name_en) for p in service.get_procedure_map(session=session).values()
     }
     score = _score_read(item, config, lang)
-    if _wants_csv(request, format):
-        rows = [
-            {"code": score.code, "period": table.period.label, **i.model_dump(mode="json")}
-            for i in score.indicators
-        ]
-        return csv_response(rows, f"egov-766-{code}-{table.period.label}.csv")
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
+        label = table.period.label
+        rows = [{"code": score.code, "period": label, **i.model_dump()} for i in score.indicators]
+        keys = ["code", "period", *IndicatorRead.model_fields]
+        title = Tr(
+            f"Phiếu điểm 766: {score.name} ({score.code}), kỳ {label}",
+            f"Decision 766 scorecard: {score.name} ({score.code}), {label}",
+        )
+        chart = ("id", "points", Tr("Điểm theo chỉ số", "Points per indicator"))
+        return _export(
+            request,
+            out,
+            export_lang or lang,
+            title,
+            rows,
+            keys,
+            f"egov-766-{code}-{label}",
+            key_columns=3,
+            chart=chart,
+            columns={"id": Column("id", "Chỉ số", "Indicator")},
+        )
     return ScorecardRead(
         period=_period_read(table),
         group_by=group_by.value,

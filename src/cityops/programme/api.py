@@ -1,25 +1,24 @@
 """Routes of the programme board: phases, items, budget lines, milestones, the views
 (responsibility matrix, roadmap, budget split, late items, progress) and spreadsheet import.
 
-Every list and view is also CSV (`format=csv`, or `Accept: text/csv`): UTF-8 with a byte-order
-mark so Excel shows Vietnamese correctly; a CSV export holds every matching row (no paging).
+Every list and view is also an export through `cityops.core.tables`: `format=csv|xlsx|pdf` (or
+the Accept header) and `lang=vi|en`; CSV is UTF-8 with a byte-order mark so Excel shows
+Vietnamese correctly; an export holds every matching row (no paging).
 Reading needs programme:read; writing programme:admin, except that programme:report lets a
 department report progress, status and milestones of the items it owns.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
-from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile, status
 from sqlalchemy.orm import Session
 
+from cityops.core import tables
 from cityops.core.deps import (
     MAX_ID,
     ClockDep,
@@ -32,6 +31,7 @@ from cityops.core.deps import (
 )
 from cityops.core.errors import Forbidden, Invalid
 from cityops.core.security import Permission, Principal, require
+from cityops.core.tables import EXPORT_RESPONSES, Column, FormatQuery, Kind, LangQuery, Table, Tr
 from cityops.programme import flows, imports, service
 from cityops.programme.enums import ItemStatus, ProgressBy
 from cityops.programme.models import ProgrammeItem, ProgrammeMilestone
@@ -94,23 +94,6 @@ AsOf = Annotated[
 ]
 
 
-class Format(StrEnum):
-    """How a list or view is answered."""
-
-    JSON = "json"
-    CSV = "csv"
-
-
-FormatQuery = Annotated[
-    Format | None,
-    Query(alias="format", description="json (default) or csv; `Accept: text/csv` also works."),
-]
-CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {
-        "content": {"text/csv": {"schema": {"type": "string"}}},
-        "description": "JSON, or CSV (UTF-8 with BOM) with format=csv or Accept: text/csv.",
-    }
-}
 MAX_UPLOAD = imports.MAX_FILE_BYTES
 
 
@@ -124,65 +107,32 @@ async def get_today(runtime: RuntimeDep, clock: ClockDep, as_of: AsOf = None) ->
 Today = Annotated[date, Depends(get_today)]
 
 
-# --- CSV ---------------------------------------------------------------------------------------
+# --- exports ---------------------------------------------------------------------------------
 
 
-def _accepts_csv(request: Request) -> bool:
-    """Whether the Accept header prefers text/csv to JSON."""
-    best: dict[str, float] = {}
-    for part in request.headers.get("accept", "").split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        quality = 1.0
-        for param in params:
-            if param.startswith("q="):
-                try:
-                    quality = float(param[2:])
-                except ValueError:
-                    quality = 0.0
-        media = media.lower()
-        if media in ("text/csv", "application/json"):
-            best[media] = max(best.get(media, 0.0), quality)
-    return best.get("text/csv", 0.0) > best.get("application/json", 0.0)
-
-
-def wants_csv(request: Request, fmt: Format | None) -> bool:
-    """Whether to answer in CSV: `format` decides, else the Accept header."""
-    if fmt is not None:
-        return fmt is Format.CSV
-    return _accepts_csv(request)
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        value = ";".join(str(v) for v in value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        # Text that a spreadsheet would run as a formula is quoted (CSV injection).
-        return "'" + value
-    return value
-
-
-def csv_response(columns: Sequence[str], rows: Iterable[dict[str, Any]], filename: str) -> Response:
-    """Render rows as a CSV download: UTF-8 with BOM, CRLF lines, a header row."""
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(column)) for column in columns])
-    return Response(
-        buffer.getvalue().encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+def _export(
+    request: Request,
+    fmt: tables.ExportFormat,
+    lang: str | None,
+    title: Tr,
+    columns: Sequence[Column],
+    rows: Sequence[dict[str, Any]],
+    filename: str,
+    *,
+    key_columns: int = 1,
+    chart: tuple[str, Sequence[str], Tr, str] | None = None,
+    chart_rows: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> Response:
+    """Answer rows as an export; `chart` = (category column, series columns, title, unit)."""
+    language = tables.language(request, lang)
+    table = Table(title=title, columns=columns, rows=rows, key_columns=key_columns)
+    if chart is not None:
+        category, series, chart_title, unit = chart
+        drawn = tables.column_chart(
+            table, title=chart_title, category=category, series=series, unit=unit, only=chart_rows
+        )
+        table.charts = [drawn] if drawn else []
+    return tables.respond(request, table, fmt, language, filename)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -284,20 +234,41 @@ def _check_reporter(principal: Principal, item: ProgrammeItem) -> None:
 
 # --- phases ------------------------------------------------------------------------------------
 
-PHASE_COLUMNS = list(PhaseRead.model_fields)
+PHASE_COLUMNS = [
+    Column("code", "Mã", "Code"),
+    Column("name", "Tên giai đoạn", "Phase"),
+    Column("name_en", "Tên tiếng Anh", "Name in English"),
+    Column("description", "Mô tả", "Description"),
+    Column("start_year", "Năm bắt đầu", "Start year", Kind.INT),
+    Column("end_year", "Năm kết thúc", "End year", Kind.INT),
+    Column("planned_recurrent_pct", "Kế hoạch chi thường xuyên", "Planned recurrent", Kind.PERCENT),
+    Column(
+        "planned_investment_pct",
+        "Kế hoạch chi đầu tư phát triển",
+        "Planned investment",
+        Kind.PERCENT,
+    ),
+]
 
 
 @router.get(
     "/phases", summary="List the programme's phases", response_model=PhasePage,
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )  # fmt: skip
 def list_phases(
-    request: Request, session: SessionDep, _principal: Reader, fmt: FormatQuery = None
+    request: Request,
+    session: SessionDep,
+    _principal: Reader,
+    fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """List the phases with their planned split of funding, oldest first."""
     phases = [PhaseRead.model_validate(p) for p in service.get_all_phases(session=session)]
-    if wants_csv(request, fmt):
-        return csv_response(PHASE_COLUMNS, (p.model_dump() for p in phases), "phases.csv")
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
+        rows = [p.model_dump() for p in phases]
+        title = Tr("Các giai đoạn của chương trình", "Programme phases")
+        return _export(request, out, lang, title, PHASE_COLUMNS, rows, "phases")
     return PhasePage(items=phases, total=len(phases), limit=len(phases), offset=0)
 
 
@@ -349,26 +320,26 @@ def delete_phase(code: CodePath, session: SessionDep, _principal: Admin) -> Resp
 # --- items -------------------------------------------------------------------------------------
 
 ITEM_COLUMNS = [
-    "code",
-    "name",
-    "name_en",
-    "phase_code",
-    "sector",
-    "owner_department_code",
-    "supporting_department_codes",
-    "unit_codes",
-    "status",
-    "progress",
-    "start_date",
-    "end_date",
-    "allocated",
-    "disbursed",
-    "late",
-    "days_late",
+    Column("code", "Mã", "Code"),
+    Column("name", "Nhiệm vụ", "Item"),
+    Column("name_en", "Tên tiếng Anh", "Name in English"),
+    Column("phase_code", "Giai đoạn", "Phase"),
+    Column("sector", "Lĩnh vực", "Sector"),
+    Column("owner_department_code", "Cơ quan chủ trì", "Owner department"),
+    Column("supporting_department_codes", "Cơ quan phối hợp", "Supporting departments"),
+    Column("unit_codes", "Địa bàn", "Communes and wards"),
+    Column("status", "Trạng thái", "Status"),
+    Column("progress", "Tiến độ", "Progress", Kind.PERCENT),
+    Column("start_date", "Bắt đầu", "Start", Kind.DATE),
+    Column("end_date", "Kết thúc", "End", Kind.DATE),
+    Column("allocated", "Kinh phí bố trí (đồng)", "Allocated (VND)", Kind.MONEY),
+    Column("disbursed", "Đã giải ngân (đồng)", "Disbursed (VND)", Kind.MONEY),
+    Column("late", "Chậm", "Late", Kind.BOOL),
+    Column("days_late", "Số ngày chậm", "Days late", Kind.INT),
 ]
 
 
-@router.get("/items", summary="List items", response_model=ItemPage, responses=CSV_RESPONSE)
+@router.get("/items", summary="List items", response_model=ItemPage, responses=EXPORT_RESPONSES)
 def list_items(
     request: Request,
     session: SessionDep,
@@ -392,9 +363,11 @@ def list_items(
     limit: Limit = 50,
     offset: Offset = 0,
     fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """List items by phase, sector, department, status or lateness, with budget totals."""
-    as_csv = wants_csv(request, fmt)
+    out = tables.wanted(request, fmt)
+    export = out is not tables.ExportFormat.JSON
     items, total = service.get_all(
         session=session,
         today=today,
@@ -404,12 +377,14 @@ def list_items(
         owner_department_code=owner,
         status=item_status,
         late=late,
-        limit=service.MAX_ROWS if as_csv else limit,
-        offset=0 if as_csv else offset,
+        limit=service.MAX_ROWS if export else limit,
+        offset=0 if export else offset,
     )
     reads = _item_reads(session, items, today)
-    if as_csv:
-        return csv_response(ITEM_COLUMNS, (r.model_dump() for r in reads), "items.csv")
+    if export:
+        rows = [r.model_dump() for r in reads]
+        title = Tr("Nhiệm vụ của chương trình", "Programme items")
+        return _export(request, out, lang, title, ITEM_COLUMNS, rows, "items", key_columns=2)
     return ItemPage(items=reads, total=total, limit=limit, offset=offset)
 
 
@@ -559,7 +534,7 @@ def delete_milestone(
     "/matrix",
     summary="Responsibility matrix (department × item)",
     response_model=MatrixRead,
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def matrix(
     request: Request,
@@ -568,6 +543,7 @@ def matrix(
     phase: PhaseFilter = None,
     sector: SectorFilter = None,
     fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """Who owns (chủ trì) and who supports (phối hợp) each item, and how many units take part.
 
@@ -575,7 +551,8 @@ def matrix(
     counting each item's participating units.
     """
     data = service.get_matrix(session=session, phase_code=phase, sector=sector)
-    if wants_csv(request, fmt):
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
         codes = [item["code"] for item in data.items]
         roles: dict[str, dict[str, str]] = {}
         for cell in data.cells:
@@ -596,27 +573,34 @@ def matrix(
                 **{item["code"]: item["unit_count"] for item in data.items},
             }
         )
-        columns = ["department_code", "department_name", "owned", "supporting", *codes]
-        return csv_response(columns, rows, "matrix.csv")
+        columns = [
+            Column("department_code", "Mã cơ quan", "Department code"),
+            Column("department_name", "Cơ quan", "Department"),
+            Column("owned", "Số nhiệm vụ chủ trì", "Items owned", Kind.INT),
+            Column("supporting", "Số nhiệm vụ phối hợp", "Items supported", Kind.INT),
+            *(Column(code) for code in codes),
+        ]
+        title = Tr("Ma trận trách nhiệm (cơ quan × nhiệm vụ)", "Responsibility matrix")
+        return _export(request, out, lang, title, columns, rows, "matrix", key_columns=2)
     return MatrixRead.model_validate(
         {"departments": data.departments, "items": data.items, "cells": data.cells}
     )
 
 
 ROADMAP_COLUMNS = [
-    "kind",
-    "phase_code",
-    "sector",
-    "item_code",
-    "name",
-    "owner_department_code",
-    "start_date",
-    "end_date",
-    "done_date",
-    "status",
-    "progress",
-    "late",
-    "days_late",
+    Column("kind", "Loại dòng", "Row"),
+    Column("phase_code", "Giai đoạn", "Phase"),
+    Column("sector", "Lĩnh vực", "Sector"),
+    Column("item_code", "Mã nhiệm vụ", "Item code"),
+    Column("name", "Tên", "Name"),
+    Column("owner_department_code", "Cơ quan chủ trì", "Owner department"),
+    Column("start_date", "Bắt đầu", "Start", Kind.DATE),
+    Column("end_date", "Kết thúc / hạn", "End / due", Kind.DATE),
+    Column("done_date", "Hoàn thành", "Done", Kind.DATE),
+    Column("status", "Trạng thái", "Status"),
+    Column("progress", "Tiến độ", "Progress", Kind.PERCENT),
+    Column("late", "Chậm", "Late", Kind.BOOL),
+    Column("days_late", "Số ngày chậm", "Days late", Kind.INT),
 ]
 
 
@@ -624,7 +608,7 @@ ROADMAP_COLUMNS = [
     "/roadmap",
     summary="Roadmap: items and milestones by phase and sector (for a Gantt chart)",
     response_model=RoadmapRead,
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def roadmap(
     request: Request,
@@ -635,6 +619,7 @@ def roadmap(
     sector: SectorFilter = None,
     department: DepartmentFilter = None,
     fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """Return each phase's items grouped by sector, with start/end dates and milestones.
 
@@ -680,7 +665,8 @@ def roadmap(
                 sectors=[RoadmapSector(sector=s, items=v) for s, v in sectors.items()],
             )
         )
-    if wants_csv(request, fmt):
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
         rows: list[dict[str, Any]] = []
         for p in phases:
             for s in p.sectors:
@@ -706,29 +692,50 @@ def roadmap(
                         }
                         for m in i.milestones
                     )
-        return csv_response(ROADMAP_COLUMNS, rows, "roadmap.csv")
+        title = Tr("Lộ trình thực hiện", "Roadmap")
+        return _export(request, out, lang, title, ROADMAP_COLUMNS, rows, "roadmap", key_columns=4)
     return RoadmapRead(as_of=today, phases=phases)
 
 
 BUDGET_COLUMNS = [
-    "scope",
-    "phase_code",
-    "year",
-    "allocated_recurrent",
-    "allocated_investment",
-    "allocated_total",
-    "disbursed_recurrent",
-    "disbursed_investment",
-    "disbursed_total",
-    "recurrent_share_pct",
-    "investment_share_pct",
-    "planned_recurrent_pct",
-    "planned_investment_pct",
-    "recurrent_variance_pp",
-    "investment_variance_pp",
-    "disbursement_rate_pct",
-    "recurrent_disbursement_rate_pct",
-    "investment_disbursement_rate_pct",
+    Column("scope", "Phạm vi", "Scope"),
+    Column("phase_code", "Giai đoạn", "Phase"),
+    Column("year", "Năm", "Year", Kind.INT),
+    Column("allocated_recurrent", "Bố trí – thường xuyên", "Allocated – recurrent", Kind.MONEY),
+    Column("allocated_investment", "Bố trí – đầu tư", "Allocated – investment", Kind.MONEY),
+    Column("allocated_total", "Bố trí – tổng", "Allocated – total", Kind.MONEY),
+    Column("disbursed_recurrent", "Giải ngân – thường xuyên", "Disbursed – recurrent", Kind.MONEY),
+    Column("disbursed_investment", "Giải ngân – đầu tư", "Disbursed – investment", Kind.MONEY),
+    Column("disbursed_total", "Giải ngân – tổng", "Disbursed – total", Kind.MONEY),
+    Column("recurrent_share_pct", "Tỷ lệ thường xuyên", "Recurrent share", Kind.PERCENT),
+    Column("investment_share_pct", "Tỷ lệ đầu tư", "Investment share", Kind.PERCENT),
+    Column("planned_recurrent_pct", "Kế hoạch thường xuyên", "Planned recurrent", Kind.PERCENT),
+    Column("planned_investment_pct", "Kế hoạch đầu tư", "Planned investment", Kind.PERCENT),
+    Column(
+        "recurrent_variance_pp",
+        "Chênh lệch thường xuyên (điểm %)",
+        "Recurrent variance (pp)",
+        Kind.FLOAT,
+    ),
+    Column(
+        "investment_variance_pp",
+        "Chênh lệch đầu tư (điểm %)",
+        "Investment variance (pp)",
+        Kind.FLOAT,
+    ),
+    Column("disbursement_rate_pct", "Tỷ lệ giải ngân", "Disbursement rate", Kind.PERCENT),
+    Column(
+        "recurrent_disbursement_rate_pct",
+        "Tỷ lệ giải ngân thường xuyên",
+        "Recurrent disbursement rate",
+        Kind.PERCENT,
+    ),
+    Column(
+        "investment_disbursement_rate_pct",
+        "Tỷ lệ giải ngân đầu tư",
+        "Investment disbursement rate",
+        Kind.PERCENT,
+    ),
 ]
 
 
@@ -736,7 +743,7 @@ BUDGET_COLUMNS = [
     "/budget",
     summary="Budget by source per phase and year against the planned 40/60 split",
     response_model=BudgetRead,
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def budget(
     request: Request,
@@ -753,6 +760,7 @@ def budget(
         ),
     ] = None,
     fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """Allocated and disbursed by source (recurrent / development investment), the actual
     share against the phase's planned split with the variance in percentage points, and the
@@ -763,26 +771,49 @@ def budget(
     data = service.get_budget_split(
         session=session, phase_code=phase, sector=sector, department_code=department
     )
-    if wants_csv(request, fmt):
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
         rows = [row for p in data.phases for row in (*p["years"], p["total"])]
         rows.append(data.overall)
-        return csv_response(BUDGET_COLUMNS, rows, "budget.csv")
+        for row in rows:
+            # The chart's category: "P1 2025", "P1", or the overall line.
+            label = " ".join(str(row.get(k) or "") for k in ("phase_code", "year")).strip()
+            row.setdefault("label", label or str(row.get("scope")))
+        title = Tr("Kinh phí theo nguồn và giai đoạn", "Budget by source and phase")
+        chart = (
+            "label",
+            ["allocated_total", "disbursed_total"],
+            Tr("Bố trí và giải ngân (đồng)", "Allocated and disbursed (VND)"),
+            "VND",
+        )
+        return _export(
+            request,
+            out,
+            lang,
+            title,
+            BUDGET_COLUMNS,
+            rows,
+            "budget",
+            key_columns=3,
+            chart=chart,
+            chart_rows=lambda row: row.get("scope") == "year",  # totals would dwarf the years
+        )
     return BudgetRead.model_validate(
         {"phases": data.phases, "overall": data.overall, "warnings": data.warnings}
     )
 
 
 LATE_COLUMNS = [
-    "item_code",
-    "name",
-    "phase_code",
-    "sector",
-    "owner_department_code",
-    "status",
-    "progress",
-    "milestone",
-    "due_date",
-    "days_late",
+    Column("item_code", "Mã nhiệm vụ", "Item code"),
+    Column("name", "Nhiệm vụ", "Item"),
+    Column("phase_code", "Giai đoạn", "Phase"),
+    Column("sector", "Lĩnh vực", "Sector"),
+    Column("owner_department_code", "Cơ quan chủ trì", "Owner department"),
+    Column("status", "Trạng thái", "Status"),
+    Column("progress", "Tiến độ", "Progress", Kind.PERCENT),
+    Column("milestone", "Mốc", "Milestone"),
+    Column("due_date", "Hạn", "Due", Kind.DATE),
+    Column("days_late", "Số ngày chậm", "Days late", Kind.INT),
 ]
 
 
@@ -790,7 +821,7 @@ LATE_COLUMNS = [
     "/late",
     summary="Items late against their milestones",
     response_model=LateRead,
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def late_items(
     request: Request,
@@ -801,6 +832,7 @@ def late_items(
     sector: SectorFilter = None,
     department: DepartmentFilter = None,
     fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """Open items (not done, not cancelled) with milestones past due and not done, most
     overdue first. CSV: one row per late milestone."""
@@ -828,7 +860,8 @@ def late_items(
         )
         for item, milestones in data
     ]
-    if wants_csv(request, fmt):
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
         rows = [
             {
                 **item.model_dump(exclude={"milestones", "days_late"}),
@@ -840,24 +873,25 @@ def late_items(
             for item in items
             for m in item.milestones
         ]
-        return csv_response(LATE_COLUMNS, rows, "late.csv")
+        title = Tr("Nhiệm vụ chậm so với mốc", "Items late against their milestones")
+        return _export(request, out, lang, title, LATE_COLUMNS, rows, "late", key_columns=2)
     return LateRead(as_of=today, items=items)
 
 
 PROGRESS_COLUMNS = [
-    "key",
-    "name",
-    "items",
-    "planned",
-    "in_progress",
-    "done",
-    "delayed",
-    "cancelled",
-    "late",
-    "mean_progress",
-    "weighted_progress",
-    "allocated",
-    "disbursed",
+    Column("key", "Mã", "Key"),
+    Column("name", "Nhóm", "Group"),
+    Column("items", "Số nhiệm vụ", "Items", Kind.INT),
+    Column("planned", "Kế hoạch", "Planned", Kind.INT),
+    Column("in_progress", "Đang thực hiện", "In progress", Kind.INT),
+    Column("done", "Hoàn thành", "Done", Kind.INT),
+    Column("delayed", "Tạm dừng", "Delayed", Kind.INT),
+    Column("cancelled", "Hủy", "Cancelled", Kind.INT),
+    Column("late", "Chậm", "Late", Kind.INT),
+    Column("mean_progress", "Tiến độ bình quân", "Mean progress", Kind.PERCENT),
+    Column("weighted_progress", "Tiến độ theo kinh phí", "Budget-weighted progress", Kind.PERCENT),
+    Column("allocated", "Kinh phí bố trí (đồng)", "Allocated (VND)", Kind.MONEY),
+    Column("disbursed", "Đã giải ngân (đồng)", "Disbursed (VND)", Kind.MONEY),
 ]
 
 
@@ -865,7 +899,7 @@ PROGRESS_COLUMNS = [
     "/progress",
     summary="Progress per sector or per owner department",
     response_model=ProgressRead,
-    responses=CSV_RESPONSE,
+    responses=EXPORT_RESPONSES,
 )
 def progress(
     request: Request,
@@ -875,11 +909,26 @@ def progress(
     by: ProgressBy = ProgressBy.SECTOR,
     phase: PhaseFilter = None,
     fmt: FormatQuery = None,
+    lang: LangQuery = None,
 ) -> Any:
     """Items by status, late items, mean and budget-weighted progress, and money, per group."""
     groups = service.get_progress(session=session, today=today, by=by, phase_code=phase)
-    if wants_csv(request, fmt):
-        return csv_response(PROGRESS_COLUMNS, groups, f"progress-{by}.csv")
+    out = tables.wanted(request, fmt)
+    if out is not tables.ExportFormat.JSON:
+        by_sector = by is ProgressBy.SECTOR
+        title = Tr(
+            f"Tiến độ theo {'lĩnh vực' if by_sector else 'cơ quan chủ trì'}",
+            f"Progress by {'sector' if by_sector else 'owner department'}",
+        )
+        chart = (
+            "key",
+            ["mean_progress", "weighted_progress"],
+            Tr("Tiến độ (%)", "Progress (%)"),
+            "%",
+        )
+        return _export(
+            request, out, lang, title, PROGRESS_COLUMNS, groups, f"progress-{by}", chart=chart
+        )
     return ProgressRead.model_validate({"by": str(by), "as_of": today, "groups": groups})
 
 
