@@ -64,9 +64,8 @@ def _load(runtime: Any, entities: int, history: int) -> None:
     rng = random.Random(2026)
     started = time.perf_counter()
     for first in range(0, entities, 1000):
-        batch = [
-            _entity(i, rng, "2026-11-20T03:00:00Z") for i in range(first, min(first + 1000, entities))
-        ]
+        at = "2026-11-20T03:00:00Z"
+        batch = [_entity(i, rng, at) for i in range(first, min(first + 1000, entities))]
         with unit_of_work(runtime.session_factory) as session:
             outcome = flows.write_entities(
                 runtime=runtime, session=session, tenant="default", entities=batch, mode="create"
@@ -132,7 +131,11 @@ def _client_loop(base: str, key: str, entities: int, stop: threading.Event, seed
                         "id": f"urn:ngsi-ld:AirQualityObserved:mem-{i:06d}",
                         "type": "AirQualityObserved",
                         **{
-                            attr: {"type": "Property", "value": rng.uniform(0, 150), "observedAt": at}
+                            attr: {
+                                "type": "Property",
+                                "value": rng.uniform(0, 150),
+                                "observedAt": at,
+                            }
                             for attr in ("pm25", "pm10", "no2", "o3", "co")
                         },
                     }
@@ -226,12 +229,12 @@ def main() -> None:
             start_rss, _ = _rss_kb(server.pid)
             stop = threading.Event()
             counts: list[int] = []
-            errors: list[BaseException] = []
+            errors: list[Exception] = []
 
             def run(seed: int) -> None:
                 try:
                     counts.append(_client_loop(base, key, args.entities, stop, seed))
-                except BaseException as exc:  # reported below, stops the run
+                except (httpx.HTTPError, RuntimeError) as exc:  # reported below; stops the run
                     errors.append(exc)
                     stop.set()
 

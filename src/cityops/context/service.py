@@ -910,7 +910,7 @@ def get_attribute_rows(
     """Return the current attributes of entities as plain rows, keyed by entity key
     (createdAt/modifiedAt left empty unless `sys_attrs`: decoding them was a tenth of a page)."""
     out: dict[int, list[Any]] = defaultdict(list)
-    columns = ATTRIBUTE_READ_COLUMNS
+    columns: tuple[Any, ...] = ATTRIBUTE_READ_COLUMNS
     if not sys_attrs:
         columns = (
             *ATTRIBUTE_READ_COLUMNS[:-2],
