@@ -49,16 +49,15 @@ def _without_location(call: int) -> list[dict[str, Any]]:
     return body
 
 
-def _devices(runtime: Runtime) -> list[Any]:
+def _devices(runtime: Runtime) -> None:
     attributes: list[dict[str, Any]] = [
         {"key": "pm25", "unit_code": "GQ", "min": 0, "max": 1000},
         {"key": "no2", "unit_code": "GQ", "min": 0, "max": 2000},
     ]
-    ids = []
     with unit_of_work(runtime.session_factory) as session:
         session.info["actor"] = SYSTEM_PRINCIPAL
         for n in range(DEVICES):
-            device, _ = ingest_flows.create_device(
+            ingest_flows.create_device(
                 runtime=runtime,
                 session=session,
                 device_in=DeviceCreate(
@@ -71,11 +70,9 @@ def _devices(runtime: Runtime) -> list[Any]:
                     attributes=attributes,  # type: ignore[arg-type]
                 ),
             )
-            ids.append(device.id)
-    return ids
 
 
-def _ingest_call(runtime: Runtime, device_pks: list[Any]) -> Callable[[int], None]:
+def _ingest_call(runtime: Runtime) -> Callable[[int], None]:
     from cityops.ingest import service as ingest_service
 
     def call(n: int) -> None:
@@ -125,23 +122,25 @@ def _measure(call: Callable[[int], None], start: int) -> float:
 def main() -> None:
     """Print CPU per batch and per observation of each workload."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", choices=("batch", "ingest"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         _settings, runtime, _key = prepare(Path(tmp))
         batch = _write_call(runtime, _batch)
         batch(0)
+        _devices(runtime)
         if args.profile:
+            call = batch if args.profile == "batch" else _ingest_call(runtime)
+            call(1)
             profiler = cProfile.Profile()
             profiler.enable()
-            for n in range(1, 21):
-                batch(n)
+            for n in range(2, 22):
+                call(n)
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
             runtime.engine.dispose()
             return
-        pks = _devices(runtime)
         workloads = {
             "write_entities, batch body with location (500 obs)": (batch, ENTITIES * 5),
             "write_entities, no location in body (400 obs)": (
@@ -149,7 +148,7 @@ def main() -> None:
                 ENTITIES * 4,
             ),
             "ingest.flows.ingest, MQTT readings (500 obs)": (
-                _ingest_call(runtime, pks),
+                _ingest_call(runtime),
                 DEVICES * 2,
             ),
         }

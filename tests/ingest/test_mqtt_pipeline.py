@@ -3,11 +3,14 @@ once, and its batch settings."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from cityops.context.models import Entity, History
@@ -36,11 +39,25 @@ def stations(make_device: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]
     ]
 
 
+class BurstPublisher(Publisher):
+    """A device-side client that keeps many QoS 1 messages in flight (a burst)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"burst-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv311,
+        )
+        self.client.max_inflight_messages_set(1000)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        self.sent = []
+
+
 @pytest.fixture
 def fast_publisher(mqtt_broker: Broker) -> Iterator[Publisher]:
-    """A device-side client that keeps many QoS 1 messages in flight (a burst)."""
-    pub = Publisher(mqtt_broker)
-    pub.client.max_inflight_messages_set(1000)
+    """A burst publisher on this test's broker."""
+    pub = BurstPublisher(mqtt_broker)
     yield pub
     pub.close()
 

@@ -246,6 +246,17 @@ def _attribute_type(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return "Property", {"value": raw}
 
 
+@lru_cache(maxsize=8192)
+def _good_name(short: str) -> bool:
+    # Cached: every entity of a batch repeats the same few attribute names.
+    return not (
+        not short
+        or len(short) > MAX_NAME
+        or any(c in short for c in "<>\"'=;()")
+        or short.isspace()
+    )
+
+
 def parse_attribute(
     short: str,
     raw: Any,
@@ -255,12 +266,8 @@ def parse_attribute(
     depth: int = 0,
 ) -> list[AttributeIn]:
     """Validate one attribute (normalized or concise, one or many instances)."""
-    if (
-        not short
-        or len(short) > MAX_NAME
-        or any(c in short for c in "<>\"'=;()")
-        or short.isspace()
-    ):
+    # Long names are refused before the cache, which must not keep them.
+    if len(short) > MAX_NAME or not _good_name(short):
         raise BadRequestData("context.entity.bad_attribute_name", name=short[:64])
     name = ctx.expand(short)
     if (
