@@ -118,8 +118,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--publishers", type=int, default=3, help="client connections")
-    parser.add_argument("--batch", type=int, default=1000, help="bridge batch size")
-    parser.add_argument("--wait", type=float, default=0.2, help="bridge batch window (s)")
+    parser.add_argument("--batch", type=int, default=2000, help="bridge batch size")
+    parser.add_argument("--wait", type=float, default=0.1, help="bridge batch window (s)")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="cityops-bench-mqtt-"))

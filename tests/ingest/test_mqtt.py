@@ -43,7 +43,8 @@ def test_a_published_reading_appears_in_the_context_store(
     values = current(station["entity_id"])
     assert values["pm25"] == {"value": 41.5, "unitCode": "GQ"}
     assert values["temperature"]["value"] == 35.0
-    assert bridge.counts["stored"] == 1
+    # Counted just after the commit that made the reading visible.
+    assert wait_for(lambda: bridge.counts["stored"] == 1)
     device = client.get(f"{API}/ingest/devices/{station['id']}", headers=admin).json()
     assert device["status"] == "online"
 

@@ -234,11 +234,18 @@ def write_entities(
     parsed: list[EntityIn] = []
     contexts: dict[str, ActiveContext] = {}
     position: dict[int, int] = {}
+    # Entities of a batch mostly share one `@context` object: resolve it once (its cache key
+    # is a JSON dump), by identity — the values stay referenced for the whole call.
+    resolved: dict[int, ActiveContext] = {}
     for index, raw in enumerate(entities):
         entity_id = _raw_id(raw)
         try:
             value = raw.get("@context", context) if isinstance(raw, dict) else context
-            ctx = resolve_context(runtime=runtime, session=session, value=value)
+            ctx = resolved.get(id(value))
+            if ctx is None:
+                ctx = resolved[id(value)] = resolve_context(
+                    runtime=runtime, session=session, value=value
+                )
             entity = parse_entity(
                 raw,
                 ctx,
@@ -367,24 +374,31 @@ def _publish(
                 at=now,
             ),
         )
+    # The changes of a batch share a few timestamps: format each once.
+    stamps: dict[datetime, str] = {}
+    publish = bus.publish_after_commit
     for change in result.changes:
+        attr = change.attr
+        observed = stamps.get(change.observed_at)
+        if observed is None:
+            observed = stamps[change.observed_at] = iso(change.observed_at)
         data: dict[str, Any] = {
             "tenant": tenant,
             "entity_id": change.entity.id,
             "entity_type": short(change.entity_type),
-            "attribute": short(change.attr.name),
-            "dataset_id": change.attr.dataset_id or None,
-            "attribute_type": change.attr.attr_type,
-            "value": None if change.deleted else change.attr.value,
+            "attribute": short(attr.name),
+            "dataset_id": attr.dataset_id or None,
+            "attribute_type": attr.attr_type,
+            "value": None if change.deleted else attr.value,
             "previous": change.previous,
             "unit_code": change.unit_code,
-            "unitCode": change.attr.unit_code,
-            "observed_at": iso(change.observed_at),
+            "unitCode": attr.unit_code,
+            "observed_at": observed,
             "deleted": change.deleted,
         }
         if change.point is not None:
             data["lon"], data["lat"] = change.point
-        bus.publish_after_commit(session, Event(type=EVENT_ATTRIBUTE_CHANGED, data=data, at=now))
+        publish(session, Event(type=EVENT_ATTRIBUTE_CHANGED, data=data, at=now))
 
 
 def publish_deleted(*, runtime: Runtime, session: Session, tenant: str, rows: list[Any]) -> None:

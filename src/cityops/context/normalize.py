@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import shapely
@@ -142,17 +143,27 @@ def is_uri(value: Any) -> bool:
     )
 
 
+@lru_cache(maxsize=8192)
+def _parse_datetime_text(value: str) -> datetime | None:
+    # Cached by text: the observations of a batch or a stream of readings share a few
+    # timestamps, and datetimes are immutable, so one parse serves them all.
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
 def parse_datetime(value: Any, member: str = "observedAt") -> datetime:
     """Parse an ISO 8601 date-time (UTC assumed when no zone is given)."""
     if not isinstance(value, str) or not 10 <= len(value) <= 40:
         raise BadRequestData("context.entity.bad_datetime", member=member)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as exc:
-        raise BadRequestData("context.entity.bad_datetime", member=member) from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    parsed = _parse_datetime_text(value)
+    if parsed is None:
+        raise BadRequestData("context.entity.bad_datetime", member=member)
+    return parsed
 
 
 def iso(at: datetime) -> str:
@@ -235,6 +246,17 @@ def _attribute_type(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return "Property", {"value": raw}
 
 
+@lru_cache(maxsize=8192)
+def _good_name(short: str) -> bool:
+    # Cached: every entity of a batch repeats the same few attribute names.
+    return not (
+        not short
+        or len(short) > MAX_NAME
+        or any(c in short for c in "<>\"'=;()")
+        or short.isspace()
+    )
+
+
 def parse_attribute(
     short: str,
     raw: Any,
@@ -244,12 +266,8 @@ def parse_attribute(
     depth: int = 0,
 ) -> list[AttributeIn]:
     """Validate one attribute (normalized or concise, one or many instances)."""
-    if (
-        not short
-        or len(short) > MAX_NAME
-        or any(c in short for c in "<>\"'=;()")
-        or short.isspace()
-    ):
+    # Long names are refused before the cache, which must not keep them.
+    if len(short) > MAX_NAME or not _good_name(short):
         raise BadRequestData("context.entity.bad_attribute_name", name=short[:64])
     name = ctx.expand(short)
     if (

@@ -206,6 +206,9 @@ class _WriteSql:
     select_previous: str
     encode_json: Any
     encode_time: Any
+    # SQLite hands JSON back as text (numbers as numbers: the column has numeric affinity);
+    # psycopg has already decoded JSONB.
+    decode_json: Any
 
 
 _WRITE_SQL: dict[str, _WriteSql] = {}
@@ -257,6 +260,7 @@ def _write_sql(session: Session) -> _WriteSql:
         ),
         encode_json=_processor(ATTRIBUTE_TABLE, "value", dialect),
         encode_time=_processor(ATTRIBUTE_TABLE, "modified_at", dialect),
+        decode_json=_identity if dialect.name == "postgresql" else _sqlite_json,
     )
     _WRITE_SQL[dialect.name] = found
     return found
@@ -269,15 +273,18 @@ class _EntityKey(NamedTuple):
     entity_id: str
     type: str
     unit_code: str | None
+    lon: float | None
+    lat: float | None
 
 
 class _Previous(NamedTuple):
-    """The stored current value of an attribute instance (modified_at as the driver gives it)."""
+    """The stored current value of an attribute instance, every column as the driver gives it
+    (decoded only when needed: `_WriteSql.decode_json`)."""
 
     attr_type: str
     value: Any
     unit_code: str | None
-    sub_attrs: dict[str, Any] | None
+    sub_attrs: Any
     modified_at: Any
 
 
@@ -285,9 +292,9 @@ def _entity_keys(session: Session, tenant_id: int, entity_ids: Sequence[str]) ->
     found: dict[str, Any] = {}
     for part in _chunks(list(dict.fromkeys(entity_ids))):
         rows = session.execute(
-            select(Entity.pk, Entity.entity_id, Entity.type, Entity.unit_code).where(
-                Entity.tenant_id == tenant_id, Entity.entity_id.in_(part)
-            )
+            select(
+                Entity.pk, Entity.entity_id, Entity.type, Entity.unit_code, Entity.lon, Entity.lat
+            ).where(Entity.tenant_id == tenant_id, Entity.entity_id.in_(part))
         )
         for row in rows:
             found[row[1]] = _EntityKey(*row)
@@ -312,28 +319,38 @@ def _sqlite_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _decoded(stored: Any, sql: _WriteSql) -> Any:
+    return None if stored is None else sql.decode_json(stored)
+
+
 def _previous_attributes(
     session: Session, sql: _WriteSql, pks: Sequence[int]
 ) -> dict[tuple[int, str, str], _Previous]:
     previous: dict[tuple[int, str, str], _Previous] = {}
     connection = session.connection()
     mark = "%s" if sql.postgresql else "?"
-    # SQLite hands JSON back as text (numbers as numbers: the column has numeric affinity);
-    # psycopg has already decoded JSONB.
-    decode = _identity if sql.postgresql else _sqlite_json
     for part in _chunks(list(dict.fromkeys(pks))):
         statement = sql.select_previous + f"({', '.join([mark] * len(part))})"
         for pk, name, dataset, kind, value, unit, subs, modified in connection.exec_driver_sql(
             statement, tuple(part)
         ):
-            previous[(pk, name, dataset)] = _Previous(
-                kind,
-                None if value is None else decode(value),
-                unit,
-                None if subs is None else decode(subs),
-                modified,
-            )
+            # Not decoded here: most instances are compared by their stored text and only
+            # the changed ones need their previous value (for the event).
+            previous[(pk, name, dataset)] = _Previous(kind, value, unit, subs, modified)
     return previous
+
+
+def _same_json(stored: Any, text: Any, value: Any, sql: _WriteSql) -> bool:
+    """Whether a stored JSON value equals a new one (`text`: the new one as it would be stored).
+
+    On SQLite equal text is equal value; different text may still be the same value (35 and
+    35.0, keys in another order), so those are decoded and compared as before.
+    """
+    if stored is None:
+        return value is None
+    if not sql.postgresql and type(stored) is str and stored == text:
+        return True
+    return bool(sql.decode_json(stored) == value)
 
 
 def write(
@@ -423,6 +440,9 @@ def _write_round_once(
     accepted: list[EntityIn] = []
     new_rows: list[dict[str, Any]] = []
     moved: list[dict[str, Any]] = []
+    # Where each entity is after this write: its events carry the point even when the body
+    # names no location (a reading of a fixed station), as the event contract says.
+    points: dict[str, tuple[float, float] | None] = {}
     for entity in batch:
         row = existing.get(entity.id)
         error = _check(entity, row, mode, units, scope)
@@ -436,6 +456,7 @@ def _write_round_once(
             result.rejected.append(entity)
             continue
         accepted.append(entity)
+        points[entity.id] = entity.point
         if row is None:
             new_rows.append(
                 {
@@ -457,6 +478,8 @@ def _write_round_once(
                 a.delete and a.name.endswith("/location") for a in entity.attrs
             ):
                 values.update(_geo_columns(entity), unit_code=None)
+            elif row.lon is not None and row.lat is not None:
+                points[entity.id] = (row.lon, row.lat)
             if entity.scopes is not None:
                 values["scopes"] = entity.scopes
             moved.append(values)
@@ -493,6 +516,7 @@ def _write_round_once(
         for part in _chunks(existing_pks):
             session.execute(delete(Attribute).where(Attribute.entity_pk.in_(part)))
     encode_json = sql.encode_json
+    decode_json = sql.decode_json
     now_stored = sql.encode_time(now)
     # A batch's observations mostly share a few timestamps: encode each one once.
     times: dict[datetime, Any] = {}
@@ -515,6 +539,7 @@ def _write_round_once(
         pk = pks[entity.id]
         entity_type = types[entity.id]
         entity_unit = unit_of.get(entity.id)
+        point = points[entity.id]
         kept: list[AttributeIn] = []
         for attr in entity.attrs:
             key = (pk, attr.name, attr.dataset_id)
@@ -530,9 +555,9 @@ def _write_round_once(
                             entity,
                             entity_type,
                             entity_unit,
-                            entity.point,
+                            point,
                             attr,
-                            prev.value,
+                            None if prev.value is None else decode_json(prev.value),
                             now,
                             deleted=True,
                         )
@@ -544,28 +569,35 @@ def _write_round_once(
             kept.append(attr)
             observed = attr.observed_at or now
             value = attr.value
-            changed = (
-                prev is None
-                or replace
-                or prev.value != value
-                or prev.attr_type != attr.attr_type
-                or prev.unit_code != attr.unit_code
-                or (prev.sub_attrs or None) != (attr.sub_attrs or None)
-            )
+            stored_value = encode_json(value)
+            subs = attr.sub_attrs
+            stored_subs = null_json if subs is None else encode_json(subs)
+            if prev is None:
+                changed = True
+            else:
+                changed = (
+                    replace
+                    or prev.attr_type != attr.attr_type
+                    or prev.unit_code != attr.unit_code
+                    or not _same_json(prev.value, stored_value, value, sql)
+                    or (
+                        prev.sub_attrs != stored_subs
+                        and (_decoded(prev.sub_attrs, sql) or None) != (subs or None)
+                    )
+                )
             if changed:
                 changes.append(
                     AttributeChange(
                         entity,
                         entity_type,
                         entity_unit,
-                        entity.point,
+                        point,
                         attr,
-                        None if prev is None else prev.value,
+                        None if prev is None or prev.value is None else decode_json(prev.value),
                         observed,
                     )
                 )
             value_num = attr.value_num
-            stored_value = encode_json(value)
             current.append(
                 (
                     pk,
@@ -577,7 +609,7 @@ def _write_round_once(
                     attr.value_text,
                     attr.unit_code,
                     None if attr.observed_at is None else stored_time(attr.observed_at),
-                    null_json if attr.sub_attrs is None else encode_json(attr.sub_attrs),
+                    stored_subs,
                     # created_at is kept on conflict, so only a new row's value matters.
                     now_stored,
                     now_stored if changed or prev is None else prev.modified_at,

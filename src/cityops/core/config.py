@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     # Run the MQTT bridge inside the server process.
     mqtt_bridge: bool = False
+    # The bridge stores what the broker delivered as one write and one commit: at most this
+    # many messages, waiting at most this long after the first one for more to arrive.
+    mqtt_batch_max: int = Field(default=2000, ge=1, le=100_000)
+    mqtt_batch_wait_ms: int = Field(default=100, ge=0, le=60_000)
     # Run background jobs (device health, notification delivery) inside the server process.
     background_jobs: bool = True
     # Evaluate alert rules in the thread that committed the observation, instead of the

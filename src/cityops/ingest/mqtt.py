@@ -10,11 +10,20 @@ recommended; the payload key is checked in any case.
 
 Delivery: the bridge connects with MQTT 5, a stable client id, `clean_start=False` and a session
 expiry, so the broker keeps the subscription and queues messages while the bridge is away. Each
-message is acknowledged only after the transaction holding it committed (`manual_ack`); a batch
-collects up to `max_batch` messages or `max_wait` seconds. Messages redelivered after a
-reconnect whose batch had already committed are recognised (topic + payload fingerprint, for
-payloads carrying a time or flagged as duplicates) and acknowledged without a second write.
-Bad messages are acknowledged and dropped, counted by reason and logged; never written.
+message is acknowledged only after the transaction holding it committed (`manual_ack`). Messages
+redelivered after a reconnect whose batch had already committed are recognised (topic + payload
+fingerprint, for payloads carrying a time or flagged as duplicates) and acknowledged without a
+second write. Bad messages are acknowledged and dropped, counted by reason and logged; never
+written.
+
+Pipeline: a reader thread takes what the network thread received, decodes it (topic, JSON, key)
+and adds it to the pending batch; a writer thread takes the whole pending batch — up to
+`max_batch` messages (`CITYOPS_MQTT_BATCH_MAX`), waiting at most `max_wait`
+(`CITYOPS_MQTT_BATCH_WAIT_MS`) after its first message arrived — and stores it as one
+`write_entities` call and one commit, then acknowledges it. So the next batch is received and
+decoded while the previous one is written and committed, and a busy writer gets bigger batches.
+The pending batch is bounded: the reader waits while it is full (and the broker, past the receive
+maximum, waits for acknowledgements).
 """
 
 from __future__ import annotations
@@ -99,6 +108,11 @@ class _Parsed:
     device_id: str = ""
     key: str = ""
     readings: list[Any] = field(default_factory=list)
+    # Whether every reading carries its time: only then is an identical payload a redelivery.
+    timed: bool = False
+    # Why decoding refused the message (fixed), and why this store attempt refuses it (reset
+    # on every attempt: a batch split after a failure is judged again).
+    decoded: Refusal | None = None
     refusal: Refusal | None = None
 
 
@@ -112,9 +126,9 @@ class MqttBridge:
         url: str | None = None,
         client_id: str = "cityops-ingest",
         shared_group: str | None = None,
-        max_batch: int = 500,
-        max_wait: float = 0.2,
-        receive_maximum: int = 10_000,
+        max_batch: int | None = None,
+        max_wait: float | None = None,
+        receive_maximum: int | None = None,
         session_expiry: int = 7 * 24 * 3600,
         remember: int = 200_000,
         on_commit: Callable[[list[float]], None] | None = None,
@@ -125,18 +139,25 @@ class MqttBridge:
         topic = f"{TOPIC_ROOT}/+/+/attrs"
         # Several workers share the load through an MQTT 5 shared subscription.
         self.topic = f"$share/{shared_group}/{topic}" if shared_group else topic
-        self.max_batch = max_batch
-        self.max_wait = max_wait
-        self.receive_maximum = receive_maximum
+        settings = runtime.settings
+        self.max_batch = max_batch or settings.mqtt_batch_max
+        self.max_wait = settings.mqtt_batch_wait_ms / 1000 if max_wait is None else max_wait
+        # The broker may send this many messages ahead of their acknowledgements: enough for a
+        # batch being written, a full pending batch and what the reader holds (MQTT caps it).
+        self.receive_maximum = receive_maximum or min(65_535, max(10_000, 4 * self.max_batch))
         self.session_expiry = session_expiry
         self.on_commit = on_commit
         self.metrics: IngestMetrics = metrics_of(runtime)
         self._queue: queue.Queue[_Message] = queue.Queue()
+        # The batch being gathered by the reader for the writer, and its guard.
+        self._pending: list[_Parsed] = []
+        self._pending_changed = threading.Condition()
+        self._reader_done = False
         self._generation = 0
         self._ack_lock = threading.Lock()
         self._connected = threading.Event()
         self._stopping = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._client: mqtt.Client | None = None
         # Fingerprints of committed messages, oldest first (bounded).
         self._remember = remember
@@ -183,8 +204,13 @@ class MqttBridge:
             properties=properties,
         )
         self._client = client
-        self._worker = threading.Thread(target=self._work, name="cityops-mqtt-ingest", daemon=True)
-        self._worker.start()
+        self._reader_done = False
+        self._threads = [
+            threading.Thread(target=self._read, name="cityops-mqtt-read", daemon=True),
+            threading.Thread(target=self._write, name="cityops-mqtt-write", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
         client.loop_start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -192,9 +218,12 @@ class MqttBridge:
         if self._client is None:
             return
         self._stopping.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
-            self._worker = None
+        with self._pending_changed:
+            self._pending_changed.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        self._threads = []
         self._client.disconnect()
         self._client.loop_stop()
         self._client = None
@@ -271,44 +300,77 @@ class MqttBridge:
             )
         )
 
-    # --- the batch worker --------------------------------------------------------------------
+    # --- the pipeline: reader (decode) → pending batch → writer (store, commit, ack) ------------
 
-    def _work(self) -> None:
+    def _read(self) -> None:
+        """Decode received messages into the pending batch until stopped and drained."""
         while True:
-            batch = self._collect()
-            if batch:
-                self.metrics.queued.set(self._queue.qsize())
-                self._process(batch)
-            elif self._stopping.is_set():
-                return
-
-    def _collect(self) -> list[_Message]:
-        try:
-            first = self._queue.get(timeout=0.1)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.max_wait
-        while len(batch) < self.max_batch:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
             try:
-                batch.append(self._queue.get(timeout=remaining))
+                first = self._queue.get(timeout=0.1)
             except queue.Empty:
-                break
-        return batch
+                if self._stopping.is_set():
+                    with self._pending_changed:
+                        self._reader_done = True
+                        self._pending_changed.notify_all()
+                    return
+                continue
+            messages = [first]
+            # Take what else is there at once: one lock round per drain, not per message.
+            while len(messages) < self.max_batch:
+                try:
+                    messages.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            decoded = [self._parse(message) for message in messages]
+            with self._pending_changed:
+                # Bounded: while the writer is behind, wait (messages stay unacknowledged).
+                while len(self._pending) >= self.max_batch and not self._stopping.is_set():
+                    self._pending_changed.wait(0.1)
+                self._pending.extend(decoded)
+                self._pending_changed.notify_all()
 
-    def _ack(self, messages: list[_Message]) -> None:
+    def _take(self) -> list[_Parsed] | None:
+        """Wait for the next batch: what is pending once it is full or its first message has
+        waited `max_wait`; None when stopped and nothing is left."""
+        with self._pending_changed:
+            while not self._pending:
+                if self._reader_done:
+                    return None
+                self._pending_changed.wait(0.1)
+            deadline = self._pending[0].message.received + self.max_wait
+            while len(self._pending) < self.max_batch and not self._stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._pending_changed.wait(remaining)
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            self._pending_changed.notify_all()
+            return batch
+
+    def _write(self) -> None:
+        """Store batches one after another until the reader is done and nothing is pending."""
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            self.metrics.queued.set(self._queue.qsize() + len(self._pending))
+            # Counted once, whatever retries or splits storing the batch takes.
+            self.counts["received"] += len(batch)
+            self.metrics.received.labels(TRANSPORT).inc(len(batch))
+            self._process(batch)
+
+    def _ack(self, batch: list[_Parsed]) -> None:
         client = self._client
         if client is None:
             return
         with self._ack_lock:
-            for message in messages:
+            for parsed in batch:
+                message = parsed.message
                 if message.qos > 0 and message.generation == self._generation:
                     client.ack(message.mid, message.qos)
 
-    def _process(self, batch: list[_Message]) -> None:
+    def _process(self, batch: list[_Parsed]) -> None:
         """Store a batch, retrying while the database is unreachable; isolate poison messages."""
         delay = 0.2
         while True:
@@ -338,58 +400,73 @@ class MqttBridge:
         self.counts["refused"] += count
         self.metrics.refuse(TRANSPORT, reason.value, count)
 
-    def _parse(self, message: _Message, seen: set[int]) -> _Parsed:
+    @staticmethod
+    def _parse(message: _Message) -> _Parsed:
+        """Decode a message's topic and payload (no database: runs on the reader thread)."""
         fingerprint = hash((message.topic, message.payload))
         parsed = _Parsed(message=message, fingerprint=fingerprint)
         try:
             topic = message.topic.decode("utf-8")
         except UnicodeDecodeError:
-            parsed.refusal = Refusal.BAD_TOPIC
+            parsed.decoded = Refusal.BAD_TOPIC
             return parsed
         parts = topic.split("/")
         if len(parts) != 4 or parts[0] != TOPIC_ROOT or parts[3] != "attrs" or not all(parts):
-            parsed.refusal = Refusal.BAD_TOPIC
+            parsed.decoded = Refusal.BAD_TOPIC
             return parsed
         parsed.tenant, parsed.device_id = parts[1], parts[2]
         if len(message.payload) > MAX_PAYLOAD:
-            parsed.refusal = Refusal.BAD_PAYLOAD
+            parsed.decoded = Refusal.BAD_PAYLOAD
             return parsed
         try:
             body = json.loads(message.payload)
         except (ValueError, UnicodeDecodeError):
-            parsed.refusal = Refusal.BAD_JSON
+            parsed.decoded = Refusal.BAD_JSON
             return parsed
         if not isinstance(body, dict):
-            parsed.refusal = Refusal.BAD_PAYLOAD
+            parsed.decoded = Refusal.BAD_PAYLOAD
             return parsed
         key = body.pop("k", None) or body.pop("key", None)
         body.pop("key", None)
         if not isinstance(key, str) or not key:
-            parsed.refusal = Refusal.WRONG_KEY
+            parsed.decoded = Refusal.WRONG_KEY
             return parsed
         parsed.key = key
         if "readings" in body:
             readings = body["readings"]
             if not isinstance(readings, list) or not 0 < len(readings) <= MAX_READINGS:
-                parsed.refusal = Refusal.BAD_PAYLOAD
+                parsed.decoded = Refusal.BAD_PAYLOAD
                 return parsed
             parsed.readings = readings
-            timed = all(isinstance(r, dict) and ("ts" in r or "observedAt" in r) for r in readings)
+            parsed.timed = all(
+                isinstance(r, dict) and ("ts" in r or "observedAt" in r) for r in readings
+            )
         else:
             parsed.readings = [body]
-            timed = "ts" in body or "observedAt" in body
-        # A redelivered message is the same topic and payload; without a time in the payload,
-        # only the broker's duplicate flag tells a redelivery from a new identical reading.
-        if (timed or message.dup) and (fingerprint in self._committed or fingerprint in seen):
-            parsed.refusal = Refusal.DUPLICATE
-        seen.add(fingerprint)
+            parsed.timed = "ts" in body or "observedAt" in body
         return parsed
 
-    def _store(self, batch: list[_Message]) -> None:
+    def _judge(self, parsed: list[_Parsed]) -> None:
+        """Set each message's refusal for this attempt: its decoding's, or a redelivery's.
+
+        Runs on the writer thread, after the previous batch committed: a message redelivered
+        while its first copy was being written is recognised once that copy is committed.
+        """
         seen: set[int] = set()
-        parsed = [self._parse(message, seen) for message in batch]
-        self.counts["received"] += len(batch)
-        self.metrics.received.labels(TRANSPORT).inc(len(batch))
+        committed = self._committed
+        for p in parsed:
+            p.refusal = p.decoded
+            if p.refusal is not None:
+                continue
+            # A redelivered message is the same topic and payload; without a time in the
+            # payload, only the broker's duplicate flag tells a redelivery from a new reading.
+            fingerprint = p.fingerprint
+            if (p.timed or p.message.dup) and (fingerprint in committed or fingerprint in seen):
+                p.refusal = Refusal.DUPLICATE
+            seen.add(fingerprint)
+
+    def _store(self, parsed: list[_Parsed]) -> None:
+        self._judge(parsed)
         candidates = [p for p in parsed if p.refusal is None]
         items: list[flows.DeviceReadings] = []
         with unit_of_work(self.runtime.session_factory) as session:
@@ -419,7 +496,7 @@ class MqttBridge:
                 )
         committed_at = time.time()
         self._after_commit(parsed, items, committed_at)
-        self._ack(batch)
+        self._ack(parsed)
 
     def _after_commit(
         self, parsed: list[_Parsed], items: list[flows.DeviceReadings], committed_at: float
