@@ -48,6 +48,7 @@ from cityops.units import api as units_api
 from cityops.units import service as unit_service
 from cityops.web import api as web_api
 from cityops.web import desk as web_desk
+from cityops.web import measure as web_measure
 from cityops.web import sectors as web_sectors
 from cityops.web import stream as web_stream
 
@@ -164,6 +165,7 @@ def create_app(
     app.include_router(web_api.router)
     app.include_router(web_desk.router)
     app.include_router(web_sectors.router)
+    app.include_router(web_measure.router)
     static = resources.files("cityops.web") / "static"
     # Vendor files exist once scripts/web-assets.sh ran; without them the API still serves.
     app.mount(
