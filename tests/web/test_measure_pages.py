@@ -300,6 +300,10 @@ def test_a_unit_officer_sees_its_own_unit_only(
     assert re.findall(r'<tr data-unit="(\w+)"', sector) == [own]
     assert client.get("/egov/scorecard/SKHCN", headers=headers).status_code == 403
     assert client.get(f"/egov/scorecard/{own}", headers=headers).status_code == 200
+    # The programme board is not for communes: the page says so, and the menu leaves it out.
+    board = client.get("/programme", headers=headers)
+    assert board.status_code == 403
+    assert 'href="/programme"' not in board.text
 
 
 def test_the_pages_speak_english(client: TestClient, login_as: Login, computed: None) -> None:

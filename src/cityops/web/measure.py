@@ -521,7 +521,7 @@ def kpi_sector(
         for u in units
         if scope is None or u.code in scope
     ]
-    rankings = {}
+    rankings: dict[str, Any] = {}
     for indicator in indicators:
         order = kpi_flows.rank(
             session=session, indicator=indicator, kind=choice.kind, first=choice.first
