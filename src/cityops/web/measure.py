@@ -203,7 +203,9 @@ def _indicator_rows(
                 "unit": indicator.unit,
                 "direction": indicator.direction,
                 "value": None if current is None else current.value,
-                "target": None if current is None else current.target,
+                "target": kpi_flows.target_for(indicator, choice.first.year)
+                if current is None
+                else current.target,
                 "target_2025": indicator.target_2025,
                 "target_2030": indicator.target_2030,
                 "status": "no_data" if current is None else current.status,
@@ -809,7 +811,7 @@ def scorecard_detail(
         translate,
         user=principal,
         code=code,
-        name=_name(lang, entry.name, entry.name_en),
+        place_name=_name(lang, entry.name, entry.name_en),
         group_by=group,
         period=period or "",
         downloads=downloads(f"/egov/scorecard/{code}", params, lang),
