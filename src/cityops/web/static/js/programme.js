@@ -44,7 +44,7 @@ function gantt() {
         ? `${p.name}<br>${day.format(p.value[1])} – ${day.format(p.value[2])}<br>${S["gantt.progress"]}: ${p.value[3]} %`
         : `${S["gantt.milestone"]}: ${p.name}<br>${day.format(p.value[0])}`),
     },
-    xAxis: { type: "time", position: "top", axisLabel: { formatter: (v) => new Date(v).getFullYear() } },
+    xAxis: { type: "time", position: "top", axisLabel: { formatter: (v) => String(new Date(v).getFullYear()) } },
     yAxis: { type: "category", data: labels, inverse: true, axisLabel: { width: 90 } },
     dataZoom: [{ type: "inside", xAxisIndex: 0 }],
     series: [
