@@ -18,6 +18,7 @@ from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL
 from cityops.kpi import flows as kpi_flows
+from cityops.kpi import jobs as kpi_jobs
 from cityops.kpi.enums import Frequency
 from cityops.units import service as unit_service
 
@@ -323,3 +324,20 @@ def test_the_pages_speak_english(client: TestClient, login_as: Login) -> None:
     evaluation = client.get("/kpi/evaluation", headers=headers).text
     assert "Difference in differences" in evaluation
     assert "Download PDF" in evaluation
+
+
+def test_the_demo_start_fills_the_pages(
+    client: TestClient, login_as: Login, runtime: Runtime
+) -> None:
+    # What `cityops demo` runs before serving (here one month: the slow part is the same).
+    written = kpi_jobs.compute_recent(runtime, months=1)
+    assert written > 0
+    headers = login_as("leader")
+    for period, label in (("M", "2026-11"), ("Q", "2026-Q4"), ("Y", "2026")):
+        html = client.get("/kpi", params={"period": period}, headers=headers).text
+        assert f"{label}</p>" in html
+        statuses = set(re.findall(r'<tr data-indicator="\w+" data-status="(\w+)"', html))
+        assert statuses & {"met", "not_met"}, period
+    # The previous quarter is there too, so a quarterly trend has two points.
+    config = _config(client.get("/kpi", params={"period": "Q"}, headers=headers).text)
+    assert [p[0] for p in config["trends"]["H7"]["points"]] == ["2026-Q3", "2026-Q4"]
