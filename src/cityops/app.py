@@ -49,6 +49,7 @@ from cityops.units import service as unit_service
 from cityops.web import api as web_api
 from cityops.web import desk as web_desk
 from cityops.web import mapdata as web_mapdata
+from cityops.web import measure as web_measure
 from cityops.web import public as web_public
 from cityops.web import sectors as web_sectors
 from cityops.web import stream as web_stream
@@ -170,6 +171,7 @@ def create_app(
     app.include_router(web_desk.router)
     app.include_router(web_sectors.router)
     app.include_router(web_public.router)
+    app.include_router(web_measure.router)
     static = resources.files("cityops.web") / "static"
     # Vendor files exist once scripts/web-assets.sh ran; without them the API still serves.
     app.mount(

@@ -152,6 +152,7 @@ def demo(
 
     from cityops.alerts import flows as alert_flows
     from cityops.auth import flows as auth_flows
+    from cityops.kpi import jobs as kpi_jobs
     from cityops.seed import seed as run_seed
     from cityops.simulate import commands as simulate_commands
 
@@ -183,6 +184,8 @@ def demo(
         story = runtime.clock.now()
         with alert_flows.engine_of(runtime).draining():
             simulator = simulate_commands.demo_prepare(runtime, typer.echo, story)
+        # KPI pages open with values and trends: the hourly job first runs an hour after start.
+        typer.echo(f"  KPI:      {kpi_jobs.compute_recent(runtime)} values computed")
         mqtt = runtime.settings.mqtt_bridge
     typer.echo(f"  live:     {simulator} via {'MQTT' if mqtt else 'HTTP'}")
     # The simulator runs beside the server as a child process and stops with it.

@@ -28,6 +28,7 @@ from cityops.incidents import service as incident_service
 from cityops.programme import service as programme_service
 from cityops.units import service as unit_service
 from cityops.units.flows import local_date
+from cityops.web import measure
 from cityops.web.api import _login_redirect, _render
 
 router = APIRouter(include_in_schema=False)
@@ -707,6 +708,12 @@ def _sector_page(
         number=lambda v, d=1: format_number(v, lang, d) if v is not None else "—",
         updated=_local(now, runtime),
         config=_json(config),
+        kpis=measure.sector_indicators(
+            session=session, runtime=runtime, centre=sector.code, lang=lang
+        )
+        if principal.can(Permission.KPI_READ)
+        else None,
+        number2=measure.number_formatter(lang),
     )
 
 
