@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from cityops.citizen.models import CitizenService, Report
+from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.kpi import jobs
 from cityops.kpi.models import KpiValue
@@ -23,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("october")
 # Pending inputs (citizen reports, sector statistics): "no data" everywhere.
 PENDING = {
     *("H3", "H5", "H6", "H8", "E1", "E2", "E3", "E4", "E7", "T4", "T5", "T6", "T7", "C1"),
-    *("C3", "C4", "S1", "S2", "S3", "S4", "S6", "P1", "P3", "P4", "P5", "P6", "G2", "G3", "G7"),
+    *("C3", "C4", "S1", "S2", "S3", "S4", "S6", "P1", "P3", "P4", "P5", "P6", "G7"),
 }
 
 # Worked by hand from the module docstring of conftest.py (None = no data: a zero divisor).
@@ -71,6 +74,12 @@ def province_population() -> int:
     return sum(
         POPULATION.get(r["unit_code"], int(r["population"])) for r in rows if r["year"] == "2026"
     )
+
+
+# No citizen report is closed in the October fixture: the feedback indicators have a zero
+# divisor (test_citizen_feedback_indicators adds reports).
+for _unit_values in EXPECTED.values():
+    _unit_values.update({"G2": None, "G3": None})
 
 
 def compute(client: TestClient, headers: dict[str, str], day: str = "2026-10-15") -> Any:
@@ -230,3 +239,47 @@ def test_ranking_puts_the_best_unit_first(client: TestClient, admin: dict[str, s
         (3, CONTROL, 0.0),
     ]
     assert higher_better["items"][0]["name"] == "Phường Long Khánh"
+
+
+def test_citizen_feedback_indicators_count_reports_closed_in_the_period(
+    runtime: Runtime, client: TestClient, admin: dict[str, str]
+) -> None:
+    """G2 (handled on time) and G3 (satisfied, of those rated) from citizen reports closed in
+    October: late ones, unrated ones, duplicates and November closings handled as 766 asks."""
+    october = datetime(2026, 10, 10, 3, tzinfo=UTC)
+    with unit_of_work(runtime.session_factory) as session:
+        service_code = session.execute(select(CitizenService.code).limit(1)).scalar_one()
+
+        def report(n: int, unit: str, **fields: Any) -> Report:
+            columns: dict[str, Any] = {
+                "tracking_code": f"PA-T{n:04d}",
+                "token": f"tok{n:04d}",
+                "service_code": service_code,
+                "status": "closed",
+                "unit_code": unit,
+                "requested_at": october - timedelta(days=3),
+                "updated_at": october,
+                "expected_at": october,
+                "closed_at": october - timedelta(hours=1),
+            }
+            row = Report(**(columns | fields))
+            session.add(row)
+            session.flush()
+            return row
+
+        first = report(1, PILOT_BH, satisfied=True)
+        report(2, PILOT_BH, satisfied=False)
+        report(3, PILOT_BH)  # on time, not rated
+        report(4, PILOT_BH, closed_at=october + timedelta(days=1), satisfied=True)  # late
+        report(5, PILOT_BH, satisfied=False, duplicate_of=first.id)  # counted with its original
+        report(6, PILOT_BH, closed_at=datetime(2026, 11, 2, tzinfo=UTC))  # closed in November
+        report(7, CONTROL, satisfied=True)
+    compute(client, admin)
+    bien_hoa = values(client, admin, place=PILOT_BH, level="unit")
+    assert bien_hoa["G2"]["value"] == 75.0  # 3 of 4 closed by their expected time
+    assert bien_hoa["G3"]["value"] == pytest.approx(66.666667)  # 2 of 3 rated satisfied
+    assert bien_hoa["G2"]["inputs"] == {"reports_on_time": 3.0, "reports_total": 4.0}
+    assert values(client, admin, place=PILOT_LK, level="unit")["G3"]["value"] is None
+    province = values(client, admin, place="75", level="province")
+    assert province["G2"]["value"] == 80.0  # 4 of 5
+    assert province["G3"]["value"] == 75.0  # 3 of 4 rated

@@ -462,6 +462,32 @@ class Satisfaction:
         return self.closed_on_time / self.closed if self.closed else None
 
 
+def _satisfaction_columns() -> tuple[Any, ...]:
+    on_time = func.sum(
+        case((Report.expected_at.is_(None) | (Report.closed_at <= Report.expected_at), 1), else_=0)
+    )
+    return (
+        func.count(),
+        on_time,
+        func.count(Report.satisfied),
+        func.sum(case((Report.satisfied.is_(True), 1), else_=0)),
+    )
+
+
+def _satisfaction_of(row: Any) -> Satisfaction:
+    return Satisfaction(
+        closed=int(row[0] or 0),
+        closed_on_time=int(row[1] or 0),
+        rated=int(row[2] or 0),
+        satisfied=int(row[3] or 0),
+    )
+
+
+def _closed_in(start: datetime, end: datetime) -> list[Any]:
+    # A duplicate shares its original's incident: counting it would count one case twice.
+    return [Report.closed_at >= start, Report.closed_at < end, Report.duplicate_of.is_(None)]
+
+
 def satisfaction(
     *,
     session: Session,
@@ -471,29 +497,23 @@ def satisfaction(
     department_code: str | None = None,
 ) -> Satisfaction:
     """Count reports closed in [start, end): on time, rated and satisfied (766 indicators)."""
-    conditions: list[Any] = [
-        Report.closed_at >= start,
-        Report.closed_at < end,
-        Report.duplicate_of.is_(None),
-    ]
+    conditions = _closed_in(start, end)
     if unit_codes is not None:
         conditions.append(Report.unit_code.in_(list(unit_codes)))
     if department_code is not None:
         conditions.append(Report.department_code == department_code)
-    on_time = func.sum(
-        case((Report.expected_at.is_(None) | (Report.closed_at <= Report.expected_at), 1), else_=0)
+    return _satisfaction_of(
+        session.execute(select(*_satisfaction_columns()).where(*conditions)).one()
     )
-    row = session.execute(
-        select(
-            func.count(),
-            on_time,
-            func.count(Report.satisfied),
-            func.sum(case((Report.satisfied.is_(True), 1), else_=0)),
-        ).where(*conditions)
-    ).one()
-    return Satisfaction(
-        closed=int(row[0] or 0),
-        closed_on_time=int(row[1] or 0),
-        rated=int(row[2] or 0),
-        satisfied=int(row[3] or 0),
+
+
+def satisfaction_by_unit(
+    *, session: Session, start: datetime, end: datetime
+) -> dict[str, Satisfaction]:
+    """The same counts per commune/ward (reports with no unit are left out): KPI inputs."""
+    rows = session.execute(
+        select(Report.unit_code, *_satisfaction_columns())
+        .where(*_closed_in(start, end), Report.unit_code.is_not(None))
+        .group_by(Report.unit_code)
     )
+    return {row[0]: _satisfaction_of(row[1:]) for row in rows}

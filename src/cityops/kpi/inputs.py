@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from cityops.citizen import service as citizen_service
 from cityops.context import flows as context_flows
 from cityops.context.models import Attribute, Entity, History, Tenant
 from cityops.context.service import DEFAULT_TENANT
@@ -340,6 +341,26 @@ def _dossiers(counter: str) -> Callable[[Source], Values]:
     return fetch
 
 
+# --- citizen reports ------------------------------------------------------------------------
+
+
+def _reports(counter: str) -> Callable[[Source], Values]:
+    """Citizen reports closed in the period, per unit: `closed`, `closed_on_time`, `rated` or
+    `satisfied` (duplicates counted once, with their original)."""
+
+    def fetch(src: Source) -> Values:
+        def load() -> Any:
+            w = src.window
+            return citizen_service.satisfaction_by_unit(
+                session=src.session, start=w.start, end=w.end
+            )
+
+        tally = src.once("reports", load)
+        return {code: float(getattr(counts, counter)) for code, counts in tally.items()}
+
+    return fetch
+
+
 # --- the registry -------------------------------------------------------------------------
 
 
@@ -608,22 +629,34 @@ INPUTS: dict[str, Input] = {
             "Dossiers rated unsatisfied",
             _dossiers("unsatisfied"),
         ),
-        # Citizen reports: declared, pending until the citizen context is merged.
-        *_pending(
+        # Citizen reports (phản ánh, kiến nghị) closed in the period.
+        Input(
+            "reports_total",
             "citizen",
-            [
-                ("reports_total", "Số phản ánh, kiến nghị", "Citizen reports (PAKN)"),
-                (
-                    "reports_on_time",
-                    "Số phản ánh xử lý đúng hạn",
-                    "Citizen reports handled on time",
-                ),
-                (
-                    "reports_satisfied",
-                    "Số phản ánh được đánh giá hài lòng",
-                    "Citizen reports rated satisfied",
-                ),
-            ],
+            "Số phản ánh, kiến nghị đã xử lý xong",
+            "Citizen reports (PAKN) closed",
+            _reports("closed"),
+        ),
+        Input(
+            "reports_on_time",
+            "citizen",
+            "Số phản ánh xử lý đúng hạn",
+            "Citizen reports handled on time",
+            _reports("closed_on_time"),
+        ),
+        Input(
+            "reports_rated",
+            "citizen",
+            "Số phản ánh được người phản ánh đánh giá",
+            "Citizen reports rated by their reporter",
+            _reports("rated"),
+        ),
+        Input(
+            "reports_satisfied",
+            "citizen",
+            "Số phản ánh được đánh giá hài lòng",
+            "Citizen reports rated satisfied",
+            _reports("satisfied"),
         ),
         # Yearly sector statistics: declared, pending until a statistics import exists.
         *_pending(
