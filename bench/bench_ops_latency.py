@@ -2,8 +2,9 @@
 
 A real uvicorn server (in a thread of this process, so the rule engine's evaluator thread runs
 beside it as under `cityops serve`) with the Đồng Nai rule pack and 1,000 generated rules
-loaded. Two flood processes batch-upsert 100 stations x 4 attributes over NGSI-LD, paced to
-about 5,000 attribute changes per second (the figure reports the rate reached); meanwhile a probe
+loaded. Two flood processes batch-upsert 100 stations each x 4 attributes over NGSI-LD, every
+value changed and within ordinary air (no rule fires on them), paced to about 5,000 attribute
+changes per second (the figure reports the rate reached); meanwhile a probe
 station in Phường Trấn Biên is PATCHed to VN_AQI 176 and back to 60, and the time from sending
 the PATCH to `alerts.alert_opened` (rule aqi-bad) arriving on a dashboard's stream is noted.
 The dashboard is subscribed to entity changes too, as the operations wall is, and reads the
@@ -36,7 +37,7 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_context_common import prepare
-from bench_context_ingest import ENTITIES, _batch
+from bench_context_ingest import ENTITIES
 from bench_rules import _rule_yaml
 from cityops.alerts import flows as alert_flows
 from cityops.app import create_app
@@ -119,17 +120,40 @@ class Dashboard:
         self._process.join(10)
 
 
-def _flood_worker(base: str, key: str, rate: float, first: int, stop: Any, calls: Any) -> None:
+def _normal_batch(worker: int, call: int) -> list[dict[str, Any]]:
+    """ENTITIES stations of one flood worker, every value changed, all within ordinary air
+    (PM2.5 15-30 µg/m³ and the like): a city's steady traffic, which raises no alert. Each
+    worker has its own stations, observed at the current time, so no value flips between two
+    writers (that would be an alert storm, not the load the figure is about)."""
+    at = _iso()
+    out: list[dict[str, Any]] = []
+    for i in range(ENTITIES):
+        lon, lat = 106.80 + (i % 10) * 0.01, 10.90 + (i // 10) * 0.01 + worker * 0.1
+        entity: dict[str, Any] = {
+            "id": f"urn:ngsi-ld:AirQualityObserved:flood-{worker}-{i}",
+            "type": "AirQualityObserved",
+            "location": {
+                "type": "GeoProperty",
+                "value": {"type": "Point", "coordinates": [lon, lat]},
+            },
+        }
+        for n, name in enumerate(("pm25", "pm10", "no2", "o3")):
+            value = 15 + ((call * 7 + i * 3 + n) % 16) + n * 2
+            entity[name] = {"type": "Property", "value": value, "unitCode": "GQ", "observedAt": at}
+        out.append(entity)
+    return out
+
+
+def _flood_worker(base: str, key: str, rate: float, worker: int, stop: Any, calls: Any) -> None:
     """Post batch upserts paced to `rate` attribute changes per second until `stop` is set."""
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
     every = ENTITIES * 4 / rate
-    number = first
+    number = 0
     with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
         next_at = time.perf_counter()
         while not stop.is_set():
             number += 1
-            # _batch(n) observes at minute n of a day: keep n a valid minute of the day.
-            body = _batch(number % 1440)
+            body = _normal_batch(worker, number)
             response = client.post("/ngsi-ld/v1/entityOperations/upsert", json=body)
             assert response.status_code in (201, 204), response.text
             with calls.get_lock():
@@ -154,7 +178,7 @@ class Flood:
         self._processes = [
             context.Process(
                 target=_flood_worker,
-                args=(base, key, RATE / workers, n * 1440 // workers, self._stop, self._calls),
+                args=(base, key, RATE / workers, n, self._stop, self._calls),
                 daemon=True,
             )
             for n in range(workers)
