@@ -1,5 +1,5 @@
-"""Tables of the KPI context: the indicator catalogue, population per unit and year, and the
-computed values with their history (one row per indicator × place × period).
+"""Tables of the KPI context: the indicator catalogue, population per unit and year, yearly sector
+statistics per unit, and the computed values with their history (one row per indicator × place × period).
 """
 
 from __future__ import annotations
@@ -71,6 +71,28 @@ class KpiPopulation(Audited, Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (CheckConstraint("population >= 0", name="population"),)
+
+
+class KpiStatistic(Audited, Base):
+    """One yearly sector statistic of one commune/ward (physicians, live births, households, ...):
+    the value of a `statistics` input of the KPI engine, imported from the sector's report."""
+
+    __tablename__ = "kpi_statistic"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    unit_code: Mapped[str] = mapped_column(String(16), ForeignKey("admin_unit.code"))
+    year: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))  # a statistics input of kpi.inputs
+    value: Mapped[float] = mapped_column(Float)
+    source: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("unit_code", "year", "name"),
+        Index("ix_kpi_statistic_name_year", "name", "year"),
+        CheckConstraint("value >= 0", name="value"),
+    )
 
 
 class KpiValue(Base):
