@@ -39,6 +39,8 @@ contexts_app = typer.Typer(
     help="Manage JSON-LD context documents (offline use).", no_args_is_help=True
 )
 app.add_typer(contexts_app, name="contexts")
+kpi_app = typer.Typer(help="KPI engine data: yearly sector statistics.", no_args_is_help=True)
+app.add_typer(kpi_app, name="kpi")
 
 
 @contextmanager
@@ -547,6 +549,35 @@ def import_dossiers(
             typer.echo(f"  {where}{shown}: {egov_imports.describe(runtime, bad, lang)}")
         if len(report.errors) > 200:
             typer.echo(f"  ... and {len(report.errors) - 200} more")
+
+
+@kpi_app.command("import-statistics")
+def kpi_import_statistics(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="CSV or XLSX: unit_code, year, name, value[, source] per row.",
+        ),
+    ],
+) -> None:
+    """Import yearly sector statistics; one bad row refuses the file (every one listed)."""
+    from cityops.kpi import statistics
+
+    with _runtime() as runtime:
+        _require_migrated(runtime)
+        with _system_work(runtime) as session:
+            report = statistics.import_file(
+                session=session,
+                clock=runtime.clock,
+                file_name=file.name,
+                data=file.read_bytes(),
+            )
+        typer.echo(
+            f"rows: {report.rows}, imported: {report.imported}, updated: {report.updated}, "
+            f"unchanged: {report.unchanged}"
+        )
 
 
 @device_app.command("create")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile, status
 from sqlalchemy.orm import Session
 
 from cityops.core import tables
@@ -23,7 +23,7 @@ from cityops.core.deps import ClockDep, Limit, Offset, RuntimeDep, SessionDep
 from cityops.core.i18n import format_number
 from cityops.core.security import Permission, Principal, require
 from cityops.core.tables import EXPORT_RESPONSES, Column, FormatQuery, Kind, LangQuery, Table, Tr
-from cityops.kpi import flows, formula, inputs, service
+from cityops.kpi import flows, formula, inputs, service, statistics
 from cityops.kpi.enums import Frequency, PlaceLevel, Sector
 from cityops.kpi.periods import first_day, window
 from cityops.kpi.schemas import (
@@ -38,6 +38,9 @@ from cityops.kpi.schemas import (
     InputRead,
     RankingRead,
     RankRow,
+    StatisticPage,
+    StatisticRead,
+    StatisticsImportRead,
     ValuePage,
     ValueRead,
 )
@@ -194,6 +197,67 @@ def list_inputs(_: Reader) -> list[InputRead]:
         )
         for i in inputs.INPUTS.values()
     ]
+
+
+# --- sector statistics ----------------------------------------------------------------------
+
+MAX_STATISTICS_BYTES = 8 * 1024 * 1024
+UnitQuery = Annotated[str | None, Query(max_length=16, pattern=r"^[0-9A-Za-z_.-]{1,16}$")]
+YearQuery = Annotated[int | None, Query(ge=statistics.MIN_YEAR, le=2100)]
+StatisticName = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_]{1,64}$")]
+
+
+@router.get("/statistics", response_model=StatisticPage)
+def list_statistics(
+    session: SessionDep,
+    _: Reader,
+    limit: Limit,
+    offset: Offset,
+    unit: UnitQuery = None,
+    year: YearQuery = None,
+    name: StatisticName = None,
+) -> StatisticPage:
+    """List yearly sector statistics per commune/ward (by year, name, unit)."""
+    rows, total = service.get_statistics(
+        session=session, unit_code=unit, year=year, name=name, limit=limit, offset=offset
+    )
+    return StatisticPage(
+        items=[StatisticRead.model_validate(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.post(
+    "/statistics",
+    response_model=StatisticsImportRead,
+    description=(
+        "Import yearly sector statistics from a CSV or XLSX file with the columns unit_code, "
+        "year, name, value and optionally source. All or nothing: one bad row refuses the file "
+        "(422, every problem listed with its line) and nothing is written; re-importing the "
+        "same file changes nothing. Names: " + ", ".join(statistics.names()) + "."
+    ),
+)
+def import_statistics(
+    session: SessionDep,
+    clock: ClockDep,
+    _: Admin,
+    file: Annotated[UploadFile, File(description="CSV or XLSX file")],
+) -> StatisticsImportRead:
+    """Import a statistics file (CSV or XLSX); answer what it added and changed."""
+    data = file.file.read(MAX_STATISTICS_BYTES + 1)
+    if len(data) > MAX_STATISTICS_BYTES:
+        raise statistics.FileRefused("kpi.statistics.too_large", limit="8 MiB")
+    report = statistics.import_file(
+        session=session, clock=clock, file_name=file.filename or "", data=data
+    )
+    return StatisticsImportRead(
+        rows=report.rows,
+        imported=report.imported,
+        updated=report.updated,
+        unchanged=report.unchanged,
+    )
 
 
 # --- values -------------------------------------------------------------------------------

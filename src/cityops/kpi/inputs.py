@@ -6,9 +6,10 @@ summed over its units: a ratio of sums, never a mean of ratios. A mean is theref
 two inputs (`pm25_sum / pm25_count`).
 
 Inputs come from the context store's history and current state, incidents, dossiers (egov),
-population (seed data) and unit areas. Inputs whose source system is not connected yet
-(citizen reports, yearly sector statistics) are declared with `pending=True`: a formula may use
-them, and its value is "no data" until the source exists.
+citizen reports, population (seed data), yearly sector statistics (imported, `kpi_statistic`)
+and unit areas. An input whose source system is not connected yet is declared without a fetch
+(`pending`): a formula may use it, and its value is "no data" until the source exists. A sector
+statistic never imported is "no data" too (its fetch answers None), rather than zero.
 
 Other contexts' tables are only read here, in a few grouped queries per period.
 """
@@ -72,7 +73,7 @@ class Input:
     source: str
     description: str
     description_en: str
-    fetch: Callable[[Source], Values] | None = None
+    fetch: Callable[[Source], Values | None] | None = None
 
     @property
     def pending(self) -> bool:
@@ -361,11 +362,28 @@ def _reports(counter: str) -> Callable[[Source], Values]:
     return fetch
 
 
+# --- yearly sector statistics ---------------------------------------------------------------
+
+
+def _statistic(name: str) -> Callable[[Source], Values | None]:
+    """A yearly statistic per unit for the window's year, whatever the window's length (as
+    population: a month or a quarter reads its year's figure); None if never imported."""
+
+    def fetch(src: Source) -> Values | None:
+        def load() -> dict[str, dict[str, float]]:
+            return service.get_statistic_map(session=src.session, year=src.window.year)
+
+        table: dict[str, dict[str, float]] = src.once("statistics", load)
+        return dict(table[name]) if name in table else None
+
+    return fetch
+
+
 # --- the registry -------------------------------------------------------------------------
 
 
-def _pending(source: str, names: Iterable[tuple[str, str, str]]) -> list[Input]:
-    return [Input(name, source, vi, en) for name, vi, en in names]
+def _statistics(names: Iterable[tuple[str, str, str]]) -> list[Input]:
+    return [Input(name, "statistics", vi, en, _statistic(name)) for name, vi, en in names]
 
 
 INPUTS: dict[str, Input] = {
@@ -658,9 +676,8 @@ INPUTS: dict[str, Input] = {
             "Citizen reports rated satisfied",
             _reports("satisfied"),
         ),
-        # Yearly sector statistics: declared, pending until a statistics import exists.
-        *_pending(
-            "statistics",
+        # Yearly sector statistics per unit (`cityops kpi import-statistics`, seed demo file).
+        *_statistics(
             [
                 ("physicians", "Số bác sĩ", "Practising physicians"),
                 (
@@ -767,7 +784,7 @@ INPUTS: dict[str, Input] = {
 
 
 def fetch_all(src: Source, names: Iterable[str]) -> dict[str, Values | None]:
-    """Fetch the named inputs for every unit (None for a pending input)."""
+    """Fetch the named inputs for every unit (None for a pending or never-imported input)."""
     out: dict[str, Values | None] = {}
     for name in names:
         spec = INPUTS[name]

@@ -1,5 +1,6 @@
 """Tables of the KPI context: the indicator catalogue, population per unit and year, yearly sector
-statistics per unit, and the computed values with their history (one row per indicator × place × period).
+statistics per unit, and the computed values with their history (one row per indicator × place ×
+period).
 """
 
 from __future__ import annotations

@@ -113,6 +113,30 @@ class ValuePage(Page[ValueRead]):
     """Computed values."""
 
 
+class StatisticRead(ReadModel):
+    """One yearly sector statistic of one commune/ward."""
+
+    unit_code: str
+    year: int
+    name: str
+    value: float
+    source: str | None
+    updated_at: datetime
+
+
+class StatisticPage(Page[StatisticRead]):
+    """Sector statistics."""
+
+
+class StatisticsImportRead(BaseModel):
+    """What a statistics import did: rows read, added, changed, already identical."""
+
+    rows: int
+    imported: int
+    updated: int
+    unchanged: int
+
+
 class ComputeRequest(WriteModel):
     """Compute (or recompute) indicators for one period."""
 

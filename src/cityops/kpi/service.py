@@ -1,4 +1,5 @@
-"""Database work of the KPI context: the catalogue, population, and computed values."""
+"""Database work of the KPI context: the catalogue, population, sector statistics, and computed
+values."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from cityops.core.clock import Clock
 from cityops.core.errors import Conflict, Invalid, NotFound
 from cityops.kpi import formula as formula_mod
-from cityops.kpi.models import KpiIndicator, KpiPopulation, KpiValue
+from cityops.kpi.models import KpiIndicator, KpiPopulation, KpiStatistic, KpiValue
 from cityops.kpi.schemas import IndicatorCreate, IndicatorUpdate
 
 
@@ -168,6 +169,88 @@ def upsert_population(
             changed += 1
     session.flush()
     return changed
+
+
+# --- sector statistics ---------------------------------------------------------------------
+
+
+def get_statistics(
+    *,
+    session: Session,
+    unit_code: str | None = None,
+    year: int | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[list[KpiStatistic], int]:
+    """Return sector statistics (by year, name, unit) and how many match."""
+    query = select(KpiStatistic)
+    if unit_code is not None:
+        query = query.where(KpiStatistic.unit_code == unit_code)
+    if year is not None:
+        query = query.where(KpiStatistic.year == year)
+    if name is not None:
+        query = query.where(KpiStatistic.name == name)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    query = query.order_by(KpiStatistic.year, KpiStatistic.name, KpiStatistic.unit_code)
+    query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query)), int(total)
+
+
+def get_statistic_map(*, session: Session, year: int) -> dict[str, dict[str, float]]:
+    """Each statistic's value per unit for a year: that year's figure, else the latest earlier
+    one, else the earliest later one (as population). A statistic never imported is absent."""
+    rows = session.execute(
+        select(KpiStatistic.name, KpiStatistic.unit_code, KpiStatistic.year, KpiStatistic.value)
+    ).all()
+    best: dict[tuple[str, str], tuple[int, float]] = {}
+    for name, unit, row_year, value in rows:
+        distance = year - row_year if row_year <= year else 10_000 + row_year - year
+        key = (name, unit)
+        if key not in best or distance < best[key][0]:
+            best[key] = (distance, value)
+    out: dict[str, dict[str, float]] = {}
+    for (name, unit), (_, value) in best.items():
+        out.setdefault(name, {})[unit] = float(value)
+    return out
+
+
+def upsert_statistics(
+    *, session: Session, rows: Sequence[tuple[str, int, str, float, str | None]], clock: Clock
+) -> tuple[int, int, int]:
+    """Insert or change statistics (unit, year, name, value, source); return how many were
+    added, changed and already identical."""
+    now = clock.now()
+    years = sorted({year for _, year, _, _, _ in rows})
+    stored = {
+        (s.unit_code, s.year, s.name): s
+        for s in session.scalars(select(KpiStatistic).where(KpiStatistic.year.in_(years)))
+    }
+    added = changed = same = 0
+    for unit_code, year, name, value, source in rows:
+        row = stored.get((unit_code, year, name))
+        if row is None:
+            row = KpiStatistic(
+                unit_code=unit_code,
+                year=year,
+                name=name,
+                value=value,
+                source=source,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            stored[(unit_code, year, name)] = row
+            added += 1
+        elif row.value != value or row.source != source:
+            row.value, row.source, row.updated_at = value, source, now
+            changed += 1
+        else:
+            same += 1
+    session.flush()
+    return added, changed, same
 
 
 # --- values ---------------------------------------------------------------------------------

@@ -39,9 +39,7 @@ def upgrade() -> None:
             name=op.f("fk_kpi_statistic_unit_code_admin_unit"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_kpi_statistic")),
-        sa.UniqueConstraint(
-            "unit_code", "year", "name", name=op.f("uq_kpi_statistic_unit_code")
-        ),
+        sa.UniqueConstraint("unit_code", "year", "name", name=op.f("uq_kpi_statistic_unit_code")),
     )
     with op.batch_alter_table("kpi_statistic", schema=None) as batch_op:
         batch_op.create_index("ix_kpi_statistic_name_year", ["name", "year"], unique=False)
