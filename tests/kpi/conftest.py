@@ -13,6 +13,8 @@ long-khanh-cu), Phường Bình Phước 25195 (control). Their 2026 population 
 - streetlights in 26041: one "ok", one "defectiveLamp".
 - incidents: two floodings in 26041 opened 10-10 09:00, one resolved after 2 h (on time), the
   other after 12 h (past its 8 h deadline: breached); one waste overflow in 26080, open.
+- no sector statistics (the seeded demo estimates removed): the statistics indicators have no
+  data (test_statistics.py imports some).
 - dossiers (fixtures/dossiers.csv, the seeded demo dossiers removed): 26041 one on time and one
   late and rated unsatisfied (completed 11-03, after October), 26080 one on time online, 25195
   one late; handling days 19.083333 (KPI-001), 5 (KPI-003), 9 (KPI-004).
@@ -37,6 +39,7 @@ from cityops.core.security import SYSTEM_PRINCIPAL
 from cityops.egov.models import Dossier, DossierImport
 from cityops.incidents import jobs as incident_jobs
 from cityops.kpi import service
+from cityops.kpi.models import KpiStatistic
 
 API = "/api/v1/kpi"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -86,6 +89,7 @@ def october(
         session.info["actor"] = SYSTEM_PRINCIPAL
         session.execute(delete(Dossier))
         session.execute(delete(DossierImport))
+        session.execute(delete(KpiStatistic))
         service.upsert_population(
             session=session,
             rows=[(code, 2026, n) for code, n in POPULATION.items()],

@@ -104,9 +104,10 @@ def test_everyone_reads_only_administrators_edit(
         client.post(f"{API}/compute", json={"day": "2026-10-01"}, headers=leader).status_code == 403
     )
     registry = client.get(f"{API}/inputs", headers=leader).json()
-    pending = {i["name"] for i in registry if i["pending"]}
-    assert "physicians" in pending
-    assert not {"dossiers_on_time", "reports_total", "reports_satisfied"} & pending
+    # Every source is connected now (the sector statistics last).
+    assert not [i["name"] for i in registry if i["pending"]]
+    sources = {i["name"]: i["source"] for i in registry}
+    assert sources["physicians"] == sources["under5_deaths"] == "statistics"
     assert client.get(f"{API}/indicators").status_code == 401
 
 

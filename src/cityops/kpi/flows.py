@@ -435,8 +435,21 @@ def load_population(profile: str) -> list[tuple[str, int, int]]:
     ]
 
 
+def load_statistics(profile: str) -> list[tuple[str, int, str, float, str | None]]:
+    """Read the profile's yearly sector statistics (demo estimates; comment lines start with #)."""
+    path = _profile_file(profile, "statistics.csv")
+    if not path.is_file():
+        return []
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
+    return [
+        (row["unit_code"], int(row["year"]), row["name"], float(row["value"]), row["source"] or None)
+        for row in csv.DictReader(lines)
+    ]
+
+
 def seed_profile(*, session: Session, profile: str, clock: Clock) -> dict[str, int]:
-    """Load the catalogue (missing codes only: tuned indicators stay) and the population."""
+    """Load the catalogue (missing codes only: tuned indicators stay), the population and the
+    sector statistics."""
     added = 0
     known = list(inputs.INPUTS)
     for indicator_in in load_catalogue(profile):
@@ -446,4 +459,7 @@ def seed_profile(*, session: Session, profile: str, clock: Clock) -> dict[str, i
     population = service.upsert_population(
         session=session, rows=load_population(profile), clock=clock
     )
-    return {"kpi_indicators": added, "kpi_population": population}
+    statistics, _, _ = service.upsert_statistics(
+        session=session, rows=load_statistics(profile), clock=clock
+    )
+    return {"kpi_indicators": added, "kpi_population": population, "kpi_statistics": statistics}
