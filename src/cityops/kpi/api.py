@@ -211,8 +211,8 @@ StatisticName = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_]{
 def list_statistics(
     session: SessionDep,
     _: Reader,
-    limit: Limit,
-    offset: Offset,
+    limit: Limit = 100,
+    offset: Offset = 0,
     unit: UnitQuery = None,
     year: YearQuery = None,
     name: StatisticName = None,

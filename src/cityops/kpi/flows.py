@@ -442,8 +442,8 @@ def load_statistics(profile: str) -> list[tuple[str, int, str, float, str | None
         return []
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
     return [
-        (row["unit_code"], int(row["year"]), row["name"], float(row["value"]), row["source"] or None)
-        for row in csv.DictReader(lines)
+        (r["unit_code"], int(r["year"]), r["name"], float(r["value"]), r["source"] or None)
+        for r in csv.DictReader(lines)
     ]
 
 
