@@ -117,11 +117,18 @@ def figures(code: str, population: int, ward: bool, pilot: bool, binh_phuoc: boo
     inventoried = 10 + 10 * jitter(code, "datasets", spread=0.5)
     out["datasets_inventoried"] = inventoried
     out["open_datasets"] = inventoried * ((0.35 if pilot else 0.2) + 0.1 * t)
-    # Counts are whole numbers; areas keep one decimal.
+    # Counts are whole numbers, rounded up or down at random (deterministically) in proportion
+    # to the fraction, so that small counts (fire deaths) keep their rate; areas keep a decimal.
     return {
-        name: round(value, 1) if name == "green_area_ha" else float(round(value))
+        name: round(value, 1) if name == "green_area_ha" else whole(value, code, year, name)
         for name, value in out.items()
     }
+
+
+def whole(value: float, *key: object) -> float:
+    """Round to an integer, up with a probability equal to the fraction (deterministic)."""
+    low = float(int(value))
+    return low + (1.0 if jitter(*key, "round", spread=0.5) - 0.5 < value - low else 0.0)
 
 
 def main() -> None:

@@ -275,7 +275,7 @@ def test_physicians_under5_mortality_and_unemployment_for_a_unit_an_area_and_the
     assert province["H3"]["value"] == pytest.approx(
         360 / (province_population() / 100_000), abs=1e-6
     )
-    assert province["H3"]["status"] == "not_met"  # target 1,100 per 100,000 in 2026
+    assert province["H3"]["status"] == "not_met"  # target 190 per 100,000 after 2025
 
 
 def test_a_statistic_never_imported_is_no_data_not_zero(
