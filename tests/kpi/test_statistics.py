@@ -82,6 +82,8 @@ def test_every_bad_row_is_reported_with_its_line_and_nothing_is_written(
         f"{PILOT_BH},2023,live_births,mười,\n"  # line 7: not a number
         f"{PILOT_BH},2023,under5_deaths,-3,\n"  # line 8: negative
         f"{PILOT_BH},2023,physicians,121,\n"  # line 9: same as line 3
+        f"{PILOT_BH},²⁰²³,households,10,\n"  # line 10: not a year
+        f"{PILOT_BH},2023,households,nan,\n"  # line 11: not a number
     )
     response = upload(client, admin | {"Accept-Language": "en"}, text)
     assert response.status_code == 422, response.text
@@ -94,6 +96,8 @@ def test_every_bad_row_is_reported_with_its_line_and_nothing_is_written(
         (7, "value", "kpi.statistics.not_a_number"),
         (8, "value", "kpi.statistics.negative"),
         (9, "name", "kpi.statistics.duplicate"),
+        (10, "year", "kpi.statistics.bad_year"),
+        (11, "value", "kpi.statistics.not_a_number"),
     }
     by_line = {e["line"]: e["message"] for e in errors}
     assert by_line[4].startswith("Line 4:")

@@ -46,6 +46,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 REQUIRED = ("unit_code", "year", "name", "value")
 _ALIASES = {alias: column for column, names in COLUMNS.items() for alias in names}
 _GAP = re.compile(r"[^a-z0-9]+")
+_YEAR = re.compile(r"[0-9]{4}")  # ASCII digits only (str.isdigit accepts '²')
 
 
 def names() -> list[str]:
@@ -190,7 +191,7 @@ def validate(
                 _bad(line, "name", "kpi.statistics.unknown_name", name, names=valid_names)
             )
         year_text = _text(row.get("year"))
-        year = int(year_text) if year_text.isdigit() and len(year_text) == 4 else None
+        year = int(year_text) if _YEAR.fullmatch(year_text) else None
         if year is None or not MIN_YEAR <= year <= max_year:
             errors.append(
                 _bad(
