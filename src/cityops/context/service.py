@@ -1171,9 +1171,7 @@ def get_located_values(
         return []
 
     def lookup(alias: Any, name: Any) -> ColumnElement[bool]:
-        return and_(
-            alias.entity_pk == Entity.pk, alias.name == name, alias.dataset_id == ""
-        )
+        return and_(alias.entity_pk == Entity.pk, alias.name == name, alias.dataset_id == "")
 
     named, value, level = aliased(Attribute), aliased(Attribute), aliased(Attribute)
     raw = String()  # observation times read as stored: no datetime decoded per row
