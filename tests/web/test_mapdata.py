@@ -6,19 +6,25 @@ from __future__ import annotations
 import gzip
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from cityops.context import flows as context_flows
+from cityops.context.models import Attribute, Entity
+from cityops.core.clock import FrozenClock
+from cityops.core.config import Settings
 from cityops.core.db import unit_of_work
 from cityops.core.events import Event
 from cityops.core.runtime import Runtime
 from cityops.incidents.models import Incident
 from cityops.units import service as unit_service
+from cityops.web.mapdata import LayerCache
 
 from .live import TLS, LiveServer
 
@@ -270,6 +276,168 @@ def test_the_sensors_layer_has_an_etag_and_answers_304_until_a_value_changes(
     row = _rows(changed.json())[sensors["lk_air"]]
     assert (row["level"], row["value"]) == ("bad", 163)
     assert row["observedAt"] == "2026-11-20T03:00:00.000Z"
+
+
+def _write_behind_the_api(runtime: Runtime, entity_id: str, aqi: float) -> None:
+    """Change a stored AQI without any event, as another worker process would (its events stay
+    in that process)."""
+    name = context_flows.default_context(runtime).expand("airQualityIndex")
+    entity_pk = select(Entity.pk).where(Entity.entity_id == entity_id).scalar_subquery()
+    with unit_of_work(runtime.session_factory) as session:
+        session.execute(
+            update(Attribute)
+            .where(Attribute.entity_pk == entity_pk, Attribute.name == name)
+            .values(value_num=aqi)
+        )
+
+
+def _aqi(client: TestClient, headers: Headers, entity_id: str) -> Any:
+    response = client.get(SENSORS, headers=headers)
+    assert response.status_code == 200, response.text
+    return _rows(response.json())[entity_id]["value"]
+
+
+def test_the_sensors_layer_is_reused_for_a_few_seconds_then_read_again(
+    client: TestClient,
+    clock: FrozenClock,
+    admin: Headers,
+    runtime: Runtime,
+    sensors: dict[str, str],
+) -> None:
+    first = client.get(SENSORS, headers=admin)
+    _write_behind_the_api(runtime, sensors["lk_air"], 180)
+    # Another process's write is not announced here: the kept layer answers, 304 included.
+    assert _aqi(client, admin, sensors["lk_air"]) == 42
+    again = client.get(SENSORS, headers={**admin, "If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    # ... for map_cache_seconds (2 s) at most.
+    clock.advance(timedelta(seconds=2))
+    later = client.get(SENSORS, headers={**admin, "If-None-Match": first.headers["etag"]})
+    assert later.status_code == 200
+    assert _rows(later.json())[sensors["lk_air"]]["level"] == "bad"
+    assert later.headers["etag"] != first.headers["etag"]
+
+
+def test_a_drawn_change_made_here_shows_at_once_and_an_undrawn_one_keeps_the_layer(
+    client: TestClient, admin: Headers, runtime: Runtime, sensors: dict[str, str]
+) -> None:
+    json_headers = {**admin, "Content-Type": "application/json"}
+    assert _aqi(client, admin, sensors["bh_air"]) == 172
+    _write_behind_the_api(runtime, sensors["lk_air"], 180)
+    # A change of an attribute the map does not draw (here, of a drawn sensor) keeps the layer:
+    # the write behind the API is still not seen.
+    patch = client.patch(
+        f"{NGSI}/{sensors['bh_air']}/attrs",
+        json={"dateObserved": _prop("2026-11-20T03:00:00Z")},
+        headers=json_headers,
+    )
+    assert patch.status_code == 204, patch.text
+    assert _aqi(client, admin, sensors["lk_air"]) == 42
+    # A drawn attribute's change drops it at once: both values are read again.
+    patch = client.patch(
+        f"{NGSI}/{sensors['bh_air']}/attrs",
+        json={"airQualityIndex": _prop(35, "2026-11-20T03:00:00Z")},
+        headers=json_headers,
+    )
+    assert patch.status_code == 204, patch.text
+    response = client.get(SENSORS, headers=admin)
+    rows = _rows(response.json())
+    assert (rows[sensors["bh_air"]]["value"], rows[sensors["bh_air"]]["level"]) == (35, "good")
+    assert rows[sensors["lk_air"]]["value"] == 180
+    # So does a move (another place, here another ward).
+    moved = client.patch(
+        f"{NGSI}/{sensors['bh_air']}/attrs",
+        json={"location": _point(LONG_KHANH)},
+        headers=json_headers,
+    )
+    assert moved.status_code == 204, moved.text
+    row = _rows(client.get(SENSORS, headers=admin).json())[sensors["bh_air"]]
+    assert (row["lon"], row["lat"]) == LONG_KHANH
+    assert row["unit"] == _unit_of(client, LONG_KHANH)
+
+
+def test_a_created_or_deleted_sensor_shows_at_once(
+    client: TestClient, admin: Headers, sensors: dict[str, str]
+) -> None:
+    before = client.get(SENSORS, headers=admin)
+    assert before.json()["count"] == 5
+    new = "urn:ngsi-ld:WaterObserved:map-new-gauge"
+    _create(
+        client,
+        admin,
+        {
+            "id": new,
+            "type": "WaterObserved",
+            "location": _point(LONG_KHANH),
+            "dateObserved": _prop("2026-11-20T03:00:00Z"),
+            "waterLevel": _prop(1.5, "2026-11-20T03:00:00Z"),
+            "floodLevelStatus": _prop("normal", "2026-11-20T03:00:00Z"),
+        },
+    )
+    created = client.get(SENSORS, headers={**admin, "If-None-Match": before.headers["etag"]})
+    assert created.status_code == 200
+    assert created.json()["count"] == 6
+    assert (_rows(created.json())[new]["level"], _rows(created.json())[new]["value"]) == (
+        "normal",
+        1.5,
+    )
+    deleted = client.delete(f"{NGSI}/{sensors['river']}", headers=admin)
+    assert deleted.status_code == 204, deleted.text
+    after = client.get(SENSORS, headers={**admin, "If-None-Match": created.headers["etag"]})
+    assert after.status_code == 200
+    assert set(_rows(after.json())) == set(sensors.values()) - {sensors["river"]} | {new}
+
+
+def test_two_scopes_never_share_a_kept_layer(
+    client: TestClient, login_as: Callable[..., Headers], sensors: dict[str, str]
+) -> None:
+    ward = _unit_of(client, LONG_KHANH)
+    officer = login_as("unit_officer", unit_code=ward)
+    province = client.get(SENSORS, headers=login_as("viewer"))
+    assert province.json()["count"] == 5
+    # Right after the province's layer was kept: the officer still gets the ward's only, and
+    # the province's tag is not the officer's.
+    scoped = client.get(SENSORS, headers={**officer, "If-None-Match": province.headers["etag"]})
+    assert scoped.status_code == 200
+    assert set(_rows(scoped.json())) == {sensors["lk_air"], sensors["school"]}
+    # The other way round, and per filter: each key its own layer.
+    assert client.get(SENSORS, headers=login_as("admin")).json()["count"] == 5
+    bien_hoa = client.get(SENSORS, params={"area": "bien-hoa-cu"}, headers=login_as("viewer"))
+    assert set(_rows(bien_hoa.json())) == {sensors["bh_air"], sensors["river"], sensors["hospital"]}
+    other = login_as("unit_officer", unit_code=_unit_of(client, BIEN_HOA))
+    assert set(_rows(client.get(SENSORS, headers=other).json())) == {
+        sensors["bh_air"],
+        sensors["river"],
+        sensors["hospital"],
+    }
+
+
+def test_without_reuse_every_request_reads_the_store(
+    client: TestClient,
+    settings: Settings,
+    admin: Headers,
+    runtime: Runtime,
+    sensors: dict[str, str],
+) -> None:
+    settings.map_cache_seconds = 0  # read when the layer is first asked for
+    assert _aqi(client, admin, sensors["lk_air"]) == 42
+    _write_behind_the_api(runtime, sensors["lk_air"], 180)
+    assert _aqi(client, admin, sensors["lk_air"]) == 180
+
+
+def test_a_layer_read_before_a_change_is_not_kept() -> None:
+    """A request that read the store before a change committed must not keep what it read."""
+    cache = LayerCache(seconds=2)
+    now = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+    key = ("default", None, None, None)
+    generation = cache.generation
+    cache.clear("default")  # the change's event arrives while the request reads
+    answered = cache.put(key, generation, b"old", now)
+    assert answered.body == b"old"  # answered to that request ...
+    assert cache.get(key, now) is None  # ... but not kept for the next
+    cache.put(key, cache.generation, b"new", now)
+    assert cache.get(key, now + timedelta(seconds=1)).body == b"new"  # type: ignore[union-attr]
+    assert cache.get(key, now + timedelta(seconds=2)) is None
 
 
 def _open_incident(

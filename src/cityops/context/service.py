@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import regex  # type: ignore[import-untyped]
 from sqlalchemy import (
     ColumnElement,
+    String,
     Table,
     and_,
     case,
@@ -31,12 +32,13 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    type_coerce,
     union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from cityops.context.errors import (
     AlreadyExists,
@@ -1147,54 +1149,80 @@ def get_located_values(
     *,
     session: Session,
     tenant_id: int,
-    types: Sequence[str],
-    names: Sequence[str],
+    kinds: Mapping[str, tuple[str, str]],
+    label: str,
     scope: Scope = GLOBAL_SCOPE,
     unit_codes: frozenset[str] | None = None,
 ) -> list[Any]:
-    """Return located entities of some types with chosen current values, one row per value.
+    """Return located entities of some types with their label, value and level, one row each.
 
-    Rows are (entity_id, type, lat, lon, unit_code, name, value_num, value_text, observed_at),
-    ordered by type and entity id (an entity's rows are adjacent); `name` is None for an entity
-    holding none of `names`. Only the default instance (no datasetId) of each attribute is read.
-    Plain rows from one outer join: the map reads every sensor of the province at once, so no
-    ORM object and no JSON value.
+    `kinds` maps an (expanded) entity type to its value attribute and its level attribute
+    (the same name when one attribute is both); `label` is the attribute giving a name. Rows are
+    (entity_id, type, lat, lon, unit_code, label_text, value_num, value_text, value_observed,
+    level_num, level_text, level_observed), ordered by type and entity id, None where the entity
+    lacks the attribute; the level members repeat the value's when one attribute is both.
+    Observation times are not decoded: the stored text on SQLite, the driver's datetime on
+    PostgreSQL (the map formats each distinct time once). Only the default instance (no
+    datasetId) of each attribute is read. Plain rows from one query, an indexed lookup per
+    attribute: the map reads every sensor of the province at once, so no ORM object, no JSON
+    value and no row per attribute.
     """
     if unit_codes is not None and not unit_codes:
         return []
-    joined = and_(
-        Attribute.entity_pk == Entity.pk,
-        Attribute.dataset_id == "",
-        Attribute.name.in_(list(names)),
-    )
+
+    def lookup(alias: Any, name: Any) -> ColumnElement[bool]:
+        return and_(alias.entity_pk == Entity.pk, alias.name == name, alias.dataset_id == "")
+
+    named, value, level = aliased(Attribute), aliased(Attribute), aliased(Attribute)
+    raw = String()  # observation times read as stored: no datetime decoded per row
+    # The attribute's name depends on the entity's type: one CASE, one primary-key lookup.
+    value_name = case({t: v for t, (v, _) in kinds.items()}, value=Entity.type)
+    separate = {t: lv for t, (v, lv) in kinds.items() if lv != v}
+    columns: list[Any] = [
+        Entity.entity_id,
+        Entity.type,
+        Entity.lat,
+        Entity.lon,
+        Entity.unit_code,
+        named.value_text,
+        value.value_num,
+        value.value_text,
+        type_coerce(value.observed_at, raw),
+    ]
+    if separate:
+        # Types whose level is their value take the value's members.
+        same = Entity.type.not_in(list(separate))
+        columns += [
+            case((same, value.value_num), else_=level.value_num),
+            case((same, value.value_text), else_=level.value_text),
+            type_coerce(case((same, value.observed_at), else_=level.observed_at), raw),
+        ]
+    else:
+        columns += [value.value_num, value.value_text, type_coerce(value.observed_at, raw)]
     statement = (
-        select(
-            Entity.entity_id,
-            Entity.type,
-            Entity.lat,
-            Entity.lon,
-            Entity.unit_code,
-            Attribute.name,
-            Attribute.value_num,
-            Attribute.value_text,
-            Attribute.observed_at,
-        )
+        select(*columns)
         .select_from(Entity)
-        .outerjoin(Attribute, joined)
-        .where(
-            Entity.tenant_id == tenant_id,
-            Entity.type.in_(list(types)),
-            Entity.lat.is_not(None),
-            Entity.lon.is_not(None),
-            scope.unit_filter(Entity.unit_code),
-        )
+        .outerjoin(named, lookup(named, label))
+        .outerjoin(value, lookup(value, value_name))
+    )
+    if separate:
+        level_name = case(separate, value=Entity.type, else_=null())
+        statement = statement.outerjoin(level, lookup(level, level_name))
+    statement = statement.where(
+        Entity.tenant_id == tenant_id,
+        Entity.type.in_(list(kinds)),
+        Entity.lat.is_not(None),
+        Entity.lon.is_not(None),
+        scope.unit_filter(Entity.unit_code),
+    ).order_by(
         # The (tenant, type, entity id) index's own order: no sort of the province's sensors.
-        .order_by(Entity.type, Entity.entity_id)
+        Entity.type,
+        Entity.entity_id,
     )
     if unit_codes is not None:
         statement = statement.where(Entity.unit_code.in_(sorted(unit_codes)))
     # On the connection: Core rows, without the ORM's result processing (a third of the time).
-    return list(session.connection().execute(statement))
+    return list(session.connection().execute(statement).all())
 
 
 # --- history ---------------------------------------------------------------------------------

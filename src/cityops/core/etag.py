@@ -24,10 +24,18 @@ def matches(header: str | None, etag: str) -> bool:
 
 
 def conditional(
-    request: Request, body: bytes, *, cache_control: str, media_type: str = "application/json"
+    request: Request,
+    body: bytes,
+    *,
+    cache_control: str,
+    media_type: str = "application/json",
+    etag: str | None = None,
 ) -> Response:
-    """Answer a body with its ETag and Cache-Control, or 304 if If-None-Match names it."""
-    etag = etag_of(body)
+    """Answer a body with its ETag and Cache-Control, or 304 if If-None-Match names it.
+
+    `etag` is the body's tag when the caller kept it (`etag_of(body)` otherwise).
+    """
+    etag = etag or etag_of(body)
     headers = {"ETag": etag, "Cache-Control": cache_control}
     if matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)

@@ -8,6 +8,11 @@ read only what a marker needs, from the current-state tables with plain SQL rows
 its members in the order of `fields`. Each response carries a weak ETag (a digest of the body)
 and `Cache-Control: private, max-age=5`; `If-None-Match` with the same tag answers 304.
 
+The sensor layer is read once per entity (one row each, observation times undecoded) and its
+encoded body and ETag are kept per (tenant, scope, area, unit) in a small in-process cache:
+dropped when this process publishes a change of a drawn attribute or a drawn entity is created
+or deleted, and after `map_cache_seconds` (other workers' writes). A 304 then reads nothing.
+
 Scope is the caller's, as on the APIs the data comes from: sensors are cut by the caller's
 units (as NGSI-LD does), incidents by units and department (as `/api/v1/incidents` does).
 """
@@ -15,10 +20,11 @@ units (as NGSI-LD does), incidents by units and department (as `/api/v1/incident
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import groupby
-from operator import itemgetter
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -31,7 +37,9 @@ from cityops.context import service as context_service
 from cityops.context.normalize import iso
 from cityops.core.deps import ClockDep, RuntimeDep, SessionDep
 from cityops.core.errors import NotFound
-from cityops.core.etag import conditional
+from cityops.core.etag import conditional, etag_of
+from cityops.core.events import Event
+from cityops.core.runtime import Runtime
 from cityops.core.schemas import SINGLE_LINE
 from cityops.core.security import Permission, Principal, require
 from cityops.incidents import service as incident_service
@@ -43,6 +51,10 @@ CACHE_CONTROL = "private, max-age=5"
 OPEN_INCIDENT = ("new", "assigned", "in_progress")
 # More open incidents than a map can show usefully; `truncated` says when some were left out.
 MAX_INCIDENTS = 10_000
+# Sensor layers kept per process: one per (tenant, scope, area, unit) asked for lately; the
+# province's is about 1.4 MB for 10,000 sensors, a ward's a few KB.
+CACHE_SIZE = 32
+CACHE_KEY = "web.map_sensors"
 
 # Official VN_AQI bands (Decision 1459/QĐ-TCMT): upper bound → code (web.aqi.<code>).
 AQI_BANDS = (
@@ -155,10 +167,14 @@ def _area_units(session: Session, area: str | None, unit: str | None) -> frozens
     return codes
 
 
+# One encoder for every layer: no circular check (plain lists and dicts), no escaping of
+# Vietnamese letters.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
 def cached_json(request: Request, payload: Any) -> Response:
     """Answer a JSON body with a weak ETag of its bytes, or 304 if the client holds it."""
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return conditional(request, body, cache_control=CACHE_CONTROL)
+    return conditional(request, _encode(payload).encode(), cache_control=CACHE_CONTROL)
 
 
 def _round(value: float | None) -> float | None:
@@ -166,46 +182,182 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def sensor_rows(
-    rows: Sequence[Any], kinds: dict[str, SensorKind], names: dict[str, str]
-) -> list[list[Any]]:
-    """Fold plain (entity, attribute) rows into one marker row per entity.
+def stamp_of(stored: Any) -> str:
+    """Format an observation time as read undecoded (SQLite text or a driver datetime)."""
+    at = datetime.fromisoformat(stored) if isinstance(stored, str) else stored
+    return iso(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
 
-    `rows` are those of `context_service.get_located_values` (an entity's rows adjacent);
-    `kinds` maps expanded entity types to their kind, `names` expanded attribute names to short
-    ones.
+
+def sensor_rows(rows: Sequence[Any], kinds: dict[str, SensorKind]) -> list[list[Any]]:
+    """Turn the rows of `context_service.get_located_values` into marker rows.
+
+    `kinds` maps expanded entity types to their kind.
     """
     out: list[list[Any]] = []
-    stamps: dict[Any, str] = {}  # sensors reporting together share their time: format it once
-    empty = (None, None, None)
-    # Positional access: this loop runs once per sensor value of the province.
-    for _, group in groupby(rows, key=itemgetter(0)):
-        members = list(group)
-        head = members[0]
-        values = {names[r[5]]: (r[6], r[7], r[8]) for r in members if r[5] is not None}
-        kind = kinds[head[1]]
-        number, _, observed = values.get(kind.value, empty)
-        level_number, level_text, level_observed = values.get(kind.level, empty)
-        when = observed or level_observed
+    append = out.append
+    # Sensors reporting together share their time, and most share a level's inputs (integer
+    # AQI): format and classify each distinct one once.
+    stamps: dict[Any, str] = {}
+    levels: dict[tuple[str, Any, Any], str | None] = {}
+    # Unpacked by position: this loop runs once per sensor of the province.
+    for entity_id, type_, lat, lon, unit, label, number, _, observed, lnum, ltext, lobs in rows:
+        kind = kinds[type_]
+        key = (type_, lnum, ltext)
+        if key in levels:
+            level = levels[key]
+        else:
+            level = levels[key] = kind.classify(lnum, ltext)
+        when = observed if observed is not None else lobs
         stamp = None
         if when is not None:
             stamp = stamps.get(when)
             if stamp is None:
-                stamp = stamps[when] = iso(when)
-        out.append(
+                stamp = stamps[when] = stamp_of(when)
+        append(
             [
-                head[0],
+                entity_id,
                 kind.entity_type,
-                _round(head[2]),
-                _round(head[3]),
-                head[4],
-                kind.classify(level_number, level_text),
+                round(lat, 6),
+                round(lon, 6),
+                unit,
+                level,
                 number,
                 stamp,
-                values.get("name", empty)[1],
+                label,
             ]
         )
     return out
+
+
+LayerKey = tuple[str, Any, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedLayer:
+    """An encoded layer, its ETag, and until when it may be answered again."""
+
+    body: bytes
+    etag: str
+    expires: datetime
+
+
+# Events that change what the sensor layer draws (short names, as the context store publishes).
+WATCHED_TYPES = frozenset(kind.entity_type for kind in SENSOR_KINDS)
+WATCHED_ATTRIBUTES = frozenset(
+    {"name", "location", *(k.value for k in SENSOR_KINDS), *(k.level for k in SENSOR_KINDS)}
+)
+WATCHED_EVENTS = (
+    context_flows.EVENT_ATTRIBUTE_CHANGED,
+    context_flows.EVENT_ENTITY_CREATED,
+    context_flows.EVENT_ENTITY_DELETED,
+)
+
+
+class LayerCache:
+    """Encoded sensor layers per (tenant, scope, area, unit): least recently used first out,
+    dropped on a change event of their tenant or after `seconds`."""
+
+    def __init__(self, *, seconds: float, size: int = CACHE_SIZE) -> None:
+        self._ttl = timedelta(seconds=seconds)
+        self._size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[LayerKey, CachedLayer] = OrderedDict()
+        # Bumped by every invalidation: a layer read before it is not kept (it may predate it).
+        self.generation = 0
+
+    def get(self, key: LayerKey, now: datetime) -> CachedLayer | None:
+        """Return the layer kept for a key, unless absent or expired."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            if now >= found.expires:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: LayerKey, generation: int, body: bytes, now: datetime) -> CachedLayer:
+        """Keep a layer read at `generation` (unless a change came since) and return it."""
+        layer = CachedLayer(body=body, etag=etag_of(body), expires=now + self._ttl)
+        with self._lock:
+            if generation == self.generation and self._ttl:
+                self._entries[key] = layer
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._size:
+                    self._entries.popitem(last=False)
+        return layer
+
+    def clear(self, tenant: str | None = None) -> None:
+        """Drop the layers of a tenant (every layer when None)."""
+        with self._lock:
+            self.generation += 1
+            if tenant is None:
+                self._entries.clear()
+            else:
+                for key in [key for key in self._entries if key[0] == tenant]:
+                    del self._entries[key]
+
+    def on_event(self, event: Event) -> None:
+        """Drop a tenant's layers when a drawn entity or attribute changed."""
+        data = event.data
+        if data.get("entity_type") not in WATCHED_TYPES:
+            return
+        if (
+            event.type == context_flows.EVENT_ATTRIBUTE_CHANGED
+            and data.get("attribute") not in WATCHED_ATTRIBUTES
+        ):
+            return
+        tenant = data.get("tenant")
+        self.clear(tenant if isinstance(tenant, str) else None)
+
+
+_INSTALL_LOCK = threading.Lock()
+
+
+def install(runtime: Runtime) -> LayerCache:
+    """Give the runtime its sensor layer cache, refreshed by the context store's events."""
+    with _INSTALL_LOCK:
+        cache: LayerCache | None = runtime.caches.get(CACHE_KEY)
+        if cache is None:
+            cache = LayerCache(seconds=runtime.settings.map_cache_seconds)
+            for event_type in WATCHED_EVENTS:
+                runtime.bus.subscribe(event_type, cache.on_event)
+            runtime.caches[CACHE_KEY] = cache
+        return cache
+
+
+def layer_cache(runtime: Runtime) -> LayerCache:
+    """The runtime's sensor layer cache (installed on first use)."""
+    cache: LayerCache | None = runtime.caches.get(CACHE_KEY)
+    return cache if cache is not None else install(runtime)
+
+
+def _sensor_layer(
+    session: Session,
+    runtime: Runtime,
+    principal: Principal,
+    tenant_name: str,
+    area: str | None,
+    unit: str | None,
+) -> bytes:
+    unit_codes = _area_units(session, area, unit)
+    tenant = context_service.get_tenant(session=session, name=tenant_name)
+    layer: list[list[Any]] = []
+    if tenant is not None:
+        ctx = context_flows.default_context(runtime)
+        kinds = {ctx.expand(kind.entity_type): kind for kind in SENSOR_KINDS}
+        rows = context_service.get_located_values(
+            session=session,
+            tenant_id=tenant.id,
+            kinds={t: (ctx.expand(k.value), ctx.expand(k.level)) for t, k in kinds.items()},
+            label=ctx.expand("name"),
+            scope=principal.scope,
+            unit_codes=unit_codes,
+        )
+        layer = sensor_rows(rows, kinds)
+    payload = {"fields": SENSOR_FIELDS, "rows": layer, "count": len(layer), "truncated": False}
+    return _encode(payload).encode()
 
 
 @router.get(
@@ -229,27 +381,17 @@ def map_sensors(
     (normal, elevated ≥ 70 %, high ≥ 85 %, critical ≥ 95 %); null when unknown. `value` is the
     headline number (AQI, water level in m, bed occupancy in %) and `observedAt` its time.
     """
-    unit_codes = _area_units(session, area, unit)
-    tenant = context_service.get_tenant(
-        session=session, name=principal.tenant or context_service.DEFAULT_TENANT
-    )
-    layer: list[list[Any]] = []
-    if tenant is not None:
-        ctx = context_flows.default_context(runtime)
-        kinds = {ctx.expand(kind.entity_type): kind for kind in SENSOR_KINDS}
-        short = {"name", *(k.value for k in SENSOR_KINDS), *(k.level for k in SENSOR_KINDS)}
-        names = {ctx.expand(name): name for name in short}
-        rows = context_service.get_located_values(
-            session=session,
-            tenant_id=tenant.id,
-            types=list(kinds),
-            names=list(names),
-            scope=principal.scope,
-            unit_codes=unit_codes,
-        )
-        layer = sensor_rows(rows, kinds, names)
-    payload = {"fields": SENSOR_FIELDS, "rows": layer, "count": len(layer), "truncated": False}
-    return cached_json(request, payload)
+    cache = layer_cache(runtime)
+    tenant_name = principal.tenant or context_service.DEFAULT_TENANT
+    # The whole scope is in the key: two callers share a body only if they may see the same.
+    key: LayerKey = (tenant_name, principal.scope, area, unit)
+    now = runtime.clock.now()
+    found = cache.get(key, now)
+    if found is None:
+        generation = cache.generation
+        body = _sensor_layer(session, runtime, principal, tenant_name, area, unit)
+        found = cache.put(key, generation, body, now)
+    return conditional(request, found.body, cache_control=CACHE_CONTROL, etag=found.etag)
 
 
 @router.get(
