@@ -69,6 +69,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     context_subscriptions.install(runtime)
     notify_flows.install(runtime)
     web_stream.install(runtime)
+    web_mapdata.install(runtime)
     incidents_flows.install(runtime)
     citizen_install(runtime)
     return runtime

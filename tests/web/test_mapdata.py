@@ -419,7 +419,7 @@ def test_without_reuse_every_request_reads_the_store(
     runtime: Runtime,
     sensors: dict[str, str],
 ) -> None:
-    settings.map_cache_seconds = 0  # read when the layer is first asked for
+    settings.map_cache_seconds = 0  # read each time a layer is built
     assert _aqi(client, admin, sensors["lk_air"]) == 42
     _write_behind_the_api(runtime, sensors["lk_air"], 180)
     assert _aqi(client, admin, sensors["lk_air"]) == 180

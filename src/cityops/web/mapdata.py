@@ -257,8 +257,9 @@ class LayerCache:
     """Encoded sensor layers per (tenant, scope, area, unit): least recently used first out,
     dropped on a change event of their tenant or after `seconds`."""
 
-    def __init__(self, *, seconds: float, size: int = CACHE_SIZE) -> None:
-        self._ttl = timedelta(seconds=seconds)
+    def __init__(self, *, seconds: float | Callable[[], float], size: int = CACHE_SIZE) -> None:
+        # A callable reads the setting at each layer, so a changed setting applies at once.
+        self._seconds = seconds if callable(seconds) else (lambda: seconds)
         self._size = size
         self._lock = threading.Lock()
         self._entries: OrderedDict[LayerKey, CachedLayer] = OrderedDict()
@@ -279,9 +280,10 @@ class LayerCache:
 
     def put(self, key: LayerKey, generation: int, body: bytes, now: datetime) -> CachedLayer:
         """Keep a layer read at `generation` (unless a change came since) and return it."""
-        layer = CachedLayer(body=body, etag=etag_of(body), expires=now + self._ttl)
+        ttl = timedelta(seconds=self._seconds())
+        layer = CachedLayer(body=body, etag=etag_of(body), expires=now + ttl)
         with self._lock:
-            if generation == self.generation and self._ttl:
+            if generation == self.generation and ttl:
                 self._entries[key] = layer
                 self._entries.move_to_end(key)
                 while len(self._entries) > self._size:
@@ -320,7 +322,7 @@ def install(runtime: Runtime) -> LayerCache:
     with _INSTALL_LOCK:
         cache: LayerCache | None = runtime.caches.get(CACHE_KEY)
         if cache is None:
-            cache = LayerCache(seconds=runtime.settings.map_cache_seconds)
+            cache = LayerCache(seconds=lambda: runtime.settings.map_cache_seconds)
             for event_type in WATCHED_EVENTS:
                 runtime.bus.subscribe(event_type, cache.on_event)
             runtime.caches[CACHE_KEY] = cache
