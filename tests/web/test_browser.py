@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import math
-import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from cityops.app import create_app
 from cityops.auth import service as auth_service
 from cityops.auth.schemas import UserCreate
 from cityops.core.db import unit_of_work
 from cityops.core.security import SYSTEM_PRINCIPAL
 from cityops.simulate.catalog import centroids
 
-from ..conftest import PG_URL, TEST_PASSWORD, _settings
+from ..conftest import TEST_PASSWORD
+from .browser import ARTIFACTS, browser_app, chromium, serving
 from .live import LiveServer
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-VENDOR = Path(__file__).resolve().parents[2] / "src/cityops/web/static/vendor/leaflet/leaflet.js"
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +30,9 @@ def server(
     template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """One uvicorn server for the module, on a copy of the seeded database."""
-    if PG_URL:
-        pytest.skip("the browser tests run on SQLite only")
-    if not VENDOR.exists():
-        pytest.skip("run scripts/web-assets.sh first")
-    data = tmp_path_factory.mktemp("browser")
-    target = data / "cityops.db"
-    shutil.copyfile(make_url(template_database).database or "", target)
-    app = create_app(_settings(f"sqlite:///{target}", data / "var"))
-    live = LiveServer(app).start()
-    yield live
-    live.stop()
-    app.state.runtime.engine.dispose()
+    app = browser_app(template_database, tmp_path_factory, "browser")
+    with serving(app) as live:
+        yield live
 
 
 def _user(server: LiveServer, role: str, full_name: str) -> str:
@@ -108,10 +92,8 @@ def stations(server: LiveServer) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium (the system's; never downloaded)."""
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

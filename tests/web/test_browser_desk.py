@@ -4,34 +4,28 @@ the desk speaks English, and an anonymous visitor is sent to the login page."""
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from cityops.app import create_app
 from cityops.auth import service as auth_service
 from cityops.auth.schemas import UserCreate
 from cityops.core.db import unit_of_work
 from cityops.core.security import SYSTEM_PRINCIPAL
 
-from ..conftest import PG_URL, TEST_PASSWORD, _settings
+from ..conftest import TEST_PASSWORD
+from .browser import ARTIFACTS, browser_app, chromium, serving
 from .live import LiveServer
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-VENDOR = Path(__file__).resolve().parents[2] / "src/cityops/web/static/vendor/leaflet/leaflet.js"
 TRAN_BIEN = (106.835, 10.938)  # lon, lat: inside Phường Trấn Biên (26041), Biên Hòa
 OFFICER_NAME = "Phạm Thị Môi"
 
@@ -42,21 +36,9 @@ def server(
 ) -> Iterator[LiveServer]:
     """One uvicorn server for the module, with its background work running as in production
     (the rule engine's thread evaluates observations as they arrive)."""
-    if PG_URL:
-        pytest.skip("the browser tests run on SQLite only")
-    if not VENDOR.exists():
-        pytest.skip("run scripts/web-assets.sh first")
-    data = tmp_path_factory.mktemp("browser-desk")
-    target = data / "cityops.db"
-    shutil.copyfile(make_url(template_database).database or "", target)
-    settings = _settings(f"sqlite:///{target}", data / "var").model_copy(
-        update={"background_jobs": True}
-    )
-    app = create_app(settings)
-    live = LiveServer(app).start()
-    yield live
-    live.stop()
-    app.state.runtime.engine.dispose()
+    app = browser_app(template_database, tmp_path_factory, "browser-desk", background_jobs=True)
+    with serving(app) as live:
+        yield live
 
 
 def _user(server: LiveServer, role: str, full_name: str, **scope: str) -> str:
@@ -94,10 +76,8 @@ def api(server: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium (the system's; never downloaded)."""
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

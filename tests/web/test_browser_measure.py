@@ -3,35 +3,25 @@ page, opens the Decision 766 scorecard and the programme board, then switches to
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from cityops.app import create_app
 from cityops.core.db import unit_of_work
 from cityops.core.security import SYSTEM_PRINCIPAL
 from cityops.kpi import flows as kpi_flows
 from cityops.kpi.enums import Frequency
 
-from ..conftest import PG_URL, _settings
+from .browser import ARTIFACTS, browser_app, chromium, serving
 from .live import LiveServer
 from .test_browser import _login, _ready, _user
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-VENDOR = (
-    Path(__file__).resolve().parents[2] / "src/cityops/web/static/vendor/echarts/echarts.min.js"
-)
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +30,7 @@ def server(
 ) -> Iterator[LiveServer]:
     """One uvicorn server for the module, on a copy of the seeded database, with the KPI
     values of this month and the two before computed."""
-    if PG_URL:
-        pytest.skip("the browser tests run on SQLite only")
-    if not VENDOR.exists():
-        pytest.skip("run scripts/web-assets.sh first")
-    data = tmp_path_factory.mktemp("browser-measure")
-    target = data / "cityops.db"
-    shutil.copyfile(make_url(template_database).database or "", target)
-    app = create_app(_settings(f"sqlite:///{target}", data / "var"))
+    app = browser_app(template_database, tmp_path_factory, "browser-measure")
     runtime = app.state.runtime
     today = datetime.now(UTC).date()
     first = date(today.year, today.month, 1)
@@ -62,19 +45,15 @@ def server(
                 day=date(index // 12, index % 12 + 1, 1),
                 publish=False,
             )
-    live = LiveServer(app).start()
-    yield live
-    live.stop()
-    app.state.runtime.engine.dispose()
+    with serving(app) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium (the system's; never downloaded)."""
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the incident resolved by staff and the rating that feeds the 766 satisfaction ta
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,9 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from cityops.app import create_app
 from cityops.auth import service as auth_service
 from cityops.auth.schemas import UserCreate
 from cityops.citizen import service as citizen_service
@@ -23,16 +20,14 @@ from cityops.core.db import unit_of_work
 from cityops.core.security import SYSTEM_PRINCIPAL
 
 from ..citizen.images import CAMERA, metadata_left, photo
-from ..conftest import PG_URL, TEST_PASSWORD, _settings
+from ..conftest import TEST_PASSWORD
+from .browser import ARTIFACTS, browser_app, chromium, serving
 from .live import LiveServer
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-VENDOR = Path(__file__).resolve().parents[2] / "src/cityops/web/static/vendor/leaflet/leaflet.js"
 # Phường Trấn Biên (Biên Hòa): where the phone is; the photo was taken in Tam Hiệp.
 PHONE_AT = {"latitude": 10.938, "longitude": 106.835}
 PHOTO_AT = (10.954, 106.859)
@@ -44,27 +39,16 @@ def server(
     template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """One uvicorn server for the module, on a copy of the seeded database."""
-    if PG_URL:
-        pytest.skip("the browser tests run on SQLite only")
-    if not VENDOR.exists():
-        pytest.skip("run scripts/web-assets.sh first")
-    data = tmp_path_factory.mktemp("browser-public")
-    target = data / "cityops.db"
-    shutil.copyfile(make_url(template_database).database or "", target)
-    app = create_app(_settings(f"sqlite:///{target}", data / "var"))
-    live = LiveServer(app).start()
-    yield live
-    live.stop()
-    app.state.runtime.engine.dispose()
+    app = browser_app(template_database, tmp_path_factory, "browser-public")
+    with serving(app) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium (the system's; never downloaded)."""
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from cityops.app import create_app
 from cityops.simulate.catalog import build_catalog
 from cityops.simulate.entities import observation_entity, static_entity
 from cityops.simulate.generators import observe
 from cityops.web.sectors import SECTORS
 
-from ..conftest import PG_URL, TEST_PASSWORD, _settings
+from ..conftest import TEST_PASSWORD
+from .browser import ARTIFACTS, browser_app, chromium, serving
 from .live import LiveServer
 from .test_browser import _login, _ready, _user
 
@@ -26,11 +23,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-VENDOR = (
-    Path(__file__).resolve().parents[2] / "src/cityops/web/static/vendor/echarts/echarts.min.js"
-)
 KINDS = ("air", "river_level", "water_quality", "traffic", "parking", "streetlight", "waste",
          "noise", "hospital", "school")  # fmt: skip
 
@@ -44,18 +36,9 @@ def server(
     template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """One uvicorn server for the module, on a copy of the seeded database."""
-    if PG_URL:
-        pytest.skip("the browser tests run on SQLite only")
-    if not VENDOR.exists():
-        pytest.skip("run scripts/web-assets.sh first")
-    data = tmp_path_factory.mktemp("browser-sectors")
-    target = data / "cityops.db"
-    shutil.copyfile(make_url(template_database).database or "", target)
-    app = create_app(_settings(f"sqlite:///{target}", data / "var"))
-    live = LiveServer(app).start()
-    yield live
-    live.stop()
-    app.state.runtime.engine.dispose()
+    app = browser_app(template_database, tmp_path_factory, "browser-sectors")
+    with serving(app) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +84,8 @@ def city(server: LiveServer) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """A headless Chromium (the system's; never downloaded)."""
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
