@@ -314,25 +314,19 @@ class LayerCache:
         self.clear(tenant if isinstance(tenant, str) else None)
 
 
-_INSTALL_LOCK = threading.Lock()
-
-
-def install(runtime: Runtime) -> LayerCache:
-    """Give the runtime its sensor layer cache, refreshed by the context store's events."""
-    with _INSTALL_LOCK:
-        cache: LayerCache | None = runtime.caches.get(CACHE_KEY)
-        if cache is None:
-            cache = LayerCache(seconds=lambda: runtime.settings.map_cache_seconds)
-            for event_type in WATCHED_EVENTS:
-                runtime.bus.subscribe(event_type, cache.on_event)
-            runtime.caches[CACHE_KEY] = cache
-        return cache
+def install(runtime: Runtime) -> None:
+    """Give the runtime its sensor layer cache, refreshed by the context store's events (called
+    once, from app.build_runtime)."""
+    cache = LayerCache(seconds=lambda: runtime.settings.map_cache_seconds)
+    for event_type in WATCHED_EVENTS:
+        runtime.bus.subscribe(event_type, cache.on_event)
+    runtime.caches[CACHE_KEY] = cache
 
 
 def layer_cache(runtime: Runtime) -> LayerCache:
-    """The runtime's sensor layer cache (installed on first use)."""
-    cache: LayerCache | None = runtime.caches.get(CACHE_KEY)
-    return cache if cache is not None else install(runtime)
+    """The runtime's sensor layer cache."""
+    cache: LayerCache = runtime.caches[CACHE_KEY]
+    return cache
 
 
 def _sensor_layer(
