@@ -6,7 +6,8 @@
    (bulk-loaded over a year; target p95 ≤ 100 ms): the default query (last 90 days), by service,
    by status, by service and status, a page deep in the list, and in XML.
 SQLite in a temporary folder by default; PostgreSQL when CITYOPS_TEST_DATABASE_URL is set.
-Run: .venv/bin/python bench/bench_open311.py [reports]   (default 1,000,000)
+Run: .venv/bin/python bench/bench_open311.py [reports] [workers]   (default 1,000,000 and 1;
+several workers need PostgreSQL). The server CPU figures count every worker.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from cityops.units.models import AdminUnit
 from harness import free_port, percentile, wait_ready
 
 REPORTS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+WORKERS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 BATCH = 20_000
 POSTS = 1_500
 POST_THREADS = 8
@@ -152,9 +154,24 @@ def _key(runtime: Runtime) -> str:
 
 
 def _cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process used so far (Linux /proc): load-independent."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) a process and its worker children used so far (Linux
+    /proc): load-independent."""
+    total = 0.0
+    for each in (pid, *_children(pid)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        listed = (task / "children").read_text().split()
+        found.extend(int(child) for child in listed)
+    return found
 
 
 def _posts(base: str, key: str, dialect: str, pid: int) -> None:
@@ -273,13 +290,16 @@ def main() -> None:
         command = [
             sys.executable, "-m", "uvicorn", "--factory", "cityops.app:create_app",
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-            "--no-access-log",
+            "--no-access-log", "--workers", str(WORKERS),
         ]  # fmt: skip
         server = subprocess.Popen(command, env=env)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_ready(base, server, timeout=300)
-            print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            print(
+                f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, "
+                f"{WORKERS} worker(s)"
+            )
             _gets(base, dialect, server.pid)
             _posts(base, key, dialect, server.pid)
         finally:

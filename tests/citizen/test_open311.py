@@ -250,3 +250,24 @@ def test_key_without_the_submit_permission_is_refused(
         "/api/v1/api-keys", json={"name": "reader", "permissions": ["context:read"]}, headers=admin
     ).json()["key"]
     _errors_json(submit(key=other, service_code="MT-01", **TRAN_BIEN), 403)
+
+
+def test_a_key_revoked_or_expired_after_use_is_refused_at_once(
+    client: TestClient, admin: dict[str, str], clock: FrozenClock
+) -> None:
+    """Keys are kept by each server process between reports: a change must still apply."""
+    start = clock.now()
+    expires = (start + timedelta(days=2)).isoformat()
+    created = client.post(
+        "/api/v1/api-keys",
+        json={"name": "app", "permissions": ["citizen:submit"], "expires_at": expires},
+        headers=admin,
+    ).json()
+    body = {"api_key": created["key"], "service_code": "MT-01", **TRAN_BIEN}
+    assert client.post(f"{OPEN311}/requests.json", data=body).status_code == 201
+    clock.advance(timedelta(days=2))
+    _errors_json(client.post(f"{OPEN311}/requests.json", data=body), 403)
+    clock.set(start)
+    assert client.post(f"{OPEN311}/requests.json", data=body).status_code == 201
+    assert client.delete(f"/api/v1/api-keys/{created['id']}", headers=admin).status_code == 204
+    _errors_json(client.post(f"{OPEN311}/requests.json", data=body), 403)

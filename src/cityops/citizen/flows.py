@@ -195,20 +195,40 @@ def open311_client(*, runtime: Runtime, session: Session, api_key: str | None) -
     if not api_key or len(api_key) > 200:
         raise Forbidden("citizen.open311.api_key")
     prefix = auth_service.split_api_key(api_key)
-    row = auth_service.get_api_key_by_prefix(session=session, prefix=prefix) if prefix else None
-    if row is None or not auth_service.digest_matches(api_key, row.key_hash):
+    if not prefix:
         raise Forbidden("citizen.open311.api_key")
-    now = runtime.clock.now()
-    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    # Every report checks its key: the keys' terms are reference data (dropped at once when a
+    # key or a user changes in this process).
+    clients: dict[str, tuple[int | None, str, datetime | None, bool]] = runtime.reference.get(
+        session, "citizen:open311_clients", ("auth_api_key", "auth_user"), dict
+    )
+    client = clients.get(prefix)
+    if client is None:
+        client = _open311_client_terms(session, prefix)
+        if client[0] is not None:  # unknown prefixes are not kept: anyone can send them
+            clients[prefix] = client
+    key_id, key_hash, expires_at, may_submit = client
+    if key_id is None or not auth_service.digest_matches(api_key, key_hash):
         raise Forbidden("citizen.open311.api_key")
+    if not may_submit or (expires_at is not None and expires_at <= runtime.clock.now()):
+        raise Forbidden("citizen.open311.api_key")
+    return key_id
+
+
+def _open311_client_terms(
+    session: Session, prefix: str
+) -> tuple[int | None, str, datetime | None, bool]:
+    """Return a key's id, hash, expiry and whether it may submit (id None: no such key)."""
+    row = auth_service.get_api_key_by_prefix(session=session, prefix=prefix)
+    if row is None:
+        return None, "", None, False
     permissions = set(row.permissions)
     if row.created_by is not None:
         creator = auth_service.get(session=session, user_id=row.created_by)
         allowed = role_permissions(creator.role) if creator and creator.is_active else frozenset()
         permissions &= set(allowed)
-    if str(Permission.CITIZEN_SUBMIT) not in permissions:
-        raise Forbidden("citizen.open311.api_key")
-    return row.id
+    may_submit = row.revoked_at is None and str(Permission.CITIZEN_SUBMIT) in permissions
+    return row.id, row.key_hash, row.expires_at, may_submit
 
 
 def check_jurisdiction(jurisdiction_id: str | None) -> None:
@@ -458,7 +478,9 @@ def create_report(
         )
         notice = f"Linked to {original.tracking_code}"
     elif reason is None:
-        open_incident(runtime=runtime, session=session, report=report, service_row=service_row)
+        open_incident(
+            runtime=runtime, session=session, report=report, service_row=service_row, photos=False
+        )
         if duplicates:
             notice = "Possible duplicate of " + ", ".join(r.tracking_code for r in duplicates[:5])
     else:
@@ -511,9 +533,18 @@ def _event_data(report: Report) -> dict[str, Any]:
 
 
 def open_incident(
-    *, runtime: Runtime, session: Session, report: Report, service_row: CitizenService
+    *,
+    runtime: Runtime,
+    session: Session,
+    report: Report,
+    service_row: CitizenService,
+    photos: bool = True,
 ) -> None:
-    """Open the incident that handles a report, with its service's department and category."""
+    """Open the incident that handles a report, with its service's department and category.
+
+    `photos`: attach the report's stored photos to the incident (False for a report just
+    created, which has none yet).
+    """
     summary = " ".join(report.description.split())[:200] or (report.address or "")[:200]
     title = f"{service_row.name}: {summary}".strip().rstrip(":")[:300]
     body = [report.description] if report.description else []
@@ -538,7 +569,7 @@ def open_incident(
     )
     report.incident_id, report.incident_code = incident.id, incident.code
     session.flush()
-    stored = service.get_photos(session=session, report_id=report.id)
+    stored = service.get_photos(session=session, report_id=report.id) if photos else []
     if stored:
         # A report approved by a moderator: its photos were stored when it came in.
         data_dir = runtime.settings.data_dir

@@ -7,8 +7,10 @@ error handlers call `render_error` for every path under /open311/.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
@@ -87,7 +89,6 @@ def to_xml(root: str, value: Any) -> bytes:
 
 def to_json(value: Any) -> bytes:
     """Serialise a document as JSON (no null members: absent fields are left out)."""
-    import json
 
     def strip(item: Any) -> Any:
         if isinstance(item, dict):
@@ -105,6 +106,17 @@ def respond(fmt: str, root: str, value: Any, status: int = 200) -> Response:
         # A bare list in XML sits inside the root element; a document is the root itself.
         return Response(to_xml(root, value), status_code=status, media_type=FORMATS["xml"])
     return Response(to_json(value), status_code=status, media_type=FORMATS["json"])
+
+
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def respond_items(fmt: str, root: str, items: list[dict[str, Any]]) -> Response:
+    """Render a list of flat items that hold no null member (the long lists: no second pass)."""
+    if fmt == "xml":
+        return respond(fmt, root, items)
+    body = _COMPACT.encode(items).encode("utf-8")
+    return Response(body, media_type=FORMATS["json"])
 
 
 def _fmt(fmt: str) -> str:
@@ -140,7 +152,12 @@ def _lang_en(request: Request) -> bool:
 def _local(runtime: Runtime, value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(ZoneInfo(runtime.settings.timezone)).isoformat(timespec="seconds")
+    return value.astimezone(_zone(runtime.settings.timezone)).isoformat(timespec="seconds")
+
+
+@lru_cache(maxsize=4)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def service_shape(row: CitizenService, en: bool) -> dict[str, Any]:
@@ -194,24 +211,35 @@ class _Lookup:
 
 
 def request_shape(runtime: Runtime, row: Any, lookup: _Lookup) -> dict[str, Any]:
-    """Return a report as an Open311 service request (never any personal data)."""
-    return {
-        "service_request_id": row.tracking_code,
-        "status": row.status,
-        "status_notes": row.status_notes,
-        "service_name": lookup.services.get(row.service_code, row.service_code),
-        "service_code": row.service_code,
-        "description": row.description,
-        "agency_responsible": lookup.departments.get(row.department_code),
-        "service_notice": None,
-        "requested_datetime": _local(runtime, row.requested_at),
-        "updated_datetime": _local(runtime, row.updated_at),
-        "expected_datetime": _local(runtime, row.expected_at),
-        "address": row.address,
-        "lat": row.lat,
-        "long": row.lon,
-        "media_url": row.media_url,
-    }
+    """Return a report as an Open311 service request (never any personal data).
+
+    Members without a value are left out (Open311 clients read an absent field as empty); the
+    others come in the specification's order.
+    """
+    zone = _zone(runtime.settings.timezone)
+    item: dict[str, Any] = {"service_request_id": row.tracking_code, "status": row.status}
+    if row.status_notes is not None:
+        item["status_notes"] = row.status_notes
+    item["service_name"] = lookup.services.get(row.service_code, row.service_code)
+    item["service_code"] = row.service_code
+    item["description"] = row.description
+    agency = lookup.departments.get(row.department_code)
+    if agency is not None:
+        item["agency_responsible"] = agency
+    for name, value in (
+        ("requested_datetime", row.requested_at),
+        ("updated_datetime", row.updated_at),
+        ("expected_datetime", row.expected_at),
+    ):
+        if value is not None:
+            item[name] = value.astimezone(zone).isoformat(timespec="seconds")
+    if row.address is not None:
+        item["address"] = row.address
+    if row.lat is not None and row.lon is not None:
+        item["lat"], item["long"] = row.lat, row.lon
+    if row.media_url is not None:
+        item["media_url"] = row.media_url
+    return item
 
 
 # --- routes ----------------------------------------------------------------------------------
@@ -388,7 +416,9 @@ def get_requests(
         limit=size,
         offset=(number - 1) * size,
     )
-    return respond(fmt, "service_requests", _shapes(request, runtime, session, rows, extensions))
+    return respond_items(
+        fmt, "service_requests", _shapes(request, runtime, session, rows, extensions)
+    )
 
 
 def _shapes(
@@ -398,17 +428,27 @@ def _shapes(
     rows: Sequence[Any],
     extensions: str | None,
 ) -> list[dict[str, Any]]:
-    lookup = _Lookup(session, _lang_en(request))
+    en = _lang_en(request)
+    lookup = runtime.reference.get(
+        session,
+        f"citizen:open311_names:{'en' if en else 'vi'}",
+        ("citizen_service", "department"),
+        lambda: _Lookup(session, en),
+    )
     items = [request_shape(runtime, row, lookup) for row in rows]
     if extensions == "true":
         notes = service.get_notes(session=session, report_ids=[row.id for row in rows])
         for item, row in zip(items, rows, strict=True):
             item["notes"] = [
                 {
-                    "datetime": _local(runtime, n.at),
-                    "description": n.description,
-                    "type": n.kind,
-                    "status": n.status,
+                    name: value
+                    for name, value in (
+                        ("datetime", _local(runtime, n.at)),
+                        ("description", n.description),
+                        ("type", n.kind),
+                        ("status", n.status),
+                    )
+                    if value is not None
                 }
                 for n in notes[row.id]
             ]

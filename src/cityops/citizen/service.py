@@ -237,7 +237,9 @@ def get_all_public(
         if end is not None:
             query = query.where(Report.requested_at <= end)
     query = query.order_by(Report.requested_at.desc(), Report.id.desc())
-    return list(session.execute(query.limit(limit).offset(offset)).all())  # type: ignore[arg-type]
+    # Through the connection: plain rows, without the ORM's result machinery.
+    rows: list[Row[Any]] = list(session.connection().execute(query.limit(limit).offset(offset)))
+    return rows
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

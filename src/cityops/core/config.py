@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # Seconds an encoded map sensor layer is reused in one process (changes this process makes
     # drop it at once; this bounds how late another worker's writes show); 0: not reused.
     map_cache_seconds: float = Field(default=2.0, ge=0, le=300)
+    # Seconds reference data (categories, SLA policies, calendar, departments, boundaries,
+    # service catalogue, API keys) built in one process is reused; changes this process makes
+    # drop it at once, so this bounds how late another worker's edits apply; 0: not reused.
+    reference_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # Largest file attached to an incident (images and PDF), in bytes; larger uploads get 413.
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     # E-government: an open dossier due within this many working days is announced "due soon".

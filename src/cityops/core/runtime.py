@@ -17,6 +17,7 @@ from cityops.core.i18n import Translator, load_catalogs
 from cityops.core.jobs import JobRunner
 from cityops.core.metrics import Metrics
 from cityops.core.outbox import Dispatcher, http_sender
+from cityops.core.refcache import CACHES_KEY, ReferenceCache
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Runtime:
     bus: EventBus = field(default_factory=EventBus)
     metrics: Metrics = field(default_factory=Metrics)
     caches: dict[str, Any] = field(default_factory=dict)
+    # Values built from reference tables, followed through `session_factory` (core.refcache).
+    reference: ReferenceCache = field(default_factory=lambda: ReferenceCache(0.0))
     jobs: JobRunner = field(default_factory=JobRunner)
     # Delivers the durable outbox (notifications, webhooks); built with the runtime.
     outbox: Dispatcher | None = None
@@ -48,6 +51,8 @@ class Runtime:
         clock = clock or SystemClock()
         outbox = Dispatcher(session_factory=session_factory, clock=clock)
         outbox.register_sender("http", http_sender())
+        reference = ReferenceCache(settings.reference_cache_seconds)
+        reference.install(session_factory)
         return cls(
             settings=settings,
             engine=engine,
@@ -55,4 +60,6 @@ class Runtime:
             translate=load_catalogs(packages, settings.default_language),
             clock=clock,
             outbox=outbox,
+            reference=reference,
+            caches={CACHES_KEY: reference},
         )

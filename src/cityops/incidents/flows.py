@@ -160,8 +160,12 @@ def publish(
 
 def work_calendar(*, runtime: Runtime, session: Session) -> calendar.WorkCalendar:
     """Return the working calendar: the profile's working hours and the holiday table."""
-    hours = calendar.load_working_hours(runtime.settings.profile)
-    return calendar.build_calendar(hours, service.get_calendar_exceptions(session=session))
+
+    def build() -> calendar.WorkCalendar:
+        hours = calendar.load_working_hours(runtime.settings.profile)
+        return calendar.build_calendar(hours, service.get_calendar_exceptions(session=session))
+
+    return runtime.reference.get(session, "incidents:calendar", ("holiday",), build)
 
 
 def deadlines(
@@ -173,7 +177,13 @@ def deadlines(
     start: datetime,
 ) -> tuple[datetime | None, datetime | None]:
     """Return the acknowledgement and resolution deadlines of the applicable SLA policy."""
-    policy = service.find_policy(session=session, category_code=category_code, severity=severity)
+    policies = runtime.reference.get(
+        session,
+        "incidents:policies",
+        ("sla_policy",),
+        lambda: service.policy_terms(session=session),
+    )
+    policy = policies.get((category_code, severity)) or policies.get((None, severity))
     if policy is None:
         return None, None
     work = work_calendar(runtime=runtime, session=session) if policy.business_hours else None
@@ -219,15 +229,31 @@ def _supporting(main: str | None, codes: Sequence[str]) -> list[str]:
     return [code for code in dict.fromkeys(codes) if code != main]
 
 
-def _check_department_fields(session: Session, main: str | None, supporting: Sequence[str]) -> None:
+def _check_department_fields(
+    runtime: Runtime, session: Session, main: str | None, supporting: Sequence[str]
+) -> None:
     # Field names point into the request as sent (before duplicates are dropped).
     fields = [("department_code", main)] if main is not None else []
     fields += [(f"supporting_department_codes[{i}]", c) for i, c in enumerate(supporting)]
-    service.check_departments(session=session, fields=fields)
+    if not fields:
+        return
+    known = runtime.reference.get(
+        session,
+        "units:department_codes",
+        ("department",),
+        lambda: unit_service.get_department_codes(session=session),
+    )
+    service.check_departments(session=session, fields=fields, known=known)
 
 
-def _active_category(session: Session, code: str, field: str) -> Any:
-    category = service.get_category(session=session, category_code=code)
+def _active_category(runtime: Runtime, session: Session, code: str, field: str) -> Any:
+    categories = runtime.reference.get(
+        session,
+        "incidents:categories",
+        ("incident_category",),
+        lambda: service.category_terms(session=session),
+    )
+    category = categories.get(code)
     if category is None:
         raise _invalid([field_error(field, "incidents.category.unknown", code=code)])
     if not category.is_active:
@@ -243,10 +269,10 @@ def create_incident(
 ) -> Incident:
     """Open an incident by hand (or for an alert, when `alert_id` is given); status `new`."""
     principal.check(Permission.INCIDENT_CREATE)
-    category = _active_category(session, incident_in.category_code, "category_code")
+    category = _active_category(runtime, session, incident_in.category_code, "category_code")
     main = incident_in.department_code or category.department_code
     _check_department_fields(
-        session, incident_in.department_code, incident_in.supporting_department_codes
+        runtime, session, incident_in.department_code, incident_in.supporting_department_codes
     )
     supporting = _supporting(main, incident_in.supporting_department_codes)
     if incident_in.alert_id is not None:
@@ -564,7 +590,7 @@ def assign(
     if incident.status not in ASSIGNABLE_STATUSES:
         raise Conflict("incidents.assign.not_open", code=incident.code, current=incident.status)
     main = assign_in.department_code
-    _check_department_fields(session, main, assign_in.supporting_department_codes)
+    _check_department_fields(runtime, session, main, assign_in.supporting_department_codes)
     supporting = _supporting(main, assign_in.supporting_department_codes)
     before = {
         "department_code": incident.department_code,
@@ -719,7 +745,7 @@ def update_incident(
         principal.check(Permission.INCIDENT_WORK)
     changes: dict[str, list[Any]] = {}
     if "category_code" in data and data["category_code"] != incident.category_code:
-        category = _active_category(session, data["category_code"], "category_code")
+        category = _active_category(runtime, session, data["category_code"], "category_code")
         changes["category_code"] = [incident.category_code, category.code]
         incident.category_code = category.code
         if incident.sector != category.sector:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -67,18 +67,53 @@ def field_error(field: str, key: str, /, *, where: str = "body", **params: Any) 
     return {"field": field, "in": where, "key": key, "params": params}
 
 
-def check_departments(*, session: Session, fields: Sequence[tuple[str, str]]) -> None:
-    """Raise 422 naming every field whose department code does not exist."""
+def check_departments(
+    *, session: Session, fields: Sequence[tuple[str, str]], known: Set[str] | None = None
+) -> None:
+    """Raise 422 naming every field whose department code does not exist.
+
+    `known`: the department codes, when the caller has them at hand (reference data).
+    """
+    if known is None:
+        known = unit_service.get_department_codes(session=session)
     errors = [
         field_error(name, "incidents.department.unknown", code=code)
         for name, code in fields
-        if unit_service.get_department(session=session, department_code=code) is None
+        if code not in known
     ]
     if errors:
         raise Invalid("incidents.invalid", errors=errors, count=len(errors))
 
 
 # --- categories ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CategoryTerms:
+    """What opening or recategorising an incident needs of its category."""
+
+    code: str
+    is_active: bool
+    department_code: str | None
+    sector: str | None
+    default_severity: str
+
+
+def category_terms(*, session: Session) -> dict[str, CategoryTerms]:
+    """Return every category's terms by code."""
+    rows = session.execute(
+        select(
+            IncidentCategory.code,
+            IncidentCategory.is_active,
+            IncidentCategory.department_code,
+            IncidentCategory.sector,
+            IncidentCategory.default_severity,
+        )
+    ).all()
+    return {
+        code: CategoryTerms(code, bool(active), department, sector, severity)
+        for code, active, department, sector, severity in rows
+    }
 
 
 def get_category(*, session: Session, category_code: str) -> IncidentCategory | None:
@@ -225,6 +260,35 @@ def _policy_for(session: Session, category_code: str | None, severity: str) -> S
         .order_by(SlaPolicy.id)
         .limit(1)
     ).first()
+
+
+@dataclass(frozen=True)
+class PolicyTerms:
+    """The deadlines of an SLA policy."""
+
+    ack_minutes: int
+    resolve_minutes: int
+    business_hours: bool
+
+
+def policy_terms(*, session: Session) -> dict[tuple[str | None, str], PolicyTerms]:
+    """Return every policy's terms by (category or None for the default, severity).
+
+    The first policy created wins when there are several, as in `find_policy`.
+    """
+    rows = session.execute(
+        select(
+            SlaPolicy.category_code,
+            SlaPolicy.severity,
+            SlaPolicy.ack_minutes,
+            SlaPolicy.resolve_minutes,
+            SlaPolicy.business_hours,
+        ).order_by(SlaPolicy.id)
+    ).all()
+    terms: dict[tuple[str | None, str], PolicyTerms] = {}
+    for category, severity, ack, resolve, business in rows:
+        terms.setdefault((category, severity), PolicyTerms(ack, resolve, bool(business)))
+    return terms
 
 
 def find_policy(*, session: Session, category_code: str, severity: str) -> SlaPolicy | None:
@@ -385,26 +449,36 @@ def delete_holiday(*, session: Session, holiday: Holiday) -> None:
 
 def next_code(*, session: Session, year: int) -> str:
     """Give out the next public code of a year (`SC-2026-000123`), safely under concurrency."""
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(
-            insert(IncidentSequence)
-            .values(year=year, last_number=0)
-            .on_conflict_do_nothing(index_elements=["year"])
-        )
-    elif session.get(IncidentSequence, year) is None:
-        session.add(IncidentSequence(year=year, last_number=0))
-        session.flush()
+    number = _count_up(session, year)
+    if number is None:
+        # The year's first incident (or a race for it): create the row, then count.
+        dialect = session.get_bind().dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            session.execute(
+                insert(IncidentSequence)
+                .values(year=year, last_number=0)
+                .on_conflict_do_nothing(index_elements=["year"])
+            )
+        elif session.get(IncidentSequence, year) is None:
+            session.add(IncidentSequence(year=year, last_number=0))
+            session.flush()
+        number = _count_up(session, year)
+    if number is None:
+        raise RuntimeError(f"no incident sequence row for {year}")
+    return f"{CODE_PREFIX}-{year}-{number:06d}"
+
+
+def _count_up(session: Session, year: int) -> int | None:
     # The row lock taken by this update serialises concurrent creations until commit.
-    number = session.execute(
+    number: int | None = session.execute(
         update(IncidentSequence)
         .where(IncidentSequence.year == year)
         .values(last_number=IncidentSequence.last_number + 1)
         .returning(IncidentSequence.last_number)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
-    return f"{CODE_PREFIX}-{year}-{number:06d}"
+    ).scalar_one_or_none()
+    return number
 
 
 def get(*, session: Session, incident_id: int) -> Incident | None:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session, undefer
 
+from cityops.core import refcache
 from cityops.core.clock import Clock
 from cityops.core.errors import Conflict, Invalid, NotFound
 from cityops.core.text import fold
@@ -286,6 +287,18 @@ def get_locator(
     *, session: Session, caches: MutableMapping[str, Any] | None = None, on: date | None = None
 ) -> geo.Locator:
     """Return the point locator, rebuilt only when the boundaries changed since it was cached."""
+    reference = caches.get(refcache.CACHES_KEY) if caches is not None else None
+    if reference is not None and on is None:
+        # Current boundaries: kept until the unit table changes (or, for another process's
+        # change, the reference cache's age), without asking the database each time.
+        located: geo.Locator = reference.get(
+            session,
+            LOCATOR_CACHE_KEY,
+            ("admin_unit",),
+            lambda: build_locator(session=session),
+            lambda: boundary_revision(session=session),
+        )
+        return located
     revision = boundary_revision(session=session, on=on)
     if caches is not None:
         cached = caches.get(LOCATOR_CACHE_KEY)
@@ -456,6 +469,11 @@ def delete_area(*, session: Session, area: Area) -> None:
 
 
 # --- departments -----------------------------------------------------------------------------
+
+
+def get_department_codes(*, session: Session) -> frozenset[str]:
+    """Return the code of every department."""
+    return frozenset(session.scalars(select(Department.code)))
 
 
 def get_department(*, session: Session, department_code: str) -> Department | None:

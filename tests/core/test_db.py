@@ -1,0 +1,94 @@
+"""SQLite writers of one process queue on the engine's write gate instead of SQLite's busy loop."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from cityops.core.db import create_db_engine
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    """A file SQLite database with one table."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'gate.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE item (id INTEGER PRIMARY KEY, writer INTEGER, n INTEGER)"))
+    yield engine
+    engine.dispose()
+
+
+def _gate(engine: Engine) -> threading.Lock:
+    with engine.connect() as conn:
+        return type(conn.connection.dbapi_connection).gate  # type: ignore[union-attr]
+
+
+def test_concurrent_writers_all_commit_and_nothing_is_lost(engine: Engine) -> None:
+    writers, rows = 12, 20
+    failures: list[BaseException] = []
+
+    def write(writer: int) -> None:
+        try:
+            for n in range(rows):
+                with engine.begin() as conn:
+                    conn.execute(text("SELECT count(*) FROM item")).scalar()
+                    conn.execute(
+                        text("INSERT INTO item (writer, n) VALUES (:w, :n)"), {"w": writer, "n": n}
+                    )
+                    # A transaction that does more than one statement while holding the lock.
+                    conn.execute(text("UPDATE item SET n = n WHERE writer = :w"), {"w": writer})
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM item")).scalar() == writers * rows
+    assert not _gate(engine).locked()
+
+
+def test_the_gate_is_given_back_on_rollback_and_when_a_connection_is_dropped(
+    engine: Engine,
+) -> None:
+    gate = _gate(engine)
+    held: list[bool] = []
+
+    def failing_request() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO item (writer, n) VALUES (1, 1)"))
+            held.append(gate.locked())
+            raise RuntimeError("the request failed")
+
+    with pytest.raises(RuntimeError):
+        failing_request()
+    assert held == [True]
+    assert not gate.locked()
+    # Checked in without a commit: the pool's reset rolls back.
+    conn = engine.connect()
+    conn.execute(text("INSERT INTO item (writer, n) VALUES (2, 2)"))
+    assert gate.locked()
+    conn.close()
+    assert not gate.locked()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM item")).scalar() == 0
+
+
+def test_readers_do_not_wait_for_a_writer(engine: Engine) -> None:
+    writer = engine.connect()
+    writer.execute(text("INSERT INTO item (writer, n) VALUES (1, 1)"))
+    try:
+        with engine.connect() as reader:
+            # WAL: the reader sees the last committed state at once.
+            assert reader.execute(text("SELECT count(*) FROM item")).scalar() == 0
+    finally:
+        writer.commit()
+        writer.close()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM item")).scalar() == 1
