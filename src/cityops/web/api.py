@@ -45,6 +45,38 @@ def _render(
     )
 
 
+def error_page(
+    request: Request,
+    lang: str,
+    translate: Any,
+    user: Principal | None,
+    *,
+    status: int,
+    title_key: str,
+    message_key: str,
+    back: tuple[str, str],
+    **params: Any,
+) -> Response:
+    """Render the staff pages' error page (403, 404): what went wrong and the way back.
+
+    `back` is the link's (address, message key).
+    """
+    response = _render(
+        request,
+        "error.html",
+        lang,
+        translate,
+        user=user,
+        title_key=title_key,
+        message_key=message_key,
+        params=params,
+        back_href=back[0],
+        back_key=back[1],
+    )
+    response.status_code = status
+    return response
+
+
 def _safe_next(target: str | None) -> str:
     # Only local paths: an open redirect would let a phishing link bounce through our login.
     if not target or not target.startswith("/") or target.startswith("//"):

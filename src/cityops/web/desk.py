@@ -23,7 +23,7 @@ from cityops.incidents import service as incident_service
 from cityops.incidents.enums import TRANSITIONS, IncidentStatus, Severity
 from cityops.incidents.schemas import IncidentRead
 from cityops.units import service as unit_service
-from cityops.web.api import _login_redirect, _render, templates
+from cityops.web.api import _login_redirect, _render, error_page, templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,11 +61,29 @@ templates.env.filters["isotime"] = _iso
 
 
 def _forbidden(request: Request, lang: str, translate: Any, principal: Principal) -> Response:
-    response = _render(
-        request, "incidents_error.html", lang, translate, user=principal, key="web.desk.forbidden"
+    return _error(request, lang, translate, principal, 403, "web.desk.forbidden")
+
+
+def _error(
+    request: Request,
+    lang: str,
+    translate: Any,
+    principal: Principal,
+    status: int,
+    key: str,
+    **params: Any,
+) -> Response:
+    return error_page(
+        request,
+        lang,
+        translate,
+        principal,
+        status=status,
+        title_key="web.desk.title",
+        message_key=key,
+        back=("/incidents", "web.desk.back"),
+        **params,
     )
-    response.status_code = 403
-    return response
 
 
 def _names(items: Any, lang: str) -> dict[str, str]:
@@ -176,17 +194,7 @@ def incident_detail(
         return _forbidden(request, lang, translate, principal)
     incident = incident_service.get_by_code(session=session, code=code)
     if incident is None or not incident_service.can_see(scope=principal.scope, incident=incident):
-        response = _render(
-            request,
-            "incidents_error.html",
-            lang,
-            translate,
-            user=principal,
-            key="web.desk.not_found",
-            code=code,
-        )
-        response.status_code = 404
-        return response
+        return _error(request, lang, translate, principal, 404, "web.desk.not_found", code=code)
     detail = incidents_api.get_incident(
         session=session, runtime=runtime, principal=principal, incident_id=incident.id
     )

@@ -33,7 +33,7 @@ from cityops.kpi.periods import first_day, window
 from cityops.programme import service as programme_service
 from cityops.units import service as unit_service
 from cityops.units.flows import local_date
-from cityops.web.api import _login_redirect, _render
+from cityops.web.api import _login_redirect, _render, error_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -102,19 +102,26 @@ def number_formatter(lang: str) -> Any:
 
 
 def _forbidden(request: Request, lang: str, translate: Any, principal: Principal) -> Response:
-    response = _render(
-        request, "measure_error.html", lang, translate, user=principal, status=403, config="{}"
-    )
-    response.status_code = 403
-    return response
+    return _error(request, lang, translate, principal, 403)
 
 
 def _not_found(request: Request, lang: str, translate: Any, principal: Principal) -> Response:
-    response = _render(
-        request, "measure_error.html", lang, translate, user=principal, status=404, config="{}"
+    return _error(request, lang, translate, principal, 404)
+
+
+def _error(
+    request: Request, lang: str, translate: Any, principal: Principal, status: int
+) -> Response:
+    return error_page(
+        request,
+        lang,
+        translate,
+        principal,
+        status=status,
+        title_key=f"web.measure.error.{status}.title",
+        message_key=f"web.measure.error.{status}.body",
+        back=("/kpi", "web.measure.back"),
     )
-    response.status_code = 404
-    return response
 
 
 def _strings(translate: Any, lang: str, keys: tuple[str, ...]) -> dict[str, str]:
