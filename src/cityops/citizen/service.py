@@ -312,8 +312,8 @@ def add_note(
         status=report.status,
         description=description[:2000],
     )
+    # Written with the transaction's next flush (a report's first notes go in with its incident).
     session.add(note)
-    session.flush()
     return note
 
 
@@ -399,8 +399,8 @@ def count_photos(*, session: Session, report_ids: Sequence[int]) -> dict[int, in
 def set_reporter(*, session: Session, report: Report, fields: dict[str, str | None]) -> None:
     """Store who sent a report (only if they left anything)."""
     if any(fields.values()):
+        # Written with the transaction's next flush, like the report's notes.
         session.add(Reporter(report_id=report.id, **fields))
-        session.flush()
 
 
 def get_reporter(*, session: Session, report_id: int) -> Reporter | None:
