@@ -1,0 +1,109 @@
+"""Benchmark: CPU time of one citizen report's flow, in process (no HTTP, no other load counted).
+
+`citizen.flows.create_report` as the Open311 POST runs it — key check, rate limit, validation,
+point → ward, duplicates, routing, an incident with its SLA deadlines, timeline and events — one
+transaction per report, on a seeded SQLite database in a temporary folder. Prints the CPU
+milliseconds per report (`time.process_time`, which another process's load barely moves) and,
+with `--profile`, the functions that take the most.
+Run: PYTHONPATH=src:bench .venv/bin/python bench/bench_open311_cpu.py [REPORTS] [--profile]
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import random
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_open311 import DESCRIPTIONS, _key
+from cityops.app import build_runtime
+from cityops.citizen import flows
+from cityops.core import migrate
+from cityops.core.config import Settings
+from cityops.core.db import unit_of_work
+from cityops.core.runtime import Runtime
+from cityops.seed import seed
+
+REPORTS = int(next((a for a in sys.argv[1:] if a.isdigit()), "300"))
+WARMUP = 30
+CENTRES = [(10.938, 106.835), (10.954, 106.859), (10.976, 106.927), (10.94, 107.24)]
+SERVICES = ["GT-01", "TN-01", "MT-01", "CS-01", "MT-02", "AT-01", "KH-01"]
+
+
+def _fields(rng: random.Random, key: str) -> dict[str, list[str]]:
+    lat, lon = rng.choice(CENTRES)
+    service = rng.choice(SERVICES)
+    fields = {
+        "api_key": [key],
+        "service_code": [service],
+        "lat": [f"{lat + rng.uniform(-0.005, 0.005):.6f}"],
+        "long": [f"{lon + rng.uniform(-0.005, 0.005):.6f}"],
+        "description": [rng.choice(DESCRIPTIONS)],
+        "email": ["nguoi.dan@example.vn"],
+    }
+    if service == "GT-01":
+        fields["attribute[damage]"] = ["pothole"]
+    return fields
+
+
+def _report(runtime: Runtime, fields: dict[str, list[str]]) -> None:
+    with unit_of_work(runtime.session_factory) as session:
+        client_id = flows.open311_client(
+            runtime=runtime, session=session, api_key=fields["api_key"][0]
+        )
+        flows.check_rate(runtime, f"key:{client_id}")
+        flows.create_report(
+            runtime=runtime,
+            session=session,
+            sub=flows.submission_from_form(fields),
+            client_id=client_id,
+            language="vi",
+        )
+
+
+def main() -> None:
+    """Seed, warm up, then time REPORTS reports one after the other."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        settings = Settings(
+            database_url=f"sqlite:///{folder / 'bench.db'}",
+            data_dir=folder,
+            secret_key=secrets.token_urlsafe(48),
+            background_jobs=False,
+            log_level="WARNING",
+            egov_demo_dossiers=0,
+            citizen_rate_per_minute=1_000_000,
+        )
+        runtime = build_runtime(settings)
+        migrate.upgrade(runtime.engine)
+        seed(runtime)
+        key = _key(runtime)
+        rng = random.Random(7)
+        for _ in range(WARMUP):
+            _report(runtime, _fields(rng, key))
+        bodies = [_fields(rng, key) for _ in range(REPORTS)]
+        profile = cProfile.Profile() if "--profile" in sys.argv else None
+        started = time.process_time()
+        if profile is not None:
+            profile.enable()
+        for fields in bodies:
+            _report(runtime, fields)
+        if profile is not None:
+            profile.disable()
+        cpu = (time.process_time() - started) / REPORTS * 1000
+        print(
+            f"report flow (locate, duplicates, route, incident, one transaction): "
+            f"{cpu:.1f} ms CPU per report over {REPORTS} (≈ {1000 / cpu:.0f}/s per core)"
+            + (" — with the profiler on" if profile is not None else "")
+        )
+        if profile is not None:
+            pstats.Stats(profile).sort_stats("cumulative").print_stats("cityops", 40)
+        runtime.engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
