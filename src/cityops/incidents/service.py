@@ -14,7 +14,22 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    case,
+    cast,
+    column,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    table,
+    update,
+)
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,7 +37,7 @@ from sqlalchemy.orm import Session
 from cityops.core.clock import Clock
 from cityops.core.errors import Conflict, Invalid, NotFound
 from cityops.core.security import Principal, Scope
-from cityops.core.text import fold
+from cityops.core.text import words
 from cityops.incidents.enums import (
     OPEN_STATUSES,
     SEVERITY_RANK,
@@ -39,6 +54,7 @@ from cityops.incidents.models import (
     IncidentSequence,
     SlaPolicy,
     TimelineEntry,
+    WORD_INDEX,
 )
 from cityops.incidents.schemas import (
     CategoryCreate,
@@ -498,10 +514,45 @@ def _sort_keys(sort: str, driver: Any) -> tuple[list[Any], bool]:
     return [key, tie], sort.startswith("-")
 
 
-def _search(text: str) -> ColumnElement[bool]:
+def search_form(title: str) -> str:
+    """Return the form of a title the word index reads: its folded words, one space apart."""
+    form = " ".join(words(title))
+    # The column holds 300 characters: cut at a word boundary, never inside a word.
+    return form if len(form) <= 300 else form[:301].rsplit(" ", 1)[0]
+
+
+# The FTS5 table of the word index on SQLite (migration 0018); `rowid` is the incident's id.
+_FTS = table(WORD_INDEX, column("rowid", Integer))
+
+
+def _words_match(terms: Sequence[str], dialect: str) -> ColumnElement[bool]:
+    """Incidents whose title holds every word of `terms`, the last one possibly as a prefix.
+
+    Terms are folded words (letters and digits only), so quoting them is all the escaping
+    either query language needs.
+    """
+    if dialect == "sqlite":
+        query = " ".join(f'"{term}"' for term in terms) + "*"
+        return Incident.id.in_(
+            select(_FTS.c.rowid).where(literal_column(WORD_INDEX).op("MATCH")(query))
+        )
+    query = " & ".join(f"'{term}'" for term in terms) + ":*"
+    # The same expression as the GIN index, with the separator inline (not a bound parameter)
+    # so that PostgreSQL recognises the index's expression.
+    document = func.array_to_tsvector(
+        func.string_to_array(Incident.title_folded, literal_column("' '"))
+    )
+    return document.op("@@")(cast(literal(query), TSQUERY))
+
+
+def _search(text: str, dialect: str) -> ColumnElement[bool]:
     if CODE_QUERY.match(text):
         return Incident.code.startswith(text.upper(), autoescape=True)
-    return Incident.title_folded.contains(fold(text), autoescape=True)
+    terms = words(text)
+    if not terms:
+        # Punctuation alone holds no word: nothing matches.
+        return false()
+    return _words_match(terms, dialect)
 
 
 def get_all(
@@ -566,7 +617,7 @@ def get_all(
         )
     text = (q or "").strip()
     if text:
-        conditions.append(_search(text))
+        conditions.append(_search(text, session.get_bind().dialect.name))
     keys, descending = _sort_keys(sort, driver)
     # Only the sort's own table is read when nothing else asks for the incident: a department's
     # list is then answered from its covering index alone.
@@ -645,7 +696,7 @@ def create(*, session: Session, incident_in: NewIncident) -> Incident:
     incident = Incident(
         code=incident_in.code,
         title=incident_in.title,
-        title_folded=fold(incident_in.title)[:300],
+        title_folded=search_form(incident_in.title),
         description=incident_in.description,
         category_code=incident_in.category_code,
         sector=incident_in.sector,
@@ -708,7 +759,7 @@ def set_departments(
 def set_title(incident: Incident, title: str) -> None:
     """Change an incident's title (and its search form)."""
     incident.title = title
-    incident.title_folded = fold(title)[:300]
+    incident.title_folded = search_form(title)
 
 
 def add_entry(
