@@ -45,6 +45,7 @@ from cityops.incidents.enums import (
     HolidayKind,
 )
 from cityops.incidents.models import (
+    WORD_INDEX,
     Holiday,
     Incident,
     IncidentAttachment,
@@ -54,7 +55,6 @@ from cityops.incidents.models import (
     IncidentSequence,
     SlaPolicy,
     TimelineEntry,
-    WORD_INDEX,
 )
 from cityops.incidents.schemas import (
     CategoryCreate,
