@@ -523,36 +523,54 @@ def search_form(title: str) -> str:
 
 # The FTS5 table of the word index on SQLite (migration 0018); `rowid` is the incident's id.
 _FTS = table(WORD_INDEX, column("rowid", Integer))
+# Below this many matches, SQLite looks each matching incident up by id; above it, it reads the
+# other filters' index (or the sort's) and checks each row against the set of matches: the first
+# costs about 2 µs a match, the second stops after 50 hits of a dense set (measured, 100,000
+# incidents: docs/performance.md).
+_FEW_MATCHES = 1_000
 
 
-def _words_match(terms: Sequence[str], dialect: str) -> ColumnElement[bool]:
+@dataclass(slots=True)
+class _Search:
+    """A text search as a condition, and how many incidents match it when the index says."""
+
+    condition: ColumnElement[bool]
+    matches: int | None = None
+
+
+def _words_match(session: Session, terms: Sequence[str]) -> _Search:
     """Incidents whose title holds every word of `terms`, the last one possibly as a prefix.
 
     Terms are folded words (letters and digits only), so quoting them is all the escaping
     either query language needs.
     """
-    if dialect == "sqlite":
+    if session.get_bind().dialect.name == "sqlite":
         query = " ".join(f'"{term}"' for term in terms) + "*"
-        return Incident.id.in_(
-            select(_FTS.c.rowid).where(literal_column(WORD_INDEX).op("MATCH")(query))
-        )
+        hits = select(_FTS.c.rowid).where(literal_column(WORD_INDEX).op("MATCH")(query))
+        # The index alone counts its matches, in a millisecond or two.
+        matches = session.scalar(select(func.count()).select_from(hits.subquery())) or 0
+        # `id + 0` hides the primary key from the planner, which otherwise always looks every
+        # match up by id (then sorts them all) however many there are.
+        key = Incident.id if matches <= _FEW_MATCHES else Incident.id + 0
+        return _Search(key.in_(hits), int(matches))
     query = " & ".join(f"'{term}'" for term in terms) + ":*"
     # The same expression as the GIN index, with the separator inline (not a bound parameter)
     # so that PostgreSQL recognises the index's expression.
     document = func.array_to_tsvector(
         func.string_to_array(Incident.title_folded, literal_column("' '"))
     )
-    return document.op("@@")(cast(literal(query), TSQUERY))
+    return _Search(document.op("@@")(cast(literal(query), TSQUERY)))
 
 
-def _search(text: str, dialect: str) -> ColumnElement[bool]:
+def _search(session: Session, text: str) -> _Search:
+    """The condition a free-text search sets: a code's beginning, or words of the title."""
     if CODE_QUERY.match(text):
-        return Incident.code.startswith(text.upper(), autoescape=True)
+        return _Search(Incident.code.startswith(text.upper(), autoescape=True))
     terms = words(text)
     if not terms:
         # Punctuation alone holds no word: nothing matches.
-        return false()
-    return _words_match(terms, dialect)
+        return _Search(false(), 0)
+    return _words_match(session, terms)
 
 
 def get_all(
@@ -616,8 +634,11 @@ def get_all(
             else or_(Incident.overdue_at.is_(None), Incident.overdue_at >= now)
         )
     text = (q or "").strip()
-    if text:
-        conditions.append(_search(text, session.get_bind().dialect.name))
+    search = _search(session, text) if text else None
+    if search is not None:
+        if search.matches == 0:
+            return [], 0
+        conditions.append(search.condition)
     keys, descending = _sort_keys(sort, driver)
     # Only the sort's own table is read when nothing else asks for the incident: a department's
     # list is then answered from its covering index alone.
@@ -658,6 +679,10 @@ def get_all(
     ]
     if offset == 0 and len(items) < limit:
         return items, len(items)
+    alone = not driven and len(conditions) == 1 and search is not None
+    if alone and search is not None and search.matches is not None:
+        # Nothing but the words: the index has counted them already.
+        return items, search.matches
     count = select(func.count()).select_from(driver)
     if departments and conditions:
         count = count.join(Incident, Incident.id == IncidentDepartment.incident_id)
