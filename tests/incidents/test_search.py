@@ -129,6 +129,11 @@ def test_search_keeps_to_the_scope_and_counts_exactly(
     ).json()
     assert (len(page["items"]), page["total"]) == (2, 6)
 
+    # With another filter as well: a page, and past the last page.
+    assert _search(client, operator, "ngap sau", unit_code=WARD, limit=2)[1] == 3
+    assert _search(client, operator, "ngap sau", unit_code=WARD, offset=10) == (set(), 3)
+    assert _search(client, operator, "ngap", department_code=ENV, limit=1)[1] == 6
+
     ward_officer = person("unit_officer", unit_code=WARD)
     area_operator = person("operator", area_code=AREA)
     env_officer = person("department_officer", department_code=ENV)

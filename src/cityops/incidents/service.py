@@ -645,7 +645,15 @@ def get_all(
     joined = departments and (bool(conditions) or sort.lstrip("-") != "created_at")
     # The page's ids first (from indexes where they suffice), then only those rows: skipped
     # rows of a deep page and sorted-out candidates are never fetched whole.
-    ids = select(*(k.label(f"k{i}") for i, k in enumerate(keys))).select_from(driver)
+    # Words found by the index (SQLite): alone, the index has counted them; with other filters,
+    # the page's query counts its rows too, so the set of matches is built once, not twice.
+    indexed = search is not None and search.matches is not None
+    alone = indexed and not driven and len(conditions) == 1
+    counted = indexed and not alone
+    ids = select(
+        *(k.label(f"k{i}") for i, k in enumerate(keys)),
+        *([func.count().over().label("matches")] if counted else []),
+    ).select_from(driver)
     if joined:
         ids = ids.join(Incident, Incident.id == IncidentDepartment.incident_id)
     ordered = [k.desc() if descending else k.asc() for k in keys]
@@ -654,7 +662,7 @@ def get_all(
     columns = [page.c[f"k{i}"] for i in range(len(keys))]
     # Plain rows, not ORM objects: a list never needs identity tracking, and rows cost a third.
     rows = session.execute(
-        select(*SUMMARY_COLUMNS)
+        select(*SUMMARY_COLUMNS, *([page.c.matches] if counted else []))
         .join(page, Incident.id == columns[-1])
         .order_by(*(c.desc() if descending else c.asc() for c in columns))
     ).all()
@@ -671,7 +679,7 @@ def get_all(
             supporting.setdefault(incident_id, []).append(code)
     items = [
         {
-            **row._mapping,
+            **{key: value for key, value in row._mapping.items() if key != "matches"},
             "supporting_department_codes": supporting.get(row.id, []),
             "overdue": row.overdue_at is not None and row.overdue_at < now,
         }
@@ -679,10 +687,10 @@ def get_all(
     ]
     if offset == 0 and len(items) < limit:
         return items, len(items)
-    alone = not driven and len(conditions) == 1 and search is not None
     if alone and search is not None and search.matches is not None:
-        # Nothing but the words: the index has counted them already.
         return items, search.matches
+    if counted and rows:
+        return items, int(rows[0].matches)
     count = select(func.count()).select_from(driver)
     if departments and conditions:
         count = count.join(Incident, Incident.id == IncidentDepartment.incident_id)
