@@ -29,7 +29,6 @@ from sqlalchemy import (
     table,
     update,
 )
-from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -537,10 +536,6 @@ class _Search:
 
     condition: ColumnElement[bool]
     matches: int | None = None
-    # PostgreSQL: the queries must avoid sequential scans. The planner prices computing a
-    # row's words at almost nothing, so for frequent words it reads the whole table instead of
-    # the GIN index: 0.65 s rather than tens of ms with 100,000 incidents (docs/performance.md).
-    scan_free: bool = False
 
 
 def _words_match(session: Session, terms: Sequence[str]) -> _Search:
@@ -559,12 +554,9 @@ def _words_match(session: Session, terms: Sequence[str]) -> _Search:
         key = Incident.id if matches <= _FEW_MATCHES else Incident.id + 0
         return _Search(key.in_(hits), int(matches))
     query = " & ".join(f"'{term}'" for term in terms) + ":*"
-    # The same expression as the GIN index, with the separator inline (not a bound parameter)
-    # so that PostgreSQL recognises the index's expression.
-    document = func.array_to_tsvector(
-        func.string_to_array(Incident.title_folded, literal_column("' '"))
-    )
-    return _Search(document.op("@@")(cast(literal(query), TSQUERY)), scan_free=True)
+    # The expression of the GIN index (migration 0018: the words as a tsvector).
+    document = func.incident_words(Incident.title_folded)
+    return _Search(document.op("@@")(cast(literal(query), TSQUERY)))
 
 
 def _search(session: Session, text: str) -> _Search:
@@ -644,14 +636,7 @@ def get_all(
         if search.matches == 0:
             return [], 0
         conditions.append(search.condition)
-    scan_free = search is not None and search.scan_free
-    if scan_free:
-        # For these queries only (a failure rolls the transaction back, and the setting too).
-        session.execute(sql("SET LOCAL enable_seqscan = off"))
-    page = _page(session, driver, departments, driven, conditions, search, sort, now, limit, offset)
-    if scan_free:
-        session.execute(sql("SET LOCAL enable_seqscan = DEFAULT"))
-    return page
+    return _page(session, driver, departments, driven, conditions, search, sort, now, limit, offset)
 
 
 def _page(
