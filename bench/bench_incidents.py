@@ -6,12 +6,13 @@ filtered, paginated list requests (target: p95 <= 50 ms) and the SLA report over
   status + department, unit + period, area + status sorted by deadline, overdue, text search,
   a department-scoped and a ward-scoped caller, a deep page.
 SQLite in a temporary folder by default; PostgreSQL when CITYOPS_TEST_DATABASE_URL is set.
-Run: .venv/bin/python bench/bench_incidents.py
+Run: .venv/bin/python bench/bench_incidents.py [--only q=] [--no-year-report]
      bash scripts/with-postgres.sh .venv/bin/python bench/bench_incidents.py
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import secrets
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,13 @@ from cityops.core.config import Settings
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL, Permission
-from cityops.core.text import fold
 from cityops.incidents.models import (
     Incident,
     IncidentCategory,
     IncidentDepartment,
     IncidentSequence,
 )
+from cityops.incidents.service import search_form
 from cityops.seed import seed
 from cityops.units.models import AdminUnit, AreaMember
 from harness import free_port, percentile, wait_ready
@@ -80,6 +81,10 @@ TITLES = (
     "Nước thải xả ra kênh tại {unit}",
     "Quá tải khu cấp cứu gần {unit}",
 )
+
+
+# A request to time: its path, query parameters and API key name, from its number.
+Request = Callable[[int], tuple[str, dict[str, Any], str]]
 
 
 def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
@@ -136,7 +141,7 @@ def _load(runtime: Runtime) -> float:
                     "id": number,
                     "code": f"SC-{created.year}-{number:06d}",
                     "title": title,
-                    "title_folded": fold(title),
+                    "title_folded": search_form(title),
                     "description": None,
                     "category_code": category,
                     "sector": sector,
@@ -227,7 +232,7 @@ def _time(
     client: httpx.Client,
     label: str,
     target: float | None,
-    make: Callable[[int], tuple[str, dict[str, Any], str]],
+    make: Request,
     keys: dict[str, str],
 ) -> None:
     timings: list[float] = []
@@ -262,8 +267,15 @@ def _time(
     )
 
 
-def measure(settings: Settings, keys: dict[str, str], dialect: str) -> None:
-    """Start uvicorn on the loaded database and print the latency of each list request."""
+def measure(
+    settings: Settings,
+    keys: dict[str, str],
+    dialect: str,
+    only: Sequence[str] = ("",),
+    year_report: bool = True,
+) -> None:
+    """Start uvicorn on the loaded database and print the latency of each list request (those
+    whose label holds one of `only`, and the request floor)."""
     port = free_port()
     env = {
         **os.environ,
@@ -296,96 +308,141 @@ def measure(settings: Settings, keys: dict[str, str], dialect: str) -> None:
                 f"[{dialect}] over HTTP, {REQUESTS} requests each after {WARMUP} warm-up; "
                 f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
             )
-            # The floor: an authenticated request that reads almost nothing (one holiday).
-            _time(
-                client, "request floor (GET /incidents/holidays?limit=1)", None,
-                lambda i: (f"{url}/holidays", {"limit": 1}, "province"), keys,
-            )  # fmt: skip
-            _time(
-                client, "newest first, no filter, limit 50", 50,
-                lambda i: (url, {"limit": 50}, "province"), keys,
-            )  # fmt: skip
-            _time(
-                client, "status=new,assigned + department", 50,
-                lambda i: (
-                    url,
-                    {"status": ["new", "assigned"], "department_code": rng.choice(departments),
-                     "limit": 50, "offset": rng.choice((0, 50, 100))},
-                    "province",
+            # The floor (an authenticated request that reads almost nothing: one holiday) first.
+            requests: list[tuple[str, float | None, Request]] = [
+                (
+                    "request floor (GET /incidents/holidays?limit=1)",
+                    None,
+                    lambda i: (f"{url}/holidays", {"limit": 1}, "province"),
                 ),
-                keys,
-            )  # fmt: skip
-            _time(
-                client, "unit + 30-day period", 50,
-                lambda i: (
-                    url,
-                    {"unit_code": rng.choice(wards), "created_from": day(rng.randint(30, 300)),
-                     "created_to": day(rng.randint(0, 29)), "limit": 50},
-                    "province",
+                (
+                    "newest first, no filter, limit 50",
+                    50,
+                    lambda i: (url, {"limit": 50}, "province"),
                 ),
-                keys,
-            )  # fmt: skip
-            _time(
-                client, "area + in_progress, by deadline", 50,
-                lambda i: (
-                    url,
-                    {"area_code": AREA, "status": "in_progress", "sort": "due_resolve_at",
-                     "limit": 50},
-                    "province",
+                (
+                    "status=new,assigned + department",
+                    50,
+                    lambda i: (
+                        url,
+                        {
+                            "status": ["new", "assigned"],
+                            "department_code": rng.choice(departments),
+                            "limit": 50,
+                            "offset": rng.choice((0, 50, 100)),
+                        },
+                        "province",
+                    ),
                 ),
-                keys,
-            )  # fmt: skip
-            _time(
-                client, "sector + severity=high,critical + period", 50,
-                lambda i: (
-                    url,
-                    {"sector": rng.choice(("environment", "health", "transport")),
-                     "severity": ["high", "critical"], "created_from": day(90), "limit": 50},
-                    "province",
+                (
+                    "unit + 30-day period",
+                    50,
+                    lambda i: (
+                        url,
+                        {
+                            "unit_code": rng.choice(wards),
+                            "created_from": day(rng.randint(30, 300)),
+                            "created_to": day(rng.randint(0, 29)),
+                            "limit": 50,
+                        },
+                        "province",
+                    ),
                 ),
-                keys,
-            )  # fmt: skip
-            _time(
-                client, "overdue=true", 50,
-                lambda i: (url, {"overdue": "true", "limit": 50}, "province"), keys,
-            )  # fmt: skip
-            _time(
-                client, "q=words of the title (no diacritics)", 50,
-                lambda i: (
-                    url, {"q": rng.choice(("ngap sau", "bui min", "den chieu sang")), "limit": 50},
-                    "province",
+                (
+                    "area + in_progress, by deadline",
+                    50,
+                    lambda i: (
+                        url,
+                        {
+                            "area_code": AREA,
+                            "status": "in_progress",
+                            "sort": "due_resolve_at",
+                            "limit": 50,
+                        },
+                        "province",
+                    ),
                 ),
-                keys,
-            )  # fmt: skip
-            _time(
-                client, "department-scoped caller, status filter", 50,
-                lambda i: (
-                    url, {"status": rng.choice(("new", "in_progress", "closed")), "limit": 50},
-                    "department",
+                (
+                    "sector + severity=high,critical + period",
+                    50,
+                    lambda i: (
+                        url,
+                        {
+                            "sector": rng.choice(("environment", "health", "transport")),
+                            "severity": ["high", "critical"],
+                            "created_from": day(90),
+                            "limit": 50,
+                        },
+                        "province",
+                    ),
                 ),
-                keys,
-            )  # fmt: skip
-            _time(
-                client, "ward-scoped caller, newest first", 50,
-                lambda i: (url, {"limit": 50}, "ward"), keys,
-            )  # fmt: skip
-            _time(
-                client, "deep page (offset 5,000)", 50,
-                lambda i: (url, {"limit": 50, "offset": 5000}, "province"), keys,
-            )  # fmt: skip
-            _time(
-                client, "SLA report by department, 30 days", None,
-                lambda i: (f"{url}/sla-report", {"group_by": "department"}, "province"), keys,
-            )  # fmt: skip
-            _time(
-                client, "SLA report by unit, 365 days", None,
-                lambda i: (
-                    f"{url}/sla-report",
-                    {"group_by": "unit", "from": str((NOW - YEAR).date()), "to": str(NOW.date())},
-                    "province",
+                (
+                    "overdue=true",
+                    50,
+                    lambda i: (url, {"overdue": "true", "limit": 50}, "province"),
                 ),
-                keys,
-            )  # fmt: skip
+                (
+                    "q=words of the title (no diacritics)",
+                    50,
+                    lambda i: (
+                        url,
+                        {"q": rng.choice(("ngap sau", "bui min", "den chieu sang")), "limit": 50},
+                        "province",
+                    ),
+                ),
+                (
+                    "q=words, the last one begun, ward-scoped caller",
+                    50,
+                    lambda i: (
+                        url,
+                        {"q": rng.choice(("ngap sa", "bui mi", "den chieu s")), "limit": 50},
+                        "ward",
+                    ),
+                ),
+                (
+                    "department-scoped caller, status filter",
+                    50,
+                    lambda i: (
+                        url,
+                        {"status": rng.choice(("new", "in_progress", "closed")), "limit": 50},
+                        "department",
+                    ),
+                ),
+                (
+                    "ward-scoped caller, newest first",
+                    50,
+                    lambda i: (url, {"limit": 50}, "ward"),
+                ),
+                (
+                    "deep page (offset 5,000)",
+                    50,
+                    lambda i: (url, {"limit": 50, "offset": 5000}, "province"),
+                ),
+                (
+                    "SLA report by department, 30 days",
+                    None,
+                    lambda i: (f"{url}/sla-report", {"group_by": "department"}, "province"),
+                ),
+                (
+                    "SLA report by unit, 365 days",
+                    None,
+                    lambda i: (
+                        f"{url}/sla-report",
+                        {
+                            "group_by": "unit",
+                            "from": str((NOW - YEAR).date()),
+                            "to": str(NOW.date()),
+                        },
+                        "province",
+                    ),
+                ),
+            ]
+            for label, target, make in requests:
+                if label.startswith("request floor") or (
+                    any(part in label for part in only)
+                    and (year_report or not label.endswith("365 days"))
+                ):
+                    _time(client, label, target, make, keys)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -393,6 +450,20 @@ def measure(settings: Settings, keys: dict[str, str], dialect: str) -> None:
 
 def main() -> None:
     """Load the incidents, start uvicorn and print list latencies."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="time only the requests whose label holds TEXT (repeatable), e.g. --only q=",
+    )
+    parser.add_argument(
+        "--no-year-report",
+        action="store_true",
+        help="skip the year-long SLA report at the end (minutes on PostgreSQL)",
+    )
+    arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         settings = Settings(
@@ -413,7 +484,7 @@ def main() -> None:
             f"[{dialect}] loaded {INCIDENTS:,} incidents in {seconds:.1f} s "
             f"({INCIDENTS / seconds:,.0f}/s)"
         )
-        measure(settings, keys, dialect)
+        measure(settings, keys, dialect, arguments.only or [""], not arguments.no_year_report)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,20 @@ from cityops.core.db import Audited, Base, JSONType, UTCDateTime
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+# The word index on `incident.title_folded` (migration 0018), which the models do not declare:
+# on SQLite an FTS5 table (external content: it stores only the index) and its shadow tables,
+# kept in step by triggers; on PostgreSQL a GIN index on the words as a tsvector. The schema
+# comparison with the models ignores exactly these names.
+WORD_INDEX = "incident_fts"
+WORD_INDEX_OBJECTS = frozenset(
+    {
+        WORD_INDEX,
+        *(f"{WORD_INDEX}_{shadow}" for shadow in ("data", "idx", "docsize", "config")),
+        "ix_incident_title_words",
+    }
+)
+
+
 class IncidentCategory(Audited, Base):
     """A kind of incident: who handles it by default, in which sector, how serious by default."""
 
@@ -107,14 +121,15 @@ class Incident(Audited, Base):
         Index("ix_incident_ack_due", "ack_breached", "due_ack_at"),
         Index("ix_incident_resolve_due", "resolve_breached", "due_resolve_at"),
         Index("ix_incident_overdue_at", "overdue_at"),
-        # A search for words of the title scans this small index instead of the whole table.
-        Index("ix_incident_title_folded", "title_folded"),
+        # Searches for words of the title use a word index on `title_folded` that the models
+        # cannot declare (see WORD_INDEX): migration 0018 creates it.
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     code: Mapped[str] = mapped_column(String(24), unique=True)
     title: Mapped[str] = mapped_column(String(300))
-    # The title without diacritics, lower case, so `ngap` finds `Ngập`.
+    # The title's words without diacritics, lower case, separated by one space, so `ngap` finds
+    # `Ngập` (service.search_form); the word index is built on it.
     title_folded: Mapped[str] = mapped_column(String(300))
     description: Mapped[str | None] = mapped_column(Text)
     category_code: Mapped[str] = mapped_column(String(32), ForeignKey("incident_category.code"))

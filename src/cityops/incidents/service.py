@@ -14,7 +14,22 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    case,
+    cast,
+    column,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    table,
+    update,
+)
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,7 +37,7 @@ from sqlalchemy.orm import Session
 from cityops.core.clock import Clock
 from cityops.core.errors import Conflict, Invalid, NotFound
 from cityops.core.security import Principal, Scope
-from cityops.core.text import fold
+from cityops.core.text import words
 from cityops.incidents.enums import (
     OPEN_STATUSES,
     SEVERITY_RANK,
@@ -30,6 +45,7 @@ from cityops.incidents.enums import (
     HolidayKind,
 )
 from cityops.incidents.models import (
+    WORD_INDEX,
     Holiday,
     Incident,
     IncidentAttachment,
@@ -572,10 +588,60 @@ def _sort_keys(sort: str, driver: Any) -> tuple[list[Any], bool]:
     return [key, tie], sort.startswith("-")
 
 
-def _search(text: str) -> ColumnElement[bool]:
+def search_form(title: str) -> str:
+    """Return the form of a title the word index reads: its folded words, one space apart."""
+    form = " ".join(words(title))
+    # The column holds 300 characters: cut at a word boundary, never inside a word.
+    return form if len(form) <= 300 else form[:301].rsplit(" ", 1)[0]
+
+
+# The FTS5 table of the word index on SQLite (migration 0018); `rowid` is the incident's id.
+_FTS = table(WORD_INDEX, column("rowid", Integer))
+# Below this many matches, SQLite looks each matching incident up by id; above it, it reads the
+# other filters' index (or the sort's) and checks each row against the set of matches: the first
+# costs about 2 µs a match, the second stops after 50 hits of a dense set (measured, 100,000
+# incidents: docs/performance.md).
+_FEW_MATCHES = 1_000
+
+
+@dataclass(slots=True)
+class _Search:
+    """A text search as a condition, and how many incidents match it when the index says."""
+
+    condition: ColumnElement[bool]
+    matches: int | None = None
+
+
+def _words_match(session: Session, terms: Sequence[str]) -> _Search:
+    """Incidents whose title holds every word of `terms`, the last one possibly as a prefix.
+
+    Terms are folded words (letters and digits only), so quoting them is all the escaping
+    either query language needs.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        query = " ".join(f'"{term}"' for term in terms) + "*"
+        hits = select(_FTS.c.rowid).where(literal_column(WORD_INDEX).op("MATCH")(query))
+        # The index alone counts its matches, in a millisecond or two.
+        matches = session.scalar(select(func.count()).select_from(hits.subquery())) or 0
+        # `id + 0` hides the primary key from the planner, which otherwise always looks every
+        # match up by id (then sorts them all) however many there are.
+        key = Incident.id if matches <= _FEW_MATCHES else Incident.id + 0
+        return _Search(key.in_(hits), int(matches))
+    query = " & ".join(f"'{term}'" for term in terms) + ":*"
+    # The expression of the GIN index (migration 0018: the words as a tsvector).
+    document = func.incident_words(Incident.title_folded)
+    return _Search(document.op("@@")(cast(literal(query), TSQUERY)))
+
+
+def _search(session: Session, text: str) -> _Search:
+    """The condition a free-text search sets: a code's beginning, or words of the title."""
     if CODE_QUERY.match(text):
-        return Incident.code.startswith(text.upper(), autoescape=True)
-    return Incident.title_folded.contains(fold(text), autoescape=True)
+        return _Search(Incident.code.startswith(text.upper(), autoescape=True))
+    terms = words(text)
+    if not terms:
+        # Punctuation alone holds no word: nothing matches.
+        return _Search(false(), 0)
+    return _words_match(session, terms)
 
 
 def get_all(
@@ -639,15 +705,42 @@ def get_all(
             else or_(Incident.overdue_at.is_(None), Incident.overdue_at >= now)
         )
     text = (q or "").strip()
-    if text:
-        conditions.append(_search(text))
+    search = _search(session, text) if text else None
+    if search is not None:
+        if search.matches == 0:
+            return [], 0
+        conditions.append(search.condition)
+    return _page(session, driver, departments, driven, conditions, search, sort, now, limit, offset)
+
+
+def _page(
+    session: Session,
+    driver: Any,
+    departments: list[str],
+    driven: list[ColumnElement[bool]],
+    conditions: list[ColumnElement[bool]],
+    search: _Search | None,
+    sort: str,
+    now: datetime,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Run the list's queries: one page of rows, and the total."""
     keys, descending = _sort_keys(sort, driver)
     # Only the sort's own table is read when nothing else asks for the incident: a department's
     # list is then answered from its covering index alone.
     joined = departments and (bool(conditions) or sort.lstrip("-") != "created_at")
     # The page's ids first (from indexes where they suffice), then only those rows: skipped
     # rows of a deep page and sorted-out candidates are never fetched whole.
-    ids = select(*(k.label(f"k{i}") for i, k in enumerate(keys))).select_from(driver)
+    # Words found by the index (SQLite): alone, the index has counted them; with other filters,
+    # the page's query counts its rows too, so the set of matches is built once, not twice.
+    indexed = search is not None and search.matches is not None
+    alone = indexed and not driven and len(conditions) == 1
+    counted = indexed and not alone
+    ids = select(
+        *(k.label(f"k{i}") for i, k in enumerate(keys)),
+        *([func.count().over().label("matches")] if counted else []),
+    ).select_from(driver)
     if joined:
         ids = ids.join(Incident, Incident.id == IncidentDepartment.incident_id)
     ordered = [k.desc() if descending else k.asc() for k in keys]
@@ -656,7 +749,7 @@ def get_all(
     columns = [page.c[f"k{i}"] for i in range(len(keys))]
     # Plain rows, not ORM objects: a list never needs identity tracking, and rows cost a third.
     rows = session.execute(
-        select(*SUMMARY_COLUMNS)
+        select(*SUMMARY_COLUMNS, *([page.c.matches] if counted else []))
         .join(page, Incident.id == columns[-1])
         .order_by(*(c.desc() if descending else c.asc() for c in columns))
     ).all()
@@ -673,7 +766,7 @@ def get_all(
             supporting.setdefault(incident_id, []).append(code)
     items = [
         {
-            **row._mapping,
+            **{key: value for key, value in row._mapping.items() if key != "matches"},
             "supporting_department_codes": supporting.get(row.id, []),
             "overdue": row.overdue_at is not None and row.overdue_at < now,
         }
@@ -681,6 +774,10 @@ def get_all(
     ]
     if offset == 0 and len(items) < limit:
         return items, len(items)
+    if alone and search is not None and search.matches is not None:
+        return items, search.matches
+    if counted and rows:
+        return items, int(rows[0].matches)
     count = select(func.count()).select_from(driver)
     if departments and conditions:
         count = count.join(Incident, Incident.id == IncidentDepartment.incident_id)
@@ -719,7 +816,7 @@ def create(*, session: Session, incident_in: NewIncident) -> Incident:
     incident = Incident(
         code=incident_in.code,
         title=incident_in.title,
-        title_folded=fold(incident_in.title)[:300],
+        title_folded=search_form(incident_in.title),
         description=incident_in.description,
         category_code=incident_in.category_code,
         sector=incident_in.sector,
@@ -782,7 +879,7 @@ def set_departments(
 def set_title(incident: Incident, title: str) -> None:
     """Change an incident's title (and its search form)."""
     incident.title = title
-    incident.title_folded = fold(title)[:300]
+    incident.title_folded = search_form(title)
 
 
 def add_entry(
