@@ -469,21 +469,28 @@ async function start() {
   const extra = installLayers({ map, config, getJson, selectedUnits, unitAt, boundaries });
   try {
     features = await boundaries;
+    performance.mark("ops:boundaries");
   } catch (error) {
     status.textContent = S["web.ops.load_failed"];
     throw error;
   }
   const loaded = await sensorData;
+  performance.mark("ops:sensors");
   setSensors(loaded.list || []);
   if (loaded.error) {
     status.textContent = S["web.ops.load_failed"];
     console.error(loaded.error);
   }
   const drawn = render();
+  performance.mark("ops:render");
+  drawn.then(() => performance.mark("ops:sensors-drawn"));
+  feed.ready.then(() => performance.mark("ops:feed"));
+  extra.then(() => performance.mark("ops:layers"), () => null);
   const results = await Promise.allSettled([drawn, feed.ready, extra]);
   for (const r of results) if (r.status === "rejected") console.warn(r.reason);
   if (!status.textContent) status.textContent = `${S["web.ops.updated"]} ${clock.format(new Date())}`;
   document.body.dataset.ready = "1";
+  performance.mark("ops:ready");
 }
 
 start();
