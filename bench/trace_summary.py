@@ -125,7 +125,11 @@ def _load(path: Path) -> list[dict[str, Any]]:
 
 
 def _main_thread(events: list[dict[str, Any]]) -> tuple[int, int]:
-    """Return (pid, tid) of the renderer main thread that ran the most."""
+    """Return (pid, tid) of the page's renderer main thread: the one that marked `ops:ready`,
+    else the renderer main thread that ran the most (Chromium's own pages have renderers too)."""
+    for e in events:
+        if e.get("name") == "ops:ready" and "blink.user_timing" in e.get("cat", ""):
+            return e["pid"], e["tid"]
     mains = {
         (e["pid"], e["tid"])
         for e in events
@@ -273,7 +277,12 @@ def summarise(path: Path, top: int = 25) -> None:
         elif e["name"] == "ResourceFinish":
             row["end"] = float(data.get("finishTime", 0)) * 1e6 or float(e["ts"])
             row["bytes"] = data.get("encodedDataLength", 0)
-    rows = sorted((r for r in by_id.values() if "url" in r), key=lambda r: r["start"])
+    # The page's own requests (Chromium's pages in other renderers have theirs).
+    origin = "/".join(document["args"]["data"]["url"].split("/", 3)[:3])
+    rows = sorted(
+        (r for r in by_id.values() if r.get("url", "").startswith(origin)),
+        key=lambda r: r["start"],
+    )
     print("  network (start → first byte → end ms, KB):")
     for r in rows:
         url = r["url"].split("//", 1)[-1].split("/", 1)[-1]
