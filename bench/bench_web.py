@@ -23,6 +23,7 @@ Run: .venv/bin/python bench/bench_web.py [entities] [incidents] [--loads N] [--t
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -165,15 +166,20 @@ def _run(base: str, key: str, sync_playwright: Any) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         loads = [_first_load(browser, base) for _ in range(LOADS)]
-        for elapsed, size, count, _ in loads:
+        for elapsed, size, count, _, cpu in loads:
             print(
                 f"(1) first load of / ({ENTITIES:,} entities, {INCIDENTS:,} open incidents): "
-                f"{elapsed:.2f} s to ready, {size / 1e6:.2f} MB in {count} requests"
+                f"{elapsed:.2f} s to ready, {size / 1e6:.2f} MB in {count} requests, "
+                f"server CPU {cpu * 1000:.0f} ms"
             )
         if loads:
-            print(f"(1) median: {statistics.median(x[0] for x in loads):.2f} s")
+            print(
+                f"(1) median: {statistics.median(x[0] for x in loads):.2f} s, server CPU "
+                f"{statistics.median(x[4] for x in loads) * 1000:.0f} ms; load average "
+                + " ".join(f"{x:.2f}" for x in os.getloadavg())
+            )
         if ARGS.trace:
-            elapsed, _, _, _ = _first_load(browser, base, trace=ARGS.trace)
+            elapsed, _, _, _, _ = _first_load(browser, base, trace=ARGS.trace)
             print(f"(3) traced first load: {elapsed:.2f} s to ready (slowed by tracing)")
             summarise(ARGS.trace)
         if not PROBES:
@@ -208,8 +214,13 @@ def _run(base: str, key: str, sync_playwright: Any) -> None:
         browser.close()
 
 
-def _first_load(browser: Any, base: str, trace: Path | None = None) -> tuple[float, int, int, Any]:
-    """Load / in a fresh context: (seconds to ready, bytes, requests, the open page)."""
+def _first_load(
+    browser: Any, base: str, trace: Path | None = None
+) -> tuple[float, int, int, Any, float]:
+    """Load / in a fresh context: (seconds to ready, bytes, requests, the open page, CPU s).
+
+    The CPU time is this process's (the server's threads, and Playwright's client, which mostly
+    waits) from navigation to ready: the server's share of a first load, whatever the load."""
     context = browser.new_context(viewport={"width": 1600, "height": 900})
     login = context.request.post(
         f"{base}/api/v1/auth/login",
@@ -227,9 +238,11 @@ def _first_load(browser: Any, base: str, trace: Path | None = None) -> tuple[flo
     if trace:
         browser.start_tracing(page=page, path=str(trace), categories=TRACE_CATEGORIES)
     t = time.perf_counter()
+    cpu = time.process_time()
     page.goto(f"{base}/")
     page.wait_for_selector("body[data-ready='1']", state="attached", timeout=120_000)
     elapsed = time.perf_counter() - t
+    cpu = time.process_time() - cpu
     if trace:
         browser.stop_tracing()
     page.wait_for_load_state("networkidle")
@@ -247,7 +260,7 @@ def _first_load(browser: Any, base: str, trace: Path | None = None) -> tuple[flo
         f"    resources: {transferred / 1e6:.2f} MB transferSize; slowest: "
         + "; ".join(f"{e[0][:60]} {e[2]:.0f} ms (from {e[1]:.0f})" for e in slow)
     )
-    return elapsed, sum(sizes), len(sizes), page
+    return elapsed, sum(sizes), len(sizes), page, cpu
 
 
 if __name__ == "__main__":
