@@ -10,11 +10,20 @@ runs in a thread of this process with its background work on (the rule engine's 
 2. An observation PATCHed over NGSI-LD that crosses the "VN_AQI > 150" rule → its alert visible
    in the feed of an open screen (p50 / max over a few observations).
 
-Run: .venv/bin/python bench/bench_web.py [entities] [incidents]
+3. With `--trace FILE`: one more first load, recorded as a Chromium performance trace (DevTools
+   timeline, network and the V8 sampling profiler; open it in DevTools' Performance panel or
+   chrome://tracing) and summarised by bench/trace_summary.py: main-thread time by kind and by
+   function, the network waterfall, the page's `ops:*` marks. Tracing slows the page: that
+   load is not among the timed ones.
+
+Run: .venv/bin/python bench/bench_web.py [entities] [incidents] [--loads N] [--trace FILE]
+     [--no-probes]
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -35,11 +44,36 @@ from cityops.auth.schemas import UserCreate
 from cityops.core.db import unit_of_work
 from cityops.core.security import SYSTEM_PRINCIPAL
 from harness import free_port, percentile
+from trace_summary import summarise
 
-ENTITIES = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-INCIDENTS = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000
-LOADS = 3
-PROBES = 8
+_parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+_parser.add_argument("entities", nargs="?", type=int, default=10_000)
+_parser.add_argument("incidents", nargs="?", type=int, default=1_000)
+_parser.add_argument("--loads", type=int, default=3, help="timed first loads (default 3)")
+_parser.add_argument("--trace", type=Path, help="record one more first load as a trace here")
+_parser.add_argument("--no-probes", action="store_true", help="skip observation → feed")
+ARGS = _parser.parse_args()
+ENTITIES = ARGS.entities
+INCIDENTS = ARGS.incidents
+LOADS = ARGS.loads
+PROBES = 0 if ARGS.no_probes else 8
+# The trace's categories: DevTools' Performance panel (timeline, network, user timing marks)
+# and the V8 sampling profiler (scripting by function).
+TRACE_CATEGORIES = [
+    "devtools.timeline",
+    "disabled-by-default-devtools.timeline",
+    "v8.execute",
+    "v8",
+    "blink.user_timing",
+    "loading",
+    "latencyInfo",
+    "disabled-by-default-v8.cpu_profiler",
+    "disabled-by-default-devtools.timeline.frame",
+    "toplevel",
+    "blink",
+    "cppgc",
+    "disabled-by-default-v8.gc",
+]
 PASSWORD = "Bench-Dong-Nai-2026!"  # noqa: S105 - a throwaway benchmark user
 T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 # Communes and wards with seeded centroids, for incidents.
@@ -131,53 +165,28 @@ def _run(base: str, key: str, sync_playwright: Any) -> None:
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        loads: list[tuple[float, int, int]] = []
-        page = None
-        for _ in range(LOADS):
-            context = browser.new_context(viewport={"width": 1600, "height": 900})
-            login = context.request.post(
-                f"{base}/api/v1/auth/login",
-                data={"username": "bench-operator", "password": PASSWORD},
-            )
-            assert login.ok, login.text()
-            page = context.new_page()
-            sizes: list[int] = []
-            page.on(
-                "requestfinished",
-                lambda request, sizes=sizes: sizes.append(
-                    request.sizes()["responseBodySize"] + request.sizes()["responseHeadersSize"]
-                ),
-            )
-            t = time.perf_counter()
-            page.goto(f"{base}/")
-            page.wait_for_selector("body[data-ready='1']", state="attached", timeout=120_000)
-            elapsed = time.perf_counter() - t
-            page.wait_for_load_state("networkidle")
-            body = page.locator("body")
-            assert body.get_attribute("data-sensors") == str(ENTITIES), body.get_attribute(
-                "data-sensors"
-            )
-            assert body.get_attribute("data-incidents") == str(INCIDENTS)
-            loads.append((elapsed, sum(sizes), len(sizes)))
-            # Where the time goes: the browser's own resource timings (transferSize included).
-            entries = page.evaluate(
-                "performance.getEntriesByType('resource').map(e => "
-                "[e.name.replace(location.origin, ''), e.startTime, e.duration, e.transferSize])"
-            )
-            transferred = sum(e[3] for e in entries)
-            slow = sorted(entries, key=lambda e: -e[2])[:4]
-            print(
-                f"    resources: {transferred / 1e6:.2f} MB transferSize; slowest: "
-                + "; ".join(f"{e[0][:60]} {e[2]:.0f} ms (from {e[1]:.0f})" for e in slow)
-            )
-        for elapsed, size, count in loads:
+        loads = [_first_load(browser, base) for _ in range(LOADS)]
+        for elapsed, size, count, _, cpu in loads:
             print(
                 f"(1) first load of / ({ENTITIES:,} entities, {INCIDENTS:,} open incidents): "
-                f"{elapsed:.2f} s to ready, {size / 1e6:.2f} MB in {count} requests"
+                f"{elapsed:.2f} s to ready, {size / 1e6:.2f} MB in {count} requests, "
+                f"server CPU {cpu * 1000:.0f} ms"
             )
-        print(f"(1) median: {statistics.median(x[0] for x in loads):.2f} s")
+        if loads:
+            print(
+                f"(1) median: {statistics.median(x[0] for x in loads):.2f} s, server CPU "
+                f"{statistics.median(x[4] for x in loads) * 1000:.0f} ms; load average "
+                + " ".join(f"{x:.2f}" for x in os.getloadavg())
+            )
+        if ARGS.trace:
+            elapsed, _, _, _, _ = _first_load(browser, base, trace=ARGS.trace)
+            print(f"(3) traced first load: {elapsed:.2f} s to ready (slowed by tracing)")
+            summarise(ARGS.trace)
+        if not PROBES:
+            browser.close()
+            return
+        page = loads[-1][3] if loads else _first_load(browser, base)[3]
 
-        assert page is not None
         page.wait_for_selector("body[data-live='1']", state="attached")
         latencies = []
         for n in range(PROBES):
@@ -203,6 +212,55 @@ def _run(base: str, key: str, sync_playwright: Any) -> None:
             f"p50 {percentile(ms, 50):.0f} ms, max {max(ms):.0f} ms"
         )
         browser.close()
+
+
+def _first_load(
+    browser: Any, base: str, trace: Path | None = None
+) -> tuple[float, int, int, Any, float]:
+    """Load / in a fresh context: (seconds to ready, bytes, requests, the open page, CPU s).
+
+    The CPU time is this process's (the server's threads, and Playwright's client, which mostly
+    waits) from navigation to ready: the server's share of a first load, whatever the load."""
+    context = browser.new_context(viewport={"width": 1600, "height": 900})
+    login = context.request.post(
+        f"{base}/api/v1/auth/login",
+        data={"username": "bench-operator", "password": PASSWORD},
+    )
+    assert login.ok, login.text()
+    page = context.new_page()
+    sizes: list[int] = []
+    page.on(
+        "requestfinished",
+        lambda request, sizes=sizes: sizes.append(
+            request.sizes()["responseBodySize"] + request.sizes()["responseHeadersSize"]
+        ),
+    )
+    if trace:
+        browser.start_tracing(page=page, path=str(trace), categories=TRACE_CATEGORIES)
+    t = time.perf_counter()
+    cpu = time.process_time()
+    page.goto(f"{base}/")
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=120_000)
+    elapsed = time.perf_counter() - t
+    cpu = time.process_time() - cpu
+    if trace:
+        browser.stop_tracing()
+    page.wait_for_load_state("networkidle")
+    body = page.locator("body")
+    assert body.get_attribute("data-sensors") == str(ENTITIES), body.get_attribute("data-sensors")
+    assert body.get_attribute("data-incidents") == str(INCIDENTS)
+    # Where the time goes: the browser's own resource timings (transferSize included).
+    entries = page.evaluate(
+        "performance.getEntriesByType('resource').map(e => "
+        "[e.name.replace(location.origin, ''), e.startTime, e.duration, e.transferSize])"
+    )
+    transferred = sum(e[3] for e in entries)
+    slow = sorted(entries, key=lambda e: -e[2])[:4]
+    print(
+        f"    resources: {transferred / 1e6:.2f} MB transferSize; slowest: "
+        + "; ".join(f"{e[0][:60]} {e[2]:.0f} ms (from {e[1]:.0f})" for e in slow)
+    )
+    return elapsed, sum(sizes), len(sizes), page, cpu
 
 
 if __name__ == "__main__":

@@ -305,3 +305,92 @@ def test_the_map_draws_sensors_from_the_compact_layer_and_recolours_them_live(
         deleted = http.delete(f"/ngsi-ld/v1/entities/{entity_id}", headers=headers)
         assert deleted.status_code == 204, deleted.text
     page.wait_for_function("document.body.dataset.sensors === '2'", timeout=5000)
+
+
+# --- the first load: requests from the page's head, sensors clustered by Supercluster -------
+
+
+def test_the_first_load_takes_every_layer_from_the_requests_sent_by_the_head(
+    page: Any, server: LiveServer, stations: dict[str, Any]
+) -> None:
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    _login(page, server, _user(server, "operator", "Võ Thị Hạnh"))
+    page.wait_for_load_state("networkidle")
+    early = page.evaluate("JSON.parse(document.querySelector('#ops-early').textContent)")
+    assert "/api/v1/map/sensors" in early
+    assert "/api/v1/map/incidents" in early
+    # Each early request was sent once and its response taken by the scripts (none left over,
+    # none asked again).
+    for url in early:
+        assert requests.count(f"{server.url}{url}") == 1, (url, requests)
+    assert page.evaluate("window.cityopsEarly.size") == 0
+    # The phases are marked, in order (bench/bench_web.py --trace reads them).
+    marks = page.evaluate(
+        "Object.fromEntries(performance.getEntriesByType('mark')"
+        ".filter(m => m.name.startsWith('ops:')).map(m => [m.name, m.startTime]))"
+    )
+    assert marks["ops:boundaries"] <= marks["ops:render"] <= marks["ops:ready"]
+    assert marks["ops:sensors"] <= marks["ops:render"]
+
+
+def test_nearby_sensors_are_clustered_and_a_cluster_zooms_in_when_chosen(
+    page: Any, server: LiveServer, stations: dict[str, Any]
+) -> None:
+    headers = _admin_headers(server)
+    lat, lon = centroids()[_far_unit(server)]
+    # Twelve stations about 110 m apart: one cluster at the province's zoom.
+    group = [
+        {
+            "id": f"urn:ngsi-ld:AirQualityObserved:web-group-{n}",
+            "type": "AirQualityObserved",
+            "name": {"type": "Property", "value": f"Trạm cụm {n}"},
+            "location": {
+                "type": "GeoProperty",
+                "value": {
+                    "type": "Point",
+                    "coordinates": [lon + (n % 4) * 0.001, lat + (n // 4) * 0.001],
+                },
+            },
+            "airQualityIndex": {"type": "Property", "value": 60 + n},
+        }
+        for n in range(12)
+    ]
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        upserted = http.post("/ngsi-ld/v1/entityOperations/upsert", json=group, headers=headers)
+        assert upserted.status_code in (201, 204), upserted.text
+        try:
+            _login(page, server, _user(server, "operator", "Đặng Văn Khoa"))
+            body = page.locator("body")
+            assert body.get_attribute("data-sensors") == "14"
+            assert page.locator("#fig-sensors").inner_text() == "14"
+            cluster = page.locator(".marker-cluster[title='12 cảm biến: bấm để phóng to']")
+            assert cluster.count() == 1
+            assert cluster.inner_text() == "12"
+            # Only what the view shows is drawn: one cluster and the two module stations.
+            assert page.locator(".sensor-dot[title^='Trạm cụm']").count() == 0
+            assert (
+                page.locator(".sensor-dot[title='Trạm bh'] span").get_attribute("data-level")
+                == "bad"
+            )
+            page.screenshot(path=str(ARTIFACTS / "operations-sensor-cluster.png"))
+            # Enter on the focused cluster zooms in, as a click does; then the stations show.
+            cluster.focus()
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "document.querySelectorAll(\".marker-cluster[title*='12 cảm biến']\").length === 0"
+            )
+            for _ in range(6):
+                if page.locator(".sensor-dot[title='Trạm cụm 0']").count():
+                    break
+                page.locator(".marker-cluster").first.click()
+                page.wait_for_timeout(400)
+            first = page.locator(".sensor-dot[title='Trạm cụm 0'] span")
+            first.wait_for(state="attached", timeout=5000)
+            assert first.get_attribute("data-level") == "moderate"
+            page.screenshot(path=str(ARTIFACTS / "operations-sensor-cluster-zoomed.png"))
+        finally:
+            for station in group:
+                deleted = http.delete(f"/ngsi-ld/v1/entities/{station['id']}", headers=headers)
+                assert deleted.status_code == 204, deleted.text
+    page.wait_for_function("document.body.dataset.sensors === '2'", timeout=5000)

@@ -572,7 +572,7 @@ def test_json_layers_and_scripts_are_gzipped(
     script = client.get("/static/js/operations.js", headers={"Accept-Encoding": "gzip"})
     assert script.status_code == 200
     assert script.headers["content-encoding"] == "gzip"
-    assert "markerClusterGroup" in script.text
+    assert "sensorLayer" in script.text
     style = client.get("/static/cityops.css", headers={"Accept-Encoding": "gzip"})
     assert style.headers["content-encoding"] == "gzip"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 
 import pytest
@@ -112,3 +114,26 @@ def test_pages_stay_vietnamese_for_a_browser_with_an_english_locale(client: Test
     html = client.get("/units", headers={"Accept-Language": "en-US,en;q=0.9"}).text
     assert '<html lang="vi">' in html
     assert "Xã, phường" in html
+
+
+def test_the_operations_screen_sends_its_layer_requests_from_its_head(
+    client: TestClient, make_user: Callable[..., str]
+) -> None:
+    username = make_user("operator")
+    login = client.post(
+        "/api/v1/auth/login", json={"username": username, "password": TEST_PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    page = client.get("/").text
+    found = re.search(r'<script type="application/json" id="ops-early">(.*?)</script>', page)
+    assert found, "no early requests in the page"
+    # In the head, before the stylesheets (an inline script waits for those above it).
+    assert found.start() < page.index('rel="stylesheet"')
+    early = json.loads(found.group(1))
+    assert early[:2] == ["/api/v1/units/geometry?level=commune", "/api/v1/map/sensors"]
+    assert "/api/v1/map/incidents" in early
+    assert "/api/v1/alerts?status=open&limit=30" in early
+    # Every address is one the user may read, as the scripts would ask for it.
+    for url in early:
+        response = client.get(url, headers={"Accept": "application/json"})
+        assert response.status_code == 200, (url, response.text)

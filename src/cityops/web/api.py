@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
@@ -147,8 +147,34 @@ OPS_KEYS = (
     "web.flood.alarm2",
     "web.flood.alarm3",
     "web.user.logout_failed",
+    "web.ops2.cluster",
     *DESK_FEED_KEYS,
 )
+
+
+def early_requests(feed_kinds: list[str]) -> list[str]:
+    """Return the layer requests the operations screen sends from its head, as its scripts do.
+
+    Each address is the one the script builds (operations.js, feed.js, layers.js), so that the
+    script takes the early response instead of asking again."""
+    facilities = {
+        "type": "PointOfInterest",
+        "options": "keyValues",
+        "pick": "id,name,location,category,capacity",
+        "limit": "1000",
+        "offset": "0",
+    }
+    open_alerts = [("limit", "500"), ("offset", "0")] + [
+        ("status", status) for status in ("open", "acknowledged", "snoozed")
+    ]
+    return [
+        "/api/v1/units/geometry?level=commune",
+        "/api/v1/map/sensors",
+        *(["/api/v1/map/incidents"] if "incidents" in feed_kinds else []),
+        *(["/api/v1/alerts?status=open&limit=30"] if "alerts" in feed_kinds else []),
+        f"/ngsi-ld/v1/entities?{urlencode(facilities)}",
+        f"/api/v1/alerts?{urlencode(open_alerts)}",
+    ]
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -168,6 +194,15 @@ def operations(
     province = unit_service.get_province(session=session)
     current, _ = unit_service.get_all(session=session, on=today, level="commune", limit=1000)
     areas, _ = unit_service.get_all_areas(session=session, limit=100)
+    # The live feed follows the kinds the user may read (the stream refuses others).
+    feed_kinds = [
+        kind
+        for kind, permission in (
+            ("alerts", Permission.ALERT_READ),
+            ("incidents", Permission.INCIDENT_READ),
+        )
+        if principal.can(permission)
+    ]
     config = {
         "lang": lang,
         "tileUrl": settings.map_tile_url,
@@ -189,15 +224,7 @@ def operations(
         # The sensors layer follows entity changes on the stream, for the map's tenant.
         "liveEntities": principal.can(Permission.CONTEXT_READ),
         "tenant": principal.tenant or context_service.DEFAULT_TENANT,
-        # The live feed follows the kinds the user may read (the stream refuses others).
-        "feedKinds": [
-            kind
-            for kind, permission in (
-                ("alerts", Permission.ALERT_READ),
-                ("incidents", Permission.INCIDENT_READ),
-            )
-            if principal.can(permission)
-        ],
+        "feedKinds": feed_kinds,
     }
     return _render(
         request,
@@ -205,6 +232,7 @@ def operations(
         lang,
         translate,
         user=principal,
+        early=early_requests(feed_kinds),
         province=province,
         areas=config["areas"],
         units=current,

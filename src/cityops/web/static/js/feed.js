@@ -28,10 +28,22 @@ const INCIDENT_VERBS = {
   "incidents.incident_escalated": "web.feed.escalated",
 };
 
+/**
+ * Return the response to a request the page's head already sent (`window.cityopsEarly`: the
+ * operations screen's layers leave before any script is fetched), or send it now. An early
+ * response is taken once: reloading a layer asks the server again.
+ */
+export function request(url) {
+  const early = window.cityopsEarly && window.cityopsEarly.get(url);
+  if (early) {
+    window.cityopsEarly.delete(url);
+    return early;
+  }
+  return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+}
+
 async function getJson(url) {
-  const response = await fetch(url, {
-    credentials: "same-origin", headers: { Accept: "application/json" },
-  });
+  const response = await request(url);
   if (!response.ok) throw new Error(`${url}: ${response.status}`);
   return response.json();
 }
