@@ -5,6 +5,7 @@ nothing and nobody else is written to."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -56,19 +57,24 @@ def test_reporter_gets_a_confirmation_with_code_and_link_in_their_language(
     ]
     [to_english] = [m for m in mails if m.rcpt_tos == ["visitor@example.com"]]
     assert to_english.message["Subject"] == f"[CityOps] Report {english}"
-    assert f"Report {english}: Received. Tracking code: {english}." in to_english.text
-    assert f"{BASE}/{english}?lang=en" in to_english.text
+    assert f"Report {english}: Received. Follow it at:" in to_english.text
+    english_link = re.search(rf"{BASE}/{english}\?lang=en&key=[0-9a-f]{{32}}\n", to_english.text)
+    assert english_link is not None
     [to_vietnamese] = [m for m in mails if m.rcpt_tos == ["nguoidan@example.vn"]]
     assert to_vietnamese.message["Subject"] == f"[CityOps] Phản ánh {vietnamese}"
-    assert f"Phản ánh {vietnamese}: Đã tiếp nhận. Mã theo dõi: {vietnamese}." in to_vietnamese.text
-    assert f"{BASE}/{vietnamese}\n" in to_vietnamese.text
+    assert f"Phản ánh {vietnamese}: Đã tiếp nhận. Theo dõi tại:" in to_vietnamese.text
+    assert re.search(rf"{BASE}/{vietnamese}\?key=[0-9a-f]{{32}}\n", to_vietnamese.text)
     [sms] = _sms(http_receiver)
     assert sms["to"] == "+84987654321"
     assert sms["text"].startswith(f"Report {english}: Received")
-    assert sms["text"].endswith(f"{BASE}/{english}?lang=en")  # the link whole
+    assert sms["text"].endswith(english_link.group(0).strip())  # the link whole
     assert len(sms["text"]) <= 160
     for mail in mails:
         assert anonymous not in mail.text
+    # The link is the reporter's own: it opens the page where they rate the result later.
+    page = client.get(english_link.group(0).strip().removeprefix("https://ioc.dongnai.gov.vn"))
+    assert page.status_code == 200
+    assert page.headers["referrer-policy"] == "no-referrer"
     # The message goes with the report: a refused submission sends nothing.
     refused = submit(service_code="MT-01", email="late@example.vn")  # no place given
     assert refused.status_code == 400

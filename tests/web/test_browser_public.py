@@ -120,6 +120,9 @@ def test_a_citizen_reports_from_a_phone_follows_it_and_rates_it(
     phone.wait_for_selector("body[data-sent]", state="attached")
     code = phone.locator("#tracking-code").inner_text()
     assert code.startswith("PA-")
+    # The reporter's own link (with the key that lets them rate), as the page shows it.
+    own_link = phone.locator("#tracking-link").get_attribute("href")
+    assert own_link is not None
     phone.screenshot(path=str(ARTIFACTS / "public-report-sent.png"))
 
     headers = _admin_headers(server)
@@ -165,7 +168,7 @@ def test_a_citizen_reports_from_a_phone_follows_it_and_rates_it(
         before = citizen_service.satisfaction(
             session=session, start=start, end=runtime.clock.now() + timedelta(days=1)
         )
-    phone.goto(f"{server.url}/public/reports/{code}")
+    phone.goto(f"{server.url}{own_link}")
     assert phone.locator("#report-status").inner_text() == "Đã xử lý xong"
     assert "Đã tiếp nhận" in phone.locator("#history").inner_text()
     assert phone.locator(".photos img").count() == 1

@@ -238,7 +238,8 @@ def rate_report(
     code: CodePath,
     rating: RatingIn,
 ) -> Response:
-    """Record whether the reporter is satisfied with the result (once, after closing)."""
+    """Record whether the reporter is satisfied with the result (once, after closing; with the
+    reporter key from the tracking link they were given)."""
     flows.check_rate(runtime, f"ip:{request.client.host if request.client else '-'}")
     report = service.get_by_code_or_raise(session=session, tracking_code=code)
     flows.rate(
@@ -247,6 +248,7 @@ def rate_report(
         report=report,
         satisfied=rating.satisfied,
         comment=rating.comment,
+        key=rating.key,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -478,7 +480,8 @@ def submit_public(
         duplicate_of=original.tracking_code if original is not None else None,
         notice=created.notice,
         photos=len(service.get_photos(session=session, report_id=report.id)),
-        tracking_url=f"/public/reports/{report.tracking_code}",
+        # The reporter's own link: it carries the key that lets them rate the result.
+        tracking_url=f"/public/reports/{report.tracking_code}?key={report.token}",
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import threading
 import time
 from collections import deque
@@ -82,8 +83,8 @@ STATUS_TEXT = {
 CLOSED_INCIDENT = ("resolved", "closed")
 # The confirmation a reporter who left contacts gets at once (the link follows it).
 RECEIPT_TEXT = (
-    "Đã tiếp nhận. Mã theo dõi: {code}. Xem tiến độ xử lý tại:",
-    "Received. Tracking code: {code}. Follow its progress at:",
+    "Đã tiếp nhận. Theo dõi tại:",
+    "Received. Follow it at:",
 )
 # Opens incidents for citizen reports: the report is the authority, not a user.
 CITIZEN_PRINCIPAL = Principal(
@@ -651,10 +652,12 @@ def _tell_reporters(
         )
 
 
-def tracking_link(settings: Any, tracking_code: str, language: str | None) -> str:
-    """Return the public tracking page of a report, in the reporter's language."""
-    link = f"{settings.public_url.rstrip('/')}/public/reports/{tracking_code}"
-    return link + "?lang=en" if language == "en" else link
+def tracking_link(settings: Any, report: Report, language: str | None) -> str:
+    """Return a report's tracking page for its reporter: their language and their key (which
+    lets them rate the result)."""
+    link = f"{settings.public_url.rstrip('/')}/public/reports/{report.tracking_code}"
+    lang = "lang=en&" if language == "en" else ""
+    return f"{link}?{lang}key={report.token}"
 
 
 def confirm_receipt(
@@ -670,7 +673,7 @@ def confirm_receipt(
         email=contacts.get("email"),
         phone=contacts.get("phone"),
         language=language,
-        text=(en if language == "en" else vi).format(code=report.tracking_code),
+        text=en if language == "en" else vi,
         at=report.requested_at,
         link_in_sms=True,
     )
@@ -690,7 +693,7 @@ def _message_reporter(
 ) -> None:
     # Through the outbox, in the causing transaction: sent once it commits, retried on failure.
     settings = runtime.settings
-    link = tracking_link(settings, report.tracking_code, language)
+    link = tracking_link(settings, report, language)
     subject, message = reporter_message(report.tracking_code, text, language)
     owner = f"citizen:{report.tracking_code}"
     if email and smtp_configured(settings):
@@ -758,10 +761,24 @@ def moderate(*, runtime: Runtime, session: Session, report: Report, approve: boo
     return report
 
 
+def reporter_key_matches(report: Report, key: str | None) -> bool:
+    """Tell whether a key is the report's reporter key (sent only to the reporter)."""
+    return bool(key) and secrets.compare_digest(report.token.encode(), (key or "").encode())
+
+
 def rate(
-    *, runtime: Runtime, session: Session, report: Report, satisfied: bool, comment: str | None
+    *,
+    runtime: Runtime,
+    session: Session,
+    report: Report,
+    satisfied: bool,
+    comment: str | None,
+    key: str | None,
 ) -> Report:
-    """Record the reporter's rating of a closed report (once)."""
+    """Record the reporter's rating of a closed report (once; the reporter key is required)."""
+    if not reporter_key_matches(report, key):
+        # Tracking codes are public (Open311 lists them): the key keeps the 766 tally honest.
+        raise Forbidden("citizen.rating.key", code=report.tracking_code)
     if report.status != ReportStatus.CLOSED or report.moderation == Moderation.HIDDEN:
         raise Conflict("citizen.rating.not_closed", code=report.tracking_code)
     if report.rated_at is not None:

@@ -179,6 +179,8 @@ class RatingIn(WriteModel):
 
     satisfied: bool
     comment: Annotated[str, Field(max_length=1000)] | None = None
+    # The reporter key from their tracking link (confirmation message or submission answer).
+    key: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
 
 
 class ErasureIn(WriteModel):

@@ -1,5 +1,5 @@
 // The tracking page (/public/reports/{code}): the reporter rates a resolved report through the
-// citizen API's rating route (once).
+// citizen API's rating route (once), with the key of their tracking link (config.key).
 
 const config = JSON.parse(document.getElementById("public-config").textContent);
 const S = config.strings;
@@ -24,7 +24,11 @@ if (form) {
         {
           method: "POST",
           headers: { "Content-Type": "application/json", Accept: "application/json" },
-          body: JSON.stringify({ satisfied: choice.value === "true", ...(comment ? { comment } : {}) }),
+          body: JSON.stringify({
+            satisfied: choice.value === "true",
+            key: config.key,
+            ...(comment ? { comment } : {}),
+          }),
         },
       );
       if (response.status === 204) {
