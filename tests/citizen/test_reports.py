@@ -176,6 +176,19 @@ def test_nearby_report_is_offered_as_duplicate_and_linking_shares_the_incident(
     runtime.outbox.drain()
     phones = {r.json()["to"] for r in http_receiver.requests if r.path == "/sms"}
     assert {"+84912345678", "+84987654321"} <= phones
+    # Both reporters rate: the case counts once, with its original's rating (as 766 counts
+    # cases, see tests/kpi), and each rating needs that reporter's own key.
+    for code, satisfied in ((first, True), (linked, False)):
+        rated = client.post(
+            f"{API}/citizen/reports/{code}/rating",
+            json={"satisfied": satisfied, "key": reporter_key(runtime, code)},
+        )
+        assert rated.status_code == 204, rated.text
+    with unit_of_work(runtime.session_factory) as session:
+        tally = service.satisfaction(
+            session=session, start=clock.now() - timedelta(hours=1), end=clock.now() + timedelta(1)
+        )
+    assert (tally.closed, tally.rated, tally.satisfied) == (1, 1, 1)
     # After 7 days a report is no longer offered.
     clock.advance(timedelta(days=8))
     report_id(submit(service_code="MT-01", **TRAN_BIEN))
