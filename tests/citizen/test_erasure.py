@@ -221,3 +221,27 @@ def test_retention_job_deletes_photos_and_media_url_after_closing(
     incident_id = staff_view(client, login_as("operator"), code)["incident_id"]
     incident = client.get(f"{API}/incidents/{incident_id}", headers=login_as("operator")).json()
     assert incident["attachments"] == []
+
+
+def test_an_anonymous_reporter_erases_photos_with_the_key_of_their_link(
+    client: TestClient, settings: Settings
+) -> None:
+    body = created(send(client, {"service_code": "MT-01", **TRAN_BIEN}, [photo()]))
+    code, mine = body["tracking_code"], body["tracking_url"]
+    key = mine.rsplit("key=", 1)[1]
+    path = _stored(client, settings, code, 1)
+    # Only the reporter's own link offers erasure.
+    assert 'id="erase-form"' in client.get(mine).text
+    assert 'id="erase-form"' not in client.get(f"/public/reports/{code}").text
+    url = f"{API}/citizen/reports/{code}/erasure"
+    neither = client.post(url, json={})
+    assert neither.status_code == 422
+    assert neither.json()["errors"][0]["field"] == "contact"
+    assert client.post(url, json={"key": "0" * 32}).status_code == 404
+    assert client.post(url, json={"contact": "someone@example.vn", "key": "ab"}).status_code == 404
+    assert path.exists()
+    done = client.post(url, json={"key": key})
+    assert done.status_code == 204, done.text
+    assert not path.exists()
+    _public_show_no_photo(client, code)
+    assert client.post(url, json={"key": key}).status_code == 204  # nothing left: no change

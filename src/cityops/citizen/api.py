@@ -262,10 +262,11 @@ def rate_report(
 def erase(
     request: Request, session: SessionDep, runtime: RuntimeDep, code: CodePath, body: ErasureIn
 ) -> Response:
-    """Erase the reporter's name and contacts, given the tracking code and their e-mail or phone."""
+    """Erase the reporter's contacts and photos, given the tracking code and their e-mail or
+    phone, or the key of their tracking link."""
     flows.check_rate(runtime, f"ip:{request.client.host if request.client else '-'}")
     flows.request_erasure(
-        runtime=runtime, session=session, tracking_code=code, contact=body.contact
+        runtime=runtime, session=session, tracking_code=code, contact=body.contact, key=body.key
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

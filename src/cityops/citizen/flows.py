@@ -800,19 +800,39 @@ def rate(
 
 
 def request_erasure(
-    *, runtime: Runtime, session: Session, tracking_code: str, contact: str
+    *,
+    runtime: Runtime,
+    session: Session,
+    tracking_code: str,
+    contact: str | None,
+    key: str | None = None,
 ) -> None:
-    """Erase a reporter's personal data at their request (tracking code + their e-mail or phone)."""
+    """Erase a reporter's personal data at their request: tracking code + their e-mail or phone,
+    or + the reporter key of their tracking link."""
+    if not contact and not key:
+        raise _invalid([_error("contact", "citizen.field.required")])
     report = service.get_by_code(session=session, tracking_code=tracking_code)
     reporter = (
         service.get_reporter(session=session, report_id=report.id) if report is not None else None
     )
-    given = contact.strip()
-    phone = notify_service.normalize_phone(given)
-    matches = reporter is not None and (
-        (reporter.email is not None and reporter.email.lower() == given.lower())
-        or (reporter.phone is not None and phone is not None and reporter.phone == phone)
+    given = (contact or "").strip()
+    phone = notify_service.normalize_phone(given) if given else None
+    matches = (
+        reporter is not None
+        and bool(given)
+        and (
+            (reporter.email is not None and reporter.email.lower() == given.lower())
+            or (reporter.phone is not None and phone is not None and reporter.phone == phone)
+        )
     )
+    if report is not None and not matches and key and reporter_key_matches(report, key):
+        if (
+            reporter is None
+            and report.media_url is None
+            and not service.count_photos(session=session, report_ids=[report.id])
+        ):
+            return  # already erased: asking again with the key changes nothing
+        matches = True
     if report is None or not matches:
         # One answer for "no such report" and "not your contact": nothing to learn by guessing.
         raise NotFound("citizen.erasure.no_match")

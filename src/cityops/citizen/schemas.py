@@ -184,9 +184,11 @@ class RatingIn(WriteModel):
 
 
 class ErasureIn(WriteModel):
-    """A reporter's request to erase their personal data: the e-mail or phone they gave."""
+    """A reporter's request to erase their personal data: the e-mail or phone they gave, or the
+    reporter key of their tracking link (the only proof an anonymous reporter has)."""
 
-    contact: Annotated[str, Field(min_length=3, max_length=254, pattern=SINGLE_LINE)]
+    contact: Annotated[str, Field(min_length=3, max_length=254, pattern=SINGLE_LINE)] | None = None
+    key: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")] | None = None
 
 
 class DuplicateRead(ReadModel):

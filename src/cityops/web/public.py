@@ -51,6 +51,8 @@ REPORT_KEYS = (
     "web.public.js.consent_needed",
 )
 TRACK_KEYS = (
+    "web.public5.erase.confirm",
+    "web.public5.erase.done",
     "web.public.js.rating_sent",
     "web.public.js.failed",
     "web.public.js.unreachable",

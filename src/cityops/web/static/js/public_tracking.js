@@ -50,3 +50,44 @@ if (form) {
     }
   });
 }
+
+// The reporter erases their contacts and photos (Law 91/2025/QH15) with the same key.
+const eraseForm = document.getElementById("erase-form");
+
+if (eraseForm) {
+  const error = document.getElementById("erase-error");
+  eraseForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!window.confirm(S["web.public5.erase.confirm"])) return;
+    const button = eraseForm.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const response = await fetch(
+        `/api/v1/citizen/reports/${encodeURIComponent(config.code)}/erasure?lang=${config.lang}`,
+        {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          body: JSON.stringify({ key: config.key }),
+        },
+      );
+      if (response.status === 204) {
+        eraseForm.hidden = true;
+        document.getElementById("photos-heading")?.remove();
+        document.querySelector("ul.photos")?.remove();
+        const done = document.getElementById("erased");
+        done.textContent = S["web.public5.erase.done"];
+        done.hidden = false;
+        document.body.dataset.erased = "1";
+        return;
+      }
+      const data = await response.json().catch(() => ({}));
+      error.textContent = data.detail || data.title || S["web.public.js.failed"];
+      error.hidden = false;
+    } catch {
+      error.textContent = S["web.public.js.unreachable"];
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
