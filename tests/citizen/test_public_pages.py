@@ -86,7 +86,8 @@ def test_tracking_page_follows_the_report_to_resolution_and_rating(
         )
     )
     code = body["tracking_code"]
-    html = page(client, f"/public/reports/{code}")
+    mine = body["tracking_url"]  # the reporter's own link, with their key
+    html = page(client, mine)
     assert code in html
     assert 'data-status="open"' in html
     assert "Đang xử lý" in html
@@ -102,7 +103,12 @@ def test_tracking_page_follows_the_report_to_resolution_and_rating(
     html = page(client, f"/public/reports/{code}")
     assert 'data-status="closed"' in html
     assert "Đã xử lý xong" in html
+    # Anyone can follow the report; only its reporter (their link's key) gets the rating form.
+    assert 'id="rating-form"' not in html
+    assert 'id="rating-key-needed"' in html
+    html = page(client, mine)
     assert 'id="rating-form"' in html
+    assert 'id="rating-key-needed"' not in html
     english = page(client, f"/public/reports/{code}?lang=en")
     assert "Resolved" in english
     assert "Received" in english
@@ -110,8 +116,10 @@ def test_tracking_page_follows_the_report_to_resolution_and_rating(
     assert "Đã tiếp nhận" not in english
     with unit_of_work(runtime.session_factory) as session:
         before = service.satisfaction(session=session, start=start, end=clock.now() + timedelta(1))
+    key = mine.rsplit("key=", 1)[1]
     rated = client.post(
-        f"{API}/citizen/reports/{code}/rating", json={"satisfied": True, "comment": "Tốt"}
+        f"{API}/citizen/reports/{code}/rating",
+        json={"satisfied": True, "comment": "Tốt", "key": key},
     )
     assert rated.status_code == 204
     with unit_of_work(runtime.session_factory) as session:

@@ -176,6 +176,19 @@ def test_nearby_report_is_offered_as_duplicate_and_linking_shares_the_incident(
     runtime.outbox.drain()
     phones = {r.json()["to"] for r in http_receiver.requests if r.path == "/sms"}
     assert {"+84912345678", "+84987654321"} <= phones
+    # Both reporters rate: the case counts once, with its original's rating (as 766 counts
+    # cases, see tests/kpi), and each rating needs that reporter's own key.
+    for code, satisfied in ((first, True), (linked, False)):
+        rated = client.post(
+            f"{API}/citizen/reports/{code}/rating",
+            json={"satisfied": satisfied, "key": reporter_key(runtime, code)},
+        )
+        assert rated.status_code == 204, rated.text
+    with unit_of_work(runtime.session_factory) as session:
+        tally = service.satisfaction(
+            session=session, start=clock.now() - timedelta(hours=1), end=clock.now() + timedelta(1)
+        )
+    assert (tally.closed, tally.rated, tally.satisfied) == (1, 1, 1)
     # After 7 days a report is no longer offered.
     clock.advance(timedelta(days=8))
     report_id(submit(service_code="MT-01", **TRAN_BIEN))
@@ -183,6 +196,14 @@ def test_nearby_report_is_offered_as_duplicate_and_linking_shares_the_incident(
         f"{API}/citizen/duplicates", params={"service_code": "MT-01", "lat": 10.938, "lon": 106.835}
     ).json()
     assert first not in [o["tracking_code"] for o in stale]
+
+
+def reporter_key(runtime: Runtime, code: str) -> str:
+    """The key of a reporter's tracking link (sent to them in every message)."""
+    with unit_of_work(runtime.session_factory) as session:
+        report = service.get_by_code(session=session, tracking_code=code)
+        assert report is not None
+        return report.token
 
 
 def test_rating_once_resolved_feeds_the_satisfaction_tally(
@@ -194,19 +215,31 @@ def test_rating_once_resolved_feeds_the_satisfaction_tally(
 ) -> None:
     start = clock.now()
     code = report_id(submit(service_code="GT-01", **{"attribute[damage]": "crack"}, **TRAN_BIEN))
-    early = client.post(f"{API}/citizen/reports/{code}/rating", json={"satisfied": True})
+    key = reporter_key(runtime, code)
+    early = client.post(
+        f"{API}/citizen/reports/{code}/rating", json={"satisfied": True, "key": key}
+    )
     assert early.status_code == 409
     incident_id = staff_view(client, login_as("operator"), code)["incident_id"]
     clock.advance(timedelta(hours=2))
     work_through(client, login_as, incident_id, "SXD")
+    # The tracking code is public (Open311 lists it): without the reporter's key, no rating.
+    for body in ({"satisfied": True}, {"satisfied": True, "key": "0" * 32}):
+        stranger = client.post(f"{API}/citizen/reports/{code}/rating", json=body)
+        assert stranger.status_code in (403, 422), stranger.text
+    assert stranger.status_code == 403
     rated = client.post(
         f"{API}/citizen/reports/{code}/rating",
-        json={"satisfied": False, "comment": "Vá tạm, vẫn còn lún"},
+        json={"satisfied": False, "comment": "Vá tạm, vẫn còn lún", "key": key},
     )
     assert rated.status_code == 204, rated.text
-    again = client.post(f"{API}/citizen/reports/{code}/rating", json={"satisfied": True})
+    again = client.post(
+        f"{API}/citizen/reports/{code}/rating", json={"satisfied": True, "key": key}
+    )
     assert again.status_code == 409
-    unknown = client.post(f"{API}/citizen/reports/PA-ZZZZ-ZZZZ/rating", json={"satisfied": True})
+    unknown = client.post(
+        f"{API}/citizen/reports/PA-ZZZZ-ZZZZ/rating", json={"satisfied": True, "key": key}
+    )
     assert unknown.status_code == 404
     with unit_of_work(runtime.session_factory) as session:
         tally = service.satisfaction(

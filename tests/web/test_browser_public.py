@@ -120,6 +120,9 @@ def test_a_citizen_reports_from_a_phone_follows_it_and_rates_it(
     phone.wait_for_selector("body[data-sent]", state="attached")
     code = phone.locator("#tracking-code").inner_text()
     assert code.startswith("PA-")
+    # The reporter's own link (with the key that lets them rate), as the page shows it.
+    own_link = phone.locator("#tracking-link").get_attribute("href")
+    assert own_link is not None
     phone.screenshot(path=str(ARTIFACTS / "public-report-sent.png"))
 
     headers = _admin_headers(server)
@@ -165,7 +168,7 @@ def test_a_citizen_reports_from_a_phone_follows_it_and_rates_it(
         before = citizen_service.satisfaction(
             session=session, start=start, end=runtime.clock.now() + timedelta(days=1)
         )
-    phone.goto(f"{server.url}/public/reports/{code}")
+    phone.goto(f"{server.url}{own_link}")
     assert phone.locator("#report-status").inner_text() == "Đã xử lý xong"
     assert "Đã tiếp nhận" in phone.locator("#history").inner_text()
     assert phone.locator(".photos img").count() == 1
@@ -180,6 +183,17 @@ def test_a_citizen_reports_from_a_phone_follows_it_and_rates_it(
             session=session, start=start, end=runtime.clock.now() + timedelta(days=1)
         )
     assert (after.rated, after.satisfied) == (before.rated + 1, before.satisfied + 1)
+    # The reporter then erases their phone number and photo from the same page.
+    phone.goto(f"{server.url}{own_link}")
+    phone.once("dialog", lambda dialog: dialog.accept())
+    phone.get_by_role("button", name="Xoá thông tin liên hệ và ảnh của tôi").tap()
+    phone.wait_for_selector("body[data-erased='1']", state="attached")
+    assert phone.locator(".photos img").count() == 0
+    with httpx.Client(base_url=server.url, timeout=10, headers=headers) as http:
+        erased = http.get(f"/api/v1/citizen/reports/{code}").json()
+        assert erased["reporter"] is None
+        assert erased["photo_urls"] == []
+        assert http.get(f"/api/v1/citizen/reports/{code}/photos/1").status_code == 404
     phone.goto(f"{server.url}/public/reports?lang=en")
     phone.wait_for_function("document.body.dataset.markers !== undefined")
     assert phone.locator("body").get_attribute("data-markers") == "2"

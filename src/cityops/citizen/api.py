@@ -238,7 +238,8 @@ def rate_report(
     code: CodePath,
     rating: RatingIn,
 ) -> Response:
-    """Record whether the reporter is satisfied with the result (once, after closing)."""
+    """Record whether the reporter is satisfied with the result (once, after closing; with the
+    reporter key from the tracking link they were given)."""
     flows.check_rate(runtime, f"ip:{request.client.host if request.client else '-'}")
     report = service.get_by_code_or_raise(session=session, tracking_code=code)
     flows.rate(
@@ -247,6 +248,7 @@ def rate_report(
         report=report,
         satisfied=rating.satisfied,
         comment=rating.comment,
+        key=rating.key,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -260,10 +262,11 @@ def rate_report(
 def erase(
     request: Request, session: SessionDep, runtime: RuntimeDep, code: CodePath, body: ErasureIn
 ) -> Response:
-    """Erase the reporter's name and contacts, given the tracking code and their e-mail or phone."""
+    """Erase the reporter's contacts and photos, given the tracking code and their e-mail or
+    phone, or the key of their tracking link."""
     flows.check_rate(runtime, f"ip:{request.client.host if request.client else '-'}")
     flows.request_erasure(
-        runtime=runtime, session=session, tracking_code=code, contact=body.contact
+        runtime=runtime, session=session, tracking_code=code, contact=body.contact, key=body.key
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -478,7 +481,8 @@ def submit_public(
         duplicate_of=original.tracking_code if original is not None else None,
         notice=created.notice,
         photos=len(service.get_photos(session=session, report_id=report.id)),
-        tracking_url=f"/public/reports/{report.tracking_code}",
+        # The reporter's own link: it carries the key that lets them rate the result.
+        tracking_url=f"/public/reports/{report.tracking_code}?key={report.token}",
     )
 
 

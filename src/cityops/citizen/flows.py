@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import threading
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from cityops.auth import service as auth_service
@@ -42,7 +44,7 @@ from cityops.core.security import Permission, Principal
 from cityops.incidents import files as incident_files
 from cityops.incidents import flows as incidents_flows
 from cityops.incidents import service as incident_service
-from cityops.incidents.enums import IncidentEvent
+from cityops.incidents.enums import IncidentEvent, TimelineKind
 from cityops.incidents.schemas import IncidentCreate
 from cityops.notify import channels as notify_channels
 from cityops.notify import service as notify_service
@@ -79,6 +81,11 @@ STATUS_TEXT = {
     "closed": ("Đã đóng", "Closed"),
 }
 CLOSED_INCIDENT = ("resolved", "closed")
+# The confirmation a reporter who left contacts gets at once (the link follows it).
+RECEIPT_TEXT = (
+    "Đã tiếp nhận. Theo dõi tại:",
+    "Received. Follow it at:",
+)
 # Opens incidents for citizen reports: the report is the authority, not a user.
 CITIZEN_PRINCIPAL = Principal(
     kind="system",
@@ -96,6 +103,19 @@ PHOTO_PRINCIPAL = Principal(
     permissions=frozenset({str(Permission.INCIDENT_WORK)}),
 )
 CONTACT_FIELDS = ("first_name", "last_name", "email", "phone")
+# Writes the retention job's erasures to the audit log.
+ERASURE_PRINCIPAL = Principal(
+    kind="system", id=0, name="citizen.retention", role="system", permissions=frozenset()
+)
+# The incident timeline's note when a report's photos are erased (staff read it in Vietnamese).
+ERASURE_NOTE = {
+    "request": "Ảnh của phản ánh {code} đã được xoá theo yêu cầu của người phản ánh "
+    "(Luật Bảo vệ dữ liệu cá nhân 91/2025/QH15)",
+    "retention": "Ảnh của phản ánh {code} đã được xoá khi hết thời hạn lưu trữ "
+    "(Luật Bảo vệ dữ liệu cá nhân 91/2025/QH15)",
+}
+_ORPHANS = "citizen.orphan_files"
+_ORPHANS_HOOKED = "citizen.orphan_files_hooked"
 
 
 def install(runtime: Runtime) -> None:
@@ -462,6 +482,8 @@ def create_report(
         # Kept with the contacts only: it says which language their messages are sent in.
         contacts["language"] = language if language in ("vi", "en") else "vi"
     service.set_reporter(session=session, report=report, fields=contacts)
+    if contacts["email"] or contacts["phone"]:
+        confirm_receipt(runtime=runtime, session=session, report=report, contacts=contacts)
     service.add_note(
         session=session, report=report, at=now, kind=NoteKind.RECEIVED, description="Đã tiếp nhận"
     )
@@ -646,55 +668,105 @@ def _tell_reporters(
     text_en: str,
     at: datetime,
 ) -> None:
-    settings = runtime.settings
     by_id = {r.id: r for r in reports}
     for reporter in service.get_reporters(session=session, report_ids=list(by_id)):
         report = by_id[reporter.report_id]
-        english = reporter.language == "en"
-        link = f"{settings.public_url.rstrip('/')}/public/reports/{report.tracking_code}"
-        if english:
-            link += "?lang=en"
-        subject, message = reporter_message(
-            report.tracking_code, text_en if english else text, reporter.language
+        _message_reporter(
+            runtime=runtime,
+            session=session,
+            report=report,
+            email=reporter.email,
+            phone=reporter.phone,
+            language=reporter.language,
+            text=text_en if reporter.language == "en" else text,
+            at=at,
         )
-        owner = f"citizen:{report.tracking_code}"
-        if reporter.email and smtp_configured(settings):
-            mail = EmailMessage()
-            mail["From"] = settings.smtp_from
-            mail["To"] = reporter.email
-            mail["Subject"] = subject
-            mail["Date"] = format_datetime(at)
-            mail["Message-ID"] = make_msgid(domain="cityops.local")
-            mail.set_content(f"{message}\n\n{link}\n")
-            outbox.enqueue(
-                session=session,
-                now=at,
-                channel=SMTP_CHANNEL,
-                owner=owner,
-                source="citizen",
-                target=reporter.email,
-                payload=mail.as_bytes(),
-                content_type="message/rfc822",
-                source_ref=report.tracking_code,
-            )
-        if reporter.phone and settings.sms_gateway_url:
-            short = notify_channels.unaccent(message) if settings.sms_unaccented else message
-            values = {
-                "phone": reporter.phone,
-                "phone_national": notify_service.national_phone(reporter.phone),
-                "message": short[: notify_channels.SMS_MAX],
-            }
-            outbox.enqueue(
-                session=session,
-                now=at,
-                channel="sms",
-                owner=owner,
-                source="citizen",
-                target=settings.sms_gateway_url,
-                payload=notify_channels.render_gateway(settings.sms_gateway_template, values),
-                content_type="application/json",
-                source_ref=report.tracking_code,
-            )
+
+
+def tracking_link(settings: Any, report: Report, language: str | None) -> str:
+    """Return a report's tracking page for its reporter: their language and their key (which
+    lets them rate the result)."""
+    link = f"{settings.public_url.rstrip('/')}/public/reports/{report.tracking_code}"
+    lang = "lang=en&" if language == "en" else ""
+    return f"{link}?{lang}key={report.token}"
+
+
+def confirm_receipt(
+    *, runtime: Runtime, session: Session, report: Report, contacts: Mapping[str, str | None]
+) -> None:
+    """Tell a reporter who left an e-mail or phone that the report arrived, with its code."""
+    language = contacts.get("language")
+    vi, en = RECEIPT_TEXT
+    _message_reporter(
+        runtime=runtime,
+        session=session,
+        report=report,
+        email=contacts.get("email"),
+        phone=contacts.get("phone"),
+        language=language,
+        text=en if language == "en" else vi,
+        at=report.requested_at,
+        link_in_sms=True,
+    )
+
+
+def _message_reporter(
+    *,
+    runtime: Runtime,
+    session: Session,
+    report: Report,
+    email: str | None,
+    phone: str | None,
+    language: str | None,
+    text: str,
+    at: datetime,
+    link_in_sms: bool = False,
+) -> None:
+    # Through the outbox, in the causing transaction: sent once it commits, retried on failure.
+    settings = runtime.settings
+    link = tracking_link(settings, report, language)
+    subject, message = reporter_message(report.tracking_code, text, language)
+    owner = f"citizen:{report.tracking_code}"
+    if email and smtp_configured(settings):
+        mail = EmailMessage()
+        mail["From"] = settings.smtp_from
+        mail["To"] = email
+        mail["Subject"] = subject
+        mail["Date"] = format_datetime(at)
+        mail["Message-ID"] = make_msgid(domain="cityops.local")
+        mail.set_content(f"{message}\n\n{link}\n")
+        outbox.enqueue(
+            session=session,
+            now=at,
+            channel=SMTP_CHANNEL,
+            owner=owner,
+            source="citizen",
+            target=email,
+            payload=mail.as_bytes(),
+            content_type="message/rfc822",
+            source_ref=report.tracking_code,
+        )
+    if phone and settings.sms_gateway_url:
+        short = notify_channels.unaccent(message) if settings.sms_unaccented else message
+        if link_in_sms:
+            # The link whole, whatever the text's length: a cut link is no link.
+            short = f"{short[: max(notify_channels.SMS_MAX - len(link) - 1, 0)]} {link}"
+        values = {
+            "phone": phone,
+            "phone_national": notify_service.national_phone(phone),
+            "message": short[: notify_channels.SMS_MAX] if not link_in_sms else short,
+        }
+        outbox.enqueue(
+            session=session,
+            now=at,
+            channel="sms",
+            owner=owner,
+            source="citizen",
+            target=settings.sms_gateway_url,
+            payload=notify_channels.render_gateway(settings.sms_gateway_template, values),
+            content_type="application/json",
+            source_ref=report.tracking_code,
+        )
 
 
 # --- moderation, rating, erasure -------------------------------------------------------------
@@ -720,10 +792,24 @@ def moderate(*, runtime: Runtime, session: Session, report: Report, approve: boo
     return report
 
 
+def reporter_key_matches(report: Report, key: str | None) -> bool:
+    """Tell whether a key is the report's reporter key (sent only to the reporter)."""
+    return bool(key) and secrets.compare_digest(report.token.encode(), (key or "").encode())
+
+
 def rate(
-    *, runtime: Runtime, session: Session, report: Report, satisfied: bool, comment: str | None
+    *,
+    runtime: Runtime,
+    session: Session,
+    report: Report,
+    satisfied: bool,
+    comment: str | None,
+    key: str | None,
 ) -> Report:
-    """Record the reporter's rating of a closed report (once)."""
+    """Record the reporter's rating of a closed report (once; the reporter key is required)."""
+    if not reporter_key_matches(report, key):
+        # Tracking codes are public (Open311 lists them): the key keeps the 766 tally honest.
+        raise Forbidden("citizen.rating.key", code=report.tracking_code)
     if report.status != ReportStatus.CLOSED or report.moderation == Moderation.HIDDEN:
         raise Conflict("citizen.rating.not_closed", code=report.tracking_code)
     if report.rated_at is not None:
@@ -745,32 +831,173 @@ def rate(
 
 
 def request_erasure(
-    *, runtime: Runtime, session: Session, tracking_code: str, contact: str
+    *,
+    runtime: Runtime,
+    session: Session,
+    tracking_code: str,
+    contact: str | None,
+    key: str | None = None,
 ) -> None:
-    """Erase a reporter's personal data at their request (tracking code + their e-mail or phone)."""
+    """Erase a reporter's personal data at their request: tracking code + their e-mail or phone,
+    or + the reporter key of their tracking link."""
+    if not contact and not key:
+        raise _invalid([_error("contact", "citizen.field.required")])
     report = service.get_by_code(session=session, tracking_code=tracking_code)
     reporter = (
         service.get_reporter(session=session, report_id=report.id) if report is not None else None
     )
-    given = contact.strip()
-    phone = notify_service.normalize_phone(given)
-    matches = reporter is not None and (
-        (reporter.email is not None and reporter.email.lower() == given.lower())
-        or (reporter.phone is not None and phone is not None and reporter.phone == phone)
+    given = (contact or "").strip()
+    phone = notify_service.normalize_phone(given) if given else None
+    matches = (
+        reporter is not None
+        and bool(given)
+        and (
+            (reporter.email is not None and reporter.email.lower() == given.lower())
+            or (reporter.phone is not None and phone is not None and reporter.phone == phone)
+        )
     )
+    if report is not None and not matches and key and reporter_key_matches(report, key):
+        if (
+            reporter is None
+            and report.media_url is None
+            and not service.count_photos(session=session, report_ids=[report.id])
+        ):
+            return  # already erased: asking again with the key changes nothing
+        matches = True
     if report is None or not matches:
         # One answer for "no such report" and "not your contact": nothing to learn by guessing.
         raise NotFound("citizen.erasure.no_match")
-    service.erase_reporter(session=session, report=report, at=runtime.clock.now())
+    erase_personal_data(runtime=runtime, session=session, report=report, reason="request")
 
 
 def erase_expired(*, runtime: Runtime, session: Session) -> int:
     """Erase personal data of reports closed longer ago than the retention setting."""
     now = runtime.clock.now()
     cutoff = now - timedelta(days=runtime.settings.citizen_retention_days)
-    return service.erase_expired(
-        session=session, closed_before=cutoff, at=now, limit=RETENTION_BATCH
+    reports = service.get_expired(session=session, closed_before=cutoff, limit=RETENTION_BATCH)
+    for report in reports:
+        erase_personal_data(runtime=runtime, session=session, report=report, reason="retention")
+    return len(reports)
+
+
+def erase_personal_data(
+    *, runtime: Runtime, session: Session, report: Report, reason: str
+) -> dict[str, Any]:
+    """Erase what identifies a reporter: contacts, photos (records, the automatic copies on
+    incidents, then the files) and media_url; copies staff attached themselves stay; audit it.
+
+    Returns the audit entry's summary (no personal data in it)."""
+    now = runtime.clock.now()
+    had_contacts = service.get_reporter(session=session, report_id=report.id) is not None
+    service.erase_reporter(session=session, report=report, at=now)
+    stored = service.get_photos(session=session, report_id=report.id)
+    positions: dict[str, list[int]] = {}
+    for photo in stored:
+        positions.setdefault(photo.sha256, []).append(photo.position)
+    removed: dict[int, list[int]] = {}
+    kept: list[dict[str, Any]] = []
+    copy_prefix = f"{report.tracking_code}-"
+    for attachment in incident_service.get_attachments_by_sha256(
+        session=session, sha256s=sorted(positions)
+    ):
+        if attachment.uploaded_by is not None:
+            # A person chose to attach these bytes to a case (evidence): that copy is the
+            # incident's now, readable by its staff only, and it stays.
+            kept.extend(
+                {
+                    "position": position,
+                    "incident_id": attachment.incident_id,
+                    "attachment_id": attachment.id,
+                    "uploaded_by": attachment.uploaded_by,
+                }
+                for position in positions[attachment.sha256]
+            )
+        elif attachment.uploaded_by_name == PHOTO_PRINCIPAL.name and (
+            attachment.file_name.startswith(copy_prefix)
+        ):
+            # The copy this context made when the incident opened: it goes with the photo.
+            removed.setdefault(attachment.incident_id, []).append(attachment.id)
+            incident_service.delete_attachment(session=session, attachment=attachment)
+    for incident_id, attachment_ids in removed.items():
+        incident = incident_service.get(session=session, incident_id=incident_id)
+        if incident is not None:
+            incident_service.add_entry(
+                session=session,
+                incident=incident,
+                at=now,
+                kind=str(TimelineKind.UPDATED),
+                actor=PHOTO_PRINCIPAL,
+                note=ERASURE_NOTE[reason].format(code=report.tracking_code),
+                data={"removed_attachment_ids": attachment_ids, "reason": reason},
+            )
+    if stored:
+        service.delete_photos(session=session, report_id=report.id)
+        _remove_files_after_commit(runtime, session, set(positions))
+    media_url_removed = report.media_url is not None
+    # The client's own photo address as well: it shows the same kind of picture.
+    report.media_url = None
+    summary: dict[str, Any] = {
+        "reason": reason,
+        "contacts_erased": had_contacts,
+        "photos_deleted": sorted(p.position for p in stored),
+        "media_url_removed": media_url_removed,
+        "incident_copies_removed": [
+            {"incident_id": key, "attachment_ids": ids} for key, ids in removed.items()
+        ],
+        "kept_as_evidence": kept,
+    }
+    auth_service.create_audit_entry(
+        session=session,
+        at=now,
+        action="erase",
+        resource_type="citizen_report",
+        resource_id=report.tracking_code,
+        actor=ERASURE_PRINCIPAL if reason == "retention" else None,
+        actor_name="reporter",
+        unit_code=report.unit_code,
+        after=summary,
     )
+    session.flush()
+    return summary
+
+
+def _remove_files_after_commit(runtime: Runtime, session: Session, sha256s: set[str]) -> None:
+    # Files are not transactional: they go only once the erasure is committed, and only if
+    # nothing else (another report's photo, a staff attachment) uses the same content.
+    pending: set[str] = session.info.setdefault(_ORPHANS, set())
+    pending.update(sha256s)
+    if session.info.get(_ORPHANS_HOOKED):
+        return
+    session.info[_ORPHANS_HOOKED] = True
+
+    def committed(done: Session) -> None:
+        files = done.info.pop(_ORPHANS, set())
+        if files:
+            remove_unused_files(runtime=runtime, sha256s=files)
+
+    def rolled_back(done: Session) -> None:
+        done.info.pop(_ORPHANS, None)
+
+    sa_event.listen(session, "after_commit", committed)
+    sa_event.listen(session, "after_rollback", rolled_back)
+
+
+def remove_unused_files(*, runtime: Runtime, sha256s: set[str]) -> list[str]:
+    """Delete stored contents no report photo or incident attachment uses; return them."""
+    from cityops.core.db import unit_of_work
+
+    with unit_of_work(runtime.session_factory) as session:
+        used = service.get_photo_references(session=session, sha256s=sorted(sha256s))
+        used |= {
+            a.sha256
+            for a in incident_service.get_attachments_by_sha256(
+                session=session, sha256s=sorted(sha256s)
+            )
+        }
+    gone = sorted(sha256s - used)
+    for sha256 in gone:
+        incident_files.path_of(runtime.settings.data_dir, sha256).unlink(missing_ok=True)
+    return gone
 
 
 # --- the public page: photos, following a duplicate, history in the reader's language --------

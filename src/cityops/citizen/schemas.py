@@ -179,12 +179,16 @@ class RatingIn(WriteModel):
 
     satisfied: bool
     comment: Annotated[str, Field(max_length=1000)] | None = None
+    # The reporter key from their tracking link (confirmation message or submission answer).
+    key: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
 
 
 class ErasureIn(WriteModel):
-    """A reporter's request to erase their personal data: the e-mail or phone they gave."""
+    """A reporter's request to erase their personal data: the e-mail or phone they gave, or the
+    reporter key of their tracking link (the only proof an anonymous reporter has)."""
 
-    contact: Annotated[str, Field(min_length=3, max_length=254, pattern=SINGLE_LINE)]
+    contact: Annotated[str, Field(min_length=3, max_length=254, pattern=SINGLE_LINE)] | None = None
+    key: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")] | None = None
 
 
 class DuplicateRead(ReadModel):

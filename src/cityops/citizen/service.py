@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, case, delete, func, select, update
+from sqlalchemy import Row, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from cityops.citizen.enums import Moderation, NoteKind, ReportStatus
@@ -418,27 +418,48 @@ def get_reporters(*, session: Session, report_ids: Sequence[int]) -> list[Report
 
 
 def erase_reporter(*, session: Session, report: Report, at: datetime) -> None:
-    """Erase a reporter's personal data for good."""
+    """Erase a reporter's contacts for good."""
     session.execute(delete(Reporter).where(Reporter.report_id == report.id))
     report.personal_data_erased_at = at
     session.flush()
 
 
-def erase_expired(*, session: Session, closed_before: datetime, at: datetime, limit: int) -> int:
-    """Erase the personal data of reports closed before a time; return how many reports."""
-    ids = list(
+def delete_photos(*, session: Session, report_id: int) -> None:
+    """Remove the records of a report's photos (their files are the caller's business)."""
+    session.execute(delete(ReportPhoto).where(ReportPhoto.report_id == report_id))
+    session.flush()
+
+
+def get_photo_references(*, session: Session, sha256s: Sequence[str]) -> set[str]:
+    """Return which of these contents some report's photo still uses."""
+    if not sha256s:
+        return set()
+    return set(
         session.scalars(
-            select(Reporter.report_id)
-            .join(Report, Report.id == Reporter.report_id)
-            .where(Report.closed_at.is_not(None), Report.closed_at < closed_before)
-            .limit(limit)
+            select(ReportPhoto.sha256).where(ReportPhoto.sha256.in_(list(sha256s))).distinct()
         ).all()
     )
+
+
+def get_expired(*, session: Session, closed_before: datetime, limit: int) -> list[Report]:
+    """Return reports closed before a time that still hold personal data: contacts, photos or
+    a media_url (at most `limit`, oldest id first)."""
+    old = (Report.closed_at.is_not(None), Report.closed_at < closed_before)
+    # Three narrow queries (each on a small table or an index) rather than one wide OR.
+    ids: set[int] = set()
+    for query in (
+        select(Reporter.report_id).join(Report, Report.id == Reporter.report_id).where(*old),
+        select(ReportPhoto.report_id)
+        .join(Report, Report.id == ReportPhoto.report_id)
+        .where(*old)
+        .distinct(),
+        select(Report.id).where(*old, Report.media_url.is_not(None)),
+    ):
+        ids.update(session.scalars(query.limit(limit)).all())
     if not ids:
-        return 0
-    session.execute(delete(Reporter).where(Reporter.report_id.in_(ids)))
-    session.execute(update(Report).where(Report.id.in_(ids)).values(personal_data_erased_at=at))
-    return len(ids)
+        return []
+    chosen = sorted(ids)[:limit]
+    return list(session.scalars(select(Report).where(Report.id.in_(chosen)).order_by(Report.id)))
 
 
 # --- satisfaction (Decision 766) -------------------------------------------------------------

@@ -1003,6 +1003,26 @@ def get_attachments(*, session: Session, incident_id: int) -> list[IncidentAttac
     return list(rows)
 
 
+def get_attachments_by_sha256(
+    *, session: Session, sha256s: Sequence[str]
+) -> list[IncidentAttachment]:
+    """Return every attachment, of any incident, whose content has one of these SHA-256s."""
+    if not sha256s:
+        return []
+    rows = session.scalars(
+        select(IncidentAttachment)
+        .where(IncidentAttachment.sha256.in_(list(sha256s)))
+        .order_by(IncidentAttachment.id)
+    ).all()
+    return list(rows)
+
+
+def delete_attachment(*, session: Session, attachment: IncidentAttachment) -> None:
+    """Remove an attachment's record (its file is the caller's business: others may share it)."""
+    session.delete(attachment)
+    session.flush()
+
+
 def get_due_for_ack(*, session: Session, now: datetime, limit: int) -> list[Incident]:
     """Return open incidents not started past their acknowledgement deadline, not yet marked."""
     rows = session.scalars(

@@ -51,6 +51,8 @@ REPORT_KEYS = (
     "web.public.js.consent_needed",
 )
 TRACK_KEYS = (
+    "web.public5.erase.confirm",
+    "web.public5.erase.done",
     "web.public.js.rating_sent",
     "web.public.js.failed",
     "web.public.js.unreachable",
@@ -146,8 +148,10 @@ def tracking_page(
     lang: LangDep,
     translate: TranslatorDep,
     code: CodePath,
+    key: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9a-f]*$")] = None,
 ) -> Response:
-    """Show a report's status, history and photos, and the rating form once it is resolved."""
+    """Show a report's status, history and photos, and, to its reporter (the key of their
+    tracking link), the rating form once it is resolved."""
     report = citizen_service.get_by_code(session=session, tracking_code=code)
     if report is None or report.moderation == Moderation.HIDDEN:
         response = _render(request, "public_missing.html", lang, translate, code=code.upper()[:40])
@@ -184,6 +188,7 @@ def tracking_page(
         "expected_at": report.expected_at.astimezone(zone) if report.expected_at else None,
         "closed_at": report.closed_at.astimezone(zone) if report.closed_at else None,
         "rated": report.rated_at is not None,
+        "reporter": citizen_flows.reporter_key_matches(report, key),
         "satisfied": report.satisfied,
         "duplicate_of": original.tracking_code if original else None,
         "lat": report.lat,
@@ -203,11 +208,15 @@ def tracking_page(
     config = {
         "lang": lang,
         "code": report.tracking_code,
+        "key": key if view["reporter"] else None,
         "strings": _strings(translate, lang, TRACK_KEYS),
     }
-    return _render(
+    response = _render(
         request, "public_tracking.html", lang, translate, report=view, config=_json(config)
     )
+    # The reporter's link carries their key: it must not leak to other sites as a referrer.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @router.get("/reports", response_class=HTMLResponse)

@@ -1,5 +1,5 @@
 // The tracking page (/public/reports/{code}): the reporter rates a resolved report through the
-// citizen API's rating route (once).
+// citizen API's rating route (once), with the key of their tracking link (config.key).
 
 const config = JSON.parse(document.getElementById("public-config").textContent);
 const S = config.strings;
@@ -24,7 +24,11 @@ if (form) {
         {
           method: "POST",
           headers: { "Content-Type": "application/json", Accept: "application/json" },
-          body: JSON.stringify({ satisfied: choice.value === "true", ...(comment ? { comment } : {}) }),
+          body: JSON.stringify({
+            satisfied: choice.value === "true",
+            key: config.key,
+            ...(comment ? { comment } : {}),
+          }),
         },
       );
       if (response.status === 204) {
@@ -33,6 +37,47 @@ if (form) {
         done.textContent = S["web.public.js.rating_sent"];
         done.hidden = false;
         document.body.dataset.rated = "1";
+        return;
+      }
+      const data = await response.json().catch(() => ({}));
+      error.textContent = data.detail || data.title || S["web.public.js.failed"];
+      error.hidden = false;
+    } catch {
+      error.textContent = S["web.public.js.unreachable"];
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+// The reporter erases their contacts and photos (Law 91/2025/QH15) with the same key.
+const eraseForm = document.getElementById("erase-form");
+
+if (eraseForm) {
+  const error = document.getElementById("erase-error");
+  eraseForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!window.confirm(S["web.public5.erase.confirm"])) return;
+    const button = eraseForm.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const response = await fetch(
+        `/api/v1/citizen/reports/${encodeURIComponent(config.code)}/erasure?lang=${config.lang}`,
+        {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          body: JSON.stringify({ key: config.key }),
+        },
+      );
+      if (response.status === 204) {
+        eraseForm.hidden = true;
+        document.getElementById("photos-heading")?.remove();
+        document.querySelector("ul.photos")?.remove();
+        const done = document.getElementById("erased");
+        done.textContent = S["web.public5.erase.done"];
+        done.hidden = false;
+        document.body.dataset.erased = "1";
         return;
       }
       const data = await response.json().catch(() => ({}));
