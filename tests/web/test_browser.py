@@ -394,3 +394,53 @@ def test_nearby_sensors_are_clustered_and_a_cluster_zooms_in_when_chosen(
                 deleted = http.delete(f"/ngsi-ld/v1/entities/{station['id']}", headers=headers)
                 assert deleted.status_code == 204, deleted.text
     page.wait_for_function("document.body.dataset.sensors === '2'", timeout=5000)
+
+
+def test_citizen_reports_are_a_layer_shown_on_demand_and_filtered_by_area(
+    page: Any, server: LiveServer, stations: dict[str, Any]
+) -> None:
+    headers = _admin_headers(server)
+    places = {"bien_hoa": (10.954, 106.859), "long_khanh": (10.94, 107.24)}
+    codes: dict[str, str] = {}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        key = http.post(
+            "/api/v1/api-keys",
+            json={"name": "zalo-mini-app", "permissions": ["citizen:submit"]},
+            headers=headers,
+        ).json()["key"]
+        for name, (lat, lon) in places.items():
+            sent = http.post(
+                "/open311/v2/requests.json",
+                data={
+                    "api_key": key,
+                    "service_code": "MT-01",
+                    "lat": str(lat),
+                    "long": str(lon),
+                    "description": f"Rác tồn đọng nhiều ngày ({name})",
+                },
+            )
+            assert sent.status_code == 201, sent.text
+            codes[name] = sent.json()[0]["service_request_id"]
+    _login(page, server, _user(server, "operator", "Đặng Văn Giang"))
+    body = page.locator("body")
+    # Off at first: the first load does not fetch them.
+    assert body.get_attribute("data-reports") is None
+    page.get_by_label("Phản ánh của người dân (đang mở)").check()
+    page.wait_for_function("Number(document.body.dataset.reports) >= 2")
+    titles = [
+        page.locator(".citizen-report").nth(i).get_attribute("title") or ""
+        for i in range(page.locator(".citizen-report").count())
+    ]
+    assert any(t.startswith(codes["bien_hoa"]) for t in titles), titles
+    assert any(t.startswith(codes["long_khanh"]) for t in titles), titles
+    page.get_by_label("Khu vực", exact=True).select_option("bien-hoa-cu")
+    page.wait_for_function(
+        f"document.body.dataset.units === '{stations['bien_hoa_units']}'"
+        " && !document.querySelector(`.citizen-report[title^='" + codes["long_khanh"] + "']`)"
+    )
+    marker = page.locator(f".citizen-report[title^='{codes['bien_hoa']}']")
+    marker.click()
+    link = page.get_by_role("link", name="Xem phản ánh")
+    assert link.get_attribute("href") == f"/public/reports/{codes['bien_hoa']}"
+    assert "Rác tồn đọng" in page.locator(".leaflet-popup-content").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "operations-citizen-reports.png"))

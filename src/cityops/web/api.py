@@ -164,16 +164,12 @@ def early_requests(feed_kinds: list[str]) -> list[str]:
         "limit": "1000",
         "offset": "0",
     }
-    open_alerts = [("limit", "500"), ("offset", "0")] + [
-        ("status", status) for status in ("open", "acknowledged", "snoozed")
-    ]
     return [
         "/api/v1/units/geometry?level=commune",
         "/api/v1/map/sensors",
         *(["/api/v1/map/incidents"] if "incidents" in feed_kinds else []),
         *(["/api/v1/alerts?status=open&limit=30"] if "alerts" in feed_kinds else []),
         f"/ngsi-ld/v1/entities?{urlencode(facilities)}",
-        f"/api/v1/alerts?{urlencode(open_alerts)}",
     ]
 
 

@@ -1,7 +1,9 @@
-// Extra layers of the operations screen: facilities (hospitals, schools) and a choropleth of the
-// open alerts per commune or ward. Installed by operations.js as the screen starts: both fetch
-// at once, in parallel with the other layers, and are drawn when the boundaries are in; both
-// follow the area selector.
+// Extra layers of the operations screen: facilities (hospitals, schools), a choropleth of the
+// open alerts per commune or ward, and the citizens' open reports. Installed by operations.js as
+// the screen starts: the facilities fetch at once, in parallel with the other layers, and are
+// drawn when the boundaries are in; the two overlays off at first (alerts per unit, reports)
+// are fetched the first time the operator shows them, so they cost the first load nothing.
+// All follow the area selector.
 
 const PAGE = 500;
 const OPEN = ["open", "acknowledged", "snoozed"];
@@ -35,6 +37,12 @@ async function loadFacilities(getJson) {
   }
 }
 
+// The public Open311 list: open reports of the last 90 days, newest first, no personal data.
+async function loadOpenReports(getJson) {
+  const items = await getJson("/open311/v2/requests.json?status=open&page_size=1000");
+  return items.filter((r) => typeof r.lat === "number" && typeof r.long === "number");
+}
+
 async function loadOpenAlerts(getJson) {
   const counts = new Map();
   for (let offset = 0; offset < 20 * PAGE; offset += PAGE) {
@@ -58,10 +66,11 @@ export async function install({ map, config, getJson, selectedUnits, unitAt, bou
   const T = lang === "en"
     ? { facilities: "Facilities (hospitals, schools)", alerts: "Open alerts per commune/ward",
         hospital: "Hospital", school: "School", capacity: "Capacity", open: "open alerts",
-        details: "Details" }
+        details: "Details", reports: "Citizen reports (open)", report: "Open the report" }
     : { facilities: "Cơ sở (bệnh viện, trường học)", alerts: "Cảnh báo đang mở theo xã, phường",
         hospital: "Bệnh viện", school: "Trường học", capacity: "Quy mô", open: "cảnh báo đang mở",
-        details: "Xem chi tiết" };
+        details: "Xem chi tiết", reports: "Phản ánh của người dân (đang mở)",
+        report: "Xem phản ánh" };
   const facilities = L.layerGroup();
   const choropleth = L.geoJSON(null, {
     style: (feature) => ({
@@ -72,19 +81,17 @@ export async function install({ map, config, getJson, selectedUnits, unitAt, bou
       `${feature.properties.name}: ${feature.properties.openAlerts || 0} ${T.open}`, { sticky: true },
     ),
   });
-  L.control.layers(null, { [T.facilities]: facilities, [T.alerts]: choropleth },
+  const reports = L.layerGroup();
+  L.control.layers(null, { [T.facilities]: facilities, [T.alerts]: choropleth, [T.reports]: reports },
     { collapsed: false, position: "bottomright" }).addTo(map);
   facilities.addTo(map);
 
-  // Both requests leave now; a failure is settled at once (never an unhandled rejection).
+  // The facilities' request leaves now; a failure is settled at once (never an unhandled
+  // rejection). The open alerts per unit are read when their overlay is first shown: paging
+  // through every open alert would compete with the map's own layers on the first load.
   const loadingFacilities = loadFacilities(getJson).catch((error) => {
     console.error(error);
     return [];
-  });
-  const loadingAlerts = loadOpenAlerts(getJson).catch((error) => {
-    // A user who may not read alerts simply gets an empty choropleth.
-    if (!/: 40[13]$/.test(error.message)) console.error(error);
-    return new Map();
   });
   const features = await boundaries;
   const places = (await loadingFacilities).filter(
@@ -92,7 +99,7 @@ export async function install({ map, config, getJson, selectedUnits, unitAt, bou
       && [].concat(p.category || []).some((c) => c in GLYPH),
   );
   for (const p of places) p.unit = unitAt(...p.location.coordinates, features);
-  const counts = await loadingAlerts;
+  let counts = null;
 
   function render() {
     const units = selectedUnits();
@@ -116,15 +123,76 @@ export async function install({ map, config, getJson, selectedUnits, unitAt, bou
       facilities.addLayer(marker);
       shown += 1;
     }
+    document.body.dataset.facilities = String(shown);
+    renderChoropleth();
+  }
+
+  function renderChoropleth() {
+    if (!counts) return;
+    const units = selectedUnits();
     choropleth.clearLayers();
     const inArea = features.filter((f) => !units || units.has(f.properties.code));
     for (const f of inArea) f.properties.openAlerts = counts.get(f.properties.code) || 0;
     choropleth.addData(inArea);
-    document.body.dataset.facilities = String(shown);
     document.body.dataset.alertUnits = String(inArea.filter((f) => f.properties.openAlerts).length);
   }
 
-  for (const id of ["area", "unit"]) document.getElementById(id).addEventListener("change", render);
+  let openReports = null;
+
+  function renderReports() {
+    if (!openReports) return;
+    const units = selectedUnits();
+    reports.clearLayers();
+    let shown = 0;
+    for (const report of openReports) {
+      if (units && !(report.unit && units.has(report.unit))) continue;
+      const icon = L.divIcon({ className: "citizen-report", html: "<span>!</span>", iconSize: [18, 18] });
+      const marker = L.marker([report.lat, report.long], {
+        icon, title: `${report.service_request_id}: ${report.service_name}`, keyboard: true,
+      });
+      const popup = document.createElement("div");
+      const heading = document.createElement("strong");
+      heading.textContent = `${report.service_request_id} · ${report.service_name}`;
+      const text = document.createElement("div");
+      text.textContent = report.description || "";
+      const link = document.createElement("a");
+      link.href = `/public/reports/${encodeURIComponent(report.service_request_id)}`;
+      link.textContent = T.report;
+      popup.append(heading, text, link);
+      marker.bindPopup(popup);
+      reports.addLayer(marker);
+      shown += 1;
+    }
+    document.body.dataset.reports = String(shown);
+  }
+
+  map.on("overlayadd", async (event) => {
+    if (event.layer !== choropleth || counts) return;
+    counts = await loadOpenAlerts(getJson).catch((error) => {
+      // A user who may not read alerts simply gets an empty choropleth.
+      if (!/: 40[13]$/.test(error.message)) console.error(error);
+      return new Map();
+    });
+    renderChoropleth();
+  });
+
+  map.on("overlayadd", async (event) => {
+    if (event.layer !== reports || openReports) return;
+    try {
+      const items = await loadOpenReports(getJson);
+      for (const r of items) r.unit = unitAt(r.long, r.lat, features);
+      openReports = items;
+    } catch (error) {
+      console.error(error);
+      document.body.dataset.reports = "failed";
+      return;
+    }
+    renderReports();
+  });
+
+  for (const id of ["area", "unit"]) {
+    document.getElementById(id).addEventListener("change", () => { render(); renderReports(); });
+  }
   render();
   document.body.dataset.layers = "1";
 }
