@@ -30,11 +30,17 @@ def browser_app(
     """An app on a copy of the seeded SQLite database (settings changed by `update`).
 
     Skipped on PostgreSQL (the browser checks what the pages do, not the database; the API tests
-    cover PostgreSQL) and when the vendored web assets are missing."""
+    cover PostgreSQL); a missing copy of the vendored web assets fails, since the pages cannot
+    work without them and `make test` always installs them."""
     if PG_URL:
-        pytest.skip("the browser tests run on SQLite only")
+        pytest.skip(
+            "the browser tests run on SQLite only: the pages behave the same on both databases "
+            "and every API they call is tested on PostgreSQL"
+        )
     if not VENDOR.exists():
-        pytest.skip("run scripts/web-assets.sh first")
+        pytest.fail(
+            "the vendored web assets are missing: run scripts/web-assets.sh (make test does)"
+        )
     data = tmp_path_factory.mktemp(name)
     target = data / "cityops.db"
     shutil.copyfile(make_url(template_database).database or "", target)
