@@ -43,8 +43,10 @@ from cityops.seed import seed
 from cityops.units.models import AdminUnit
 from harness import free_port, percentile, wait_ready
 
-REPORTS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-WORKERS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+# Positional arguments only (bench_open311_cpu imports this module with its own arguments).
+_ARGS = [a for a in sys.argv[1:] if a.isdigit()] if __name__ == "__main__" else []
+REPORTS = int(_ARGS[0]) if _ARGS else 1_000_000
+WORKERS = int(_ARGS[1]) if len(_ARGS) > 1 else 1
 BATCH = 20_000
 POSTS = 1_500
 POST_THREADS = 8
