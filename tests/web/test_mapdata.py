@@ -4,6 +4,7 @@ ETags, the boundaries' ETag, and compression: what the screen loads in one reque
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -333,27 +334,31 @@ def test_a_drawn_change_made_here_shows_at_once_and_an_undrawn_one_keeps_the_lay
     )
     assert patch.status_code == 204, patch.text
     assert _aqi(client, admin, sensors["lk_air"]) == 42
-    # A drawn attribute's change drops it at once: both values are read again.
+    # A drawn attribute's change shows at once, applied to the kept layer: the write behind
+    # the API still waits for map_cache_seconds.
     patch = client.patch(
         f"{NGSI}/{sensors['bh_air']}/attrs",
-        json={"airQualityIndex": _prop(35, "2026-11-20T03:00:00Z")},
+        json={"airQualityIndex": _prop(35, "2026-11-20T02:58:00Z")},
         headers=json_headers,
     )
     assert patch.status_code == 204, patch.text
     response = client.get(SENSORS, headers=admin)
     rows = _rows(response.json())
     assert (rows[sensors["bh_air"]]["value"], rows[sensors["bh_air"]]["level"]) == (35, "good")
-    assert rows[sensors["lk_air"]]["value"] == 180
-    # So does a move (another place, here another ward).
+    assert rows[sensors["bh_air"]]["observedAt"] == "2026-11-20T02:58:00.000Z"
+    assert rows[sensors["lk_air"]]["value"] == 42
+    # A move (another place, here another ward) drops the layer: both are read again.
     moved = client.patch(
         f"{NGSI}/{sensors['bh_air']}/attrs",
         json={"location": _point(LONG_KHANH)},
         headers=json_headers,
     )
     assert moved.status_code == 204, moved.text
-    row = _rows(client.get(SENSORS, headers=admin).json())[sensors["bh_air"]]
+    rows = _rows(client.get(SENSORS, headers=admin).json())
+    row = rows[sensors["bh_air"]]
     assert (row["lon"], row["lat"]) == LONG_KHANH
     assert row["unit"] == _unit_of(client, LONG_KHANH)
+    assert rows[sensors["lk_air"]]["value"] == 180
 
 
 def test_a_created_or_deleted_sensor_shows_at_once(
@@ -425,19 +430,98 @@ def test_without_reuse_every_request_reads_the_store(
     assert _aqi(client, admin, sensors["lk_air"]) == 180
 
 
-def test_a_layer_read_before_a_change_is_not_kept() -> None:
-    """A request that read the store before a change committed must not keep what it read."""
+def _cached_rows(cache: LayerCache, layer: Any) -> dict[str, list[Any]]:
+    body, _ = cache.body(layer)
+    return {row[0]: row for row in json.loads(body)["rows"]}
+
+
+def _aqi_event(entity_id: str, aqi: float, observed: str, **extra: Any) -> Event:
+    data = {
+        "tenant": "default",
+        "entity_id": entity_id,
+        "entity_type": "AirQualityObserved",
+        "attribute": "airQualityIndex",
+        "dataset_id": None,
+        "attribute_type": "Property",
+        "value": aqi,
+        "observed_at": observed,
+        "deleted": False,
+        **extra,
+    }
+    return Event(type=context_flows.EVENT_ATTRIBUTE_CHANGED, data=data, at=T0)
+
+
+T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+AIR = "urn:ngsi-ld:AirQualityObserved:a"
+AIR_ROW = [
+    AIR,
+    "AirQualityObserved",
+    10.9,
+    106.8,
+    "26041",
+    "good",
+    42.0,
+    "2026-11-20T02:55:00.000Z",
+    None,
+]
+AIR_INPUTS = [42.0, "2026-11-20T02:55:00.000Z", 42.0, None, "2026-11-20T02:55:00.000Z"]
+
+
+def test_a_layer_read_before_a_drop_is_not_kept() -> None:
+    """A request that read the store before a sensor was created must not keep what it read."""
     cache = LayerCache(seconds=2)
-    now = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
     key = ("default", None, None, None)
     generation = cache.generation
-    cache.clear("default")  # the change's event arrives while the request reads
-    answered = cache.put(key, generation, b"old", now)
-    assert answered.body == b"old"  # answered to that request ...
-    assert cache.get(key, now) is None  # ... but not kept for the next
-    cache.put(key, cache.generation, b"new", now)
-    assert cache.get(key, now + timedelta(seconds=1)).body == b"new"  # type: ignore[union-attr]
-    assert cache.get(key, now + timedelta(seconds=2)) is None
+    # A sensor is created while the request reads.
+    cache.on_event(
+        Event(
+            type=context_flows.EVENT_ENTITY_CREATED,
+            data={"tenant": "default", "entity_id": "x", "entity_type": "WaterObserved"},
+            at=T0,
+        )
+    )
+    answered = cache.put(key, generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+    assert set(_cached_rows(cache, answered)) == {AIR}  # answered to that request ...
+    assert cache.get(key, T0) is None  # ... but not kept for the next
+    cache.put(key, cache.generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+    assert cache.get(key, T0 + timedelta(seconds=1)) is not None
+    assert cache.get(key, T0 + timedelta(seconds=2)) is None
+
+
+def test_a_value_change_during_a_read_is_applied_to_what_it_keeps() -> None:
+    """A change published while a layer is read is replayed onto it: kept, and current."""
+    cache = LayerCache(seconds=2)
+    key = ("default", None, None, None)
+    generation = cache.generation
+    cache.on_event(_aqi_event(AIR, 180, "2026-11-20T02:59:00.000Z"))
+    # Another tenant's change of the same id is not this layer's.
+    cache.on_event(_aqi_event(AIR, 20, "2026-11-20T02:59:30.000Z", tenant="khac"))
+    answered = cache.put(key, generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+    kept = cache.get(key, T0)
+    assert kept is answered
+    row = _cached_rows(cache, kept)[AIR]
+    assert (row[5], row[6], row[7]) == ("bad", 180, "2026-11-20T02:59:00.000Z")
+
+
+def test_a_change_without_its_own_time_or_of_a_location_drops_the_layers() -> None:
+    """An observation time equal to the write's may be none at all (stored as none): not told
+    apart, the layers are read again; so they are when a sensor moves."""
+    cache = LayerCache(seconds=2)
+    key = ("default", None, None, None)
+    for event in (
+        _aqi_event(AIR, 99, "2026-11-20T03:00:00.000Z"),
+        _aqi_event(AIR, None, "2026-11-20T02:59:00.000Z", attribute="location"),
+    ):
+        cache.put(key, cache.generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+        assert cache.get(key, T0) is not None
+        cache.on_event(event)
+        assert cache.get(key, T0) is None
+    # A change the map does not draw keeps it.
+    cache.put(key, cache.generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+    before = cache.body(cache.get(key, T0))  # type: ignore[arg-type]
+    cache.on_event(_aqi_event(AIR, 1.5, "2026-11-20T02:59:00.000Z", attribute="waterLevel"))
+    cache.on_event(_aqi_event(AIR, 1, "2026-11-20T02:59:00.000Z", dataset_id="urn:x"))
+    assert cache.body(cache.get(key, T0)) == before  # type: ignore[arg-type]
 
 
 def _open_incident(
@@ -499,6 +583,136 @@ def test_open_incidents_come_in_one_compact_response_in_the_callers_scope(
     assert client.get(INCIDENTS, headers={**admin, "If-None-Match": etag}).status_code == 304
     _open_incident(client, admin, "Cây đổ chắn đường", bien_hoa)
     assert client.get(INCIDENTS, headers={**admin, "If-None-Match": etag}).status_code == 200
+
+
+def test_an_edited_incident_shows_at_once_and_a_write_elsewhere_after_map_cache_seconds(
+    client: TestClient, clock: FrozenClock, runtime: Runtime, admin: Headers
+) -> None:
+    ward = _unit_of(client, BIEN_HOA)
+    body = {"title": "Ngập nước", "category_code": "other", "severity": "low", "unit_code": ward}
+    created = client.post(f"{API}/incidents", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    incident_id, code = created.json()["id"], created.json()["code"]
+    first = client.get(INCIDENTS, headers=admin)
+    assert _rows(first.json())[code]["severity"] == "low"
+    edited = client.patch(
+        f"{API}/incidents/{incident_id}",
+        json={"severity": "critical", "title": "Ngập sâu 0,5 m"},
+        headers=admin,
+    )
+    assert edited.status_code == 200, edited.text
+    after = client.get(INCIDENTS, headers={**admin, "If-None-Match": first.headers["etag"]})
+    assert after.status_code == 200
+    row = _rows(after.json())[code]
+    assert (row["severity"], row["title"]) == ("critical", "Ngập sâu 0,5 m")
+    # Closed by another process (no event here): the kept layer answers until it expires.
+    with unit_of_work(runtime.session_factory) as session:
+        session.execute(update(Incident).where(Incident.code == code).values(status="closed"))
+    assert code in _rows(client.get(INCIDENTS, headers=admin).json())
+    clock.advance(timedelta(seconds=2))
+    assert code not in _rows(client.get(INCIDENTS, headers=admin).json())
+
+
+def _stations(client: TestClient, headers: Headers, point: tuple[float, float], n: int) -> None:
+    """Upsert n air stations around a point (enough rows for a body worth compressing)."""
+    stations = [
+        {
+            "id": f"urn:ngsi-ld:AirQualityObserved:map-many-{point[0]}-{i}",
+            "type": "AirQualityObserved",
+            "location": _point((point[0] + i / 5000, point[1])),
+            "dateObserved": _prop("2026-11-20T02:55:00Z"),
+            "airQualityIndex": _prop(50 + i, "2026-11-20T02:55:00Z"),
+        }
+        for i in range(n)
+    ]
+    upsert = client.post(
+        "/ngsi-ld/v1/entityOperations/upsert",
+        json=stations,
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert upsert.status_code in (201, 204), upsert.text
+
+
+def _raw_gzip(client: TestClient, headers: Headers) -> tuple[str, dict[str, Any]]:
+    """The sensors layer asked for with gzip: its ETag and its rows, from the raw bytes."""
+    with client.stream("GET", SENSORS, headers={**headers, "Accept-Encoding": "gzip"}) as r:
+        raw = b"".join(r.iter_raw())
+    assert r.status_code == 200
+    assert r.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in r.headers["vary"].lower()
+    assert int(r.headers["content-length"]) == len(raw)
+    return r.headers["etag"], _rows(json.loads(gzip.decompress(raw)))
+
+
+def test_a_value_change_updates_the_kept_layers_of_the_scopes_holding_the_sensor(
+    client: TestClient,
+    clock: FrozenClock,
+    runtime: Runtime,
+    login_as: Callable[..., Headers],
+    admin: Headers,
+    sensors: dict[str, str],
+) -> None:
+    _stations(client, admin, LONG_KHANH, 30)
+    lk_ward, bh_ward = _unit_of(client, LONG_KHANH), _unit_of(client, BIEN_HOA)
+    lk_officer = login_as("unit_officer", unit_code=lk_ward)
+    bh_officer = login_as("unit_officer", unit_code=bh_ward)
+    province_tag, province = _raw_gzip(client, admin)
+    lk_tag, lk_rows = _raw_gzip(client, lk_officer)
+    bh_first = client.get(SENSORS, headers=bh_officer)
+    assert set(_rows(bh_first.json())) == {sensors["bh_air"], sensors["river"], sensors["hospital"]}
+    assert sensors["lk_air"] in lk_rows
+    assert sensors["bh_air"] not in lk_rows
+    json_headers = {**admin, "Content-Type": "application/json"}
+    for entity_id, attrs in (
+        (sensors["lk_air"], {"airQualityIndex": _prop(163, "2026-11-20T02:58:00Z")}),
+        (sensors["river"], {"floodLevelStatus": _prop("alarm3", "2026-11-20T02:58:30Z")}),
+        (sensors["hospital"], {"name": _prop("Bệnh viện Thống Nhất")}),
+    ):
+        patch = client.patch(f"{NGSI}/{entity_id}/attrs", json=attrs, headers=json_headers)
+        assert patch.status_code == 204, patch.text
+    # The province: every change, a new tag, compressed anew.
+    tag, rows = _raw_gzip(client, admin)
+    assert tag != province_tag
+    assert len(rows) == len(province)
+    lk = rows[sensors["lk_air"]]
+    assert (lk["value"], lk["level"], lk["observedAt"]) == (163, "bad", "2026-11-20T02:58:00.000Z")
+    river = rows[sensors["river"]]
+    assert (river["value"], river["level"]) == (3.25, "alarm3")
+    # The gauge's time is its level's when its value has none newer: here the value's.
+    assert river["observedAt"] == "2026-11-20T02:55:00.000Z"
+    assert rows[sensors["hospital"]]["name"] == "Bệnh viện Thống Nhất"
+    assert rows[sensors["hospital"]]["level"] == "critical"
+    # Long Khánh's officer: its station changed, and still nothing of Biên Hòa.
+    lk_tag_after, lk_after = _raw_gzip(client, lk_officer)
+    assert lk_tag_after != lk_tag
+    assert set(lk_after) == set(lk_rows)
+    assert lk_after[sensors["lk_air"]]["value"] == 163
+    # Biên Hòa's officer: its gauge and hospital changed, Long Khánh's station never appears.
+    bh = client.get(SENSORS, headers={**bh_officer, "If-None-Match": bh_first.headers["etag"]})
+    assert bh.status_code == 200
+    bh_rows = _rows(bh.json())
+    assert set(bh_rows) == {sensors["bh_air"], sensors["river"], sensors["hospital"]}
+    assert bh_rows[sensors["river"]]["level"] == "alarm3"
+    # Unchanged since: 304, without reading anything again.
+    again = client.get(SENSORS, headers={**bh_officer, "If-None-Match": bh.headers["etag"]})
+    assert again.status_code == 304
+    # Another process's write still shows once map_cache_seconds have passed.
+    _write_behind_the_api(runtime, sensors["bh_air"], 20)
+    assert _rows(client.get(SENSORS, headers=bh_officer).json())[sensors["bh_air"]]["value"] == 172
+    clock.advance(timedelta(seconds=2))
+    assert _rows(client.get(SENSORS, headers=bh_officer).json())[sensors["bh_air"]]["value"] == 20
+
+
+def test_a_deleted_value_leaves_the_marker_without_a_level(
+    client: TestClient, admin: Headers, sensors: dict[str, str]
+) -> None:
+    before = _rows(client.get(SENSORS, headers=admin).json())
+    assert before[sensors["hospital"]]["level"] == "critical"
+    deleted = client.delete(f"{NGSI}/{sensors['hospital']}/attrs/bedOccupancy", headers=admin)
+    assert deleted.status_code == 204, deleted.text
+    row = _rows(client.get(SENSORS, headers=admin).json())[sensors["hospital"]]
+    assert (row["level"], row["value"], row["observedAt"]) == (None, None, None)
+    assert row["name"] == "Bệnh viện Đa khoa Đồng Nai"
 
 
 def test_a_key_without_the_permission_gets_403_and_a_tenant_key_its_tenant_only(
