@@ -464,7 +464,12 @@ AIR_ROW = [
     "2026-11-20T02:55:00.000Z",
     None,
 ]
-AIR_INPUTS = [42.0, "2026-11-20T02:55:00.000Z", 42.0, None, "2026-11-20T02:55:00.000Z"]
+# The row as read (get_located_values): id, type, lat, lon, unit, name, value (number, text,
+# time), level (number, text, time).
+AIR_SOURCE = (
+    AIR, "AirQualityObserved", 10.9, 106.8, "26041", None,
+    42.0, None, "2026-11-20T02:55:00+00:00", 42.0, None, "2026-11-20T02:55:00+00:00",
+)  # fmt: skip
 
 
 def test_a_layer_read_before_a_drop_is_not_kept() -> None:
@@ -480,10 +485,10 @@ def test_a_layer_read_before_a_drop_is_not_kept() -> None:
             at=T0,
         )
     )
-    answered = cache.put(key, generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+    answered = cache.put(key, generation, [list(AIR_ROW)], [AIR_SOURCE], T0)
     assert set(_cached_rows(cache, answered)) == {AIR}  # answered to that request ...
     assert cache.get(key, T0) is None  # ... but not kept for the next
-    cache.put(key, cache.generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+    cache.put(key, cache.generation, [list(AIR_ROW)], [AIR_SOURCE], T0)
     assert cache.get(key, T0 + timedelta(seconds=1)) is not None
     assert cache.get(key, T0 + timedelta(seconds=2)) is None
 
@@ -496,7 +501,7 @@ def test_a_value_change_during_a_read_is_applied_to_what_it_keeps() -> None:
     cache.on_event(_aqi_event(AIR, 180, "2026-11-20T02:59:00.000Z"))
     # Another tenant's change of the same id is not this layer's.
     cache.on_event(_aqi_event(AIR, 20, "2026-11-20T02:59:30.000Z", tenant="khac"))
-    answered = cache.put(key, generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+    answered = cache.put(key, generation, [list(AIR_ROW)], [AIR_SOURCE], T0)
     kept = cache.get(key, T0)
     assert kept is answered
     row = _cached_rows(cache, kept)[AIR]
@@ -512,12 +517,12 @@ def test_a_change_without_its_own_time_or_of_a_location_drops_the_layers() -> No
         _aqi_event(AIR, 99, "2026-11-20T03:00:00.000Z"),
         _aqi_event(AIR, None, "2026-11-20T02:59:00.000Z", attribute="location"),
     ):
-        cache.put(key, cache.generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+        cache.put(key, cache.generation, [list(AIR_ROW)], [AIR_SOURCE], T0)
         assert cache.get(key, T0) is not None
         cache.on_event(event)
         assert cache.get(key, T0) is None
     # A change the map does not draw keeps it.
-    cache.put(key, cache.generation, [list(AIR_ROW)], [list(AIR_INPUTS)], T0)
+    cache.put(key, cache.generation, [list(AIR_ROW)], [AIR_SOURCE], T0)
     before = cache.body(cache.get(key, T0))  # type: ignore[arg-type]
     cache.on_event(_aqi_event(AIR, 1.5, "2026-11-20T02:59:00.000Z", attribute="waterLevel"))
     cache.on_event(_aqi_event(AIR, 1, "2026-11-20T02:59:00.000Z", dataset_id="urn:x"))

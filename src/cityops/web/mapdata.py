@@ -29,7 +29,7 @@ import json
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -195,31 +195,17 @@ def stamp_of(stored: Any) -> str:
     return iso(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
 
 
-def sensor_rows(
-    rows: Sequence[Any], kinds: dict[str, SensorKind], inputs: list[list[Any]] | None = None
-) -> list[list[Any]]:
+def sensor_rows(rows: Sequence[Any], kinds: dict[str, SensorKind]) -> list[list[Any]]:
     """Turn the rows of `context_service.get_located_values` into marker rows.
 
-    `kinds` maps expanded entity types to their kind. When `inputs` is given, each marker's
-    level inputs are appended to it (`[value, value time, level number, level text, level
-    time]`, times formatted): what an in-place update needs to recompute the marker.
+    `kinds` maps expanded entity types to their kind.
     """
     out: list[list[Any]] = []
     append = out.append
-    keep = None if inputs is None else inputs.append
     # Sensors reporting together share their time, and most share a level's inputs (integer
     # AQI): format and classify each distinct one once.
     stamps: dict[Any, str] = {}
     levels: dict[tuple[str, Any, Any], str | None] = {}
-
-    def stamp_once(stored: Any) -> str | None:
-        if stored is None:
-            return None
-        stamp = stamps.get(stored)
-        if stamp is None:
-            stamp = stamps[stored] = stamp_of(stored)
-        return stamp
-
     # Unpacked by position: this loop runs once per sensor of the province.
     for entity_id, type_, lat, lon, unit, label, number, _, observed, lnum, ltext, lobs in rows:
         kind = kinds[type_]
@@ -228,9 +214,12 @@ def sensor_rows(
             level = levels[key]
         else:
             level = levels[key] = kind.classify(lnum, ltext)
-        value_stamp = stamp_once(observed)
-        level_stamp = value_stamp if lobs is observed else stamp_once(lobs)
-        stamp = value_stamp if value_stamp is not None else level_stamp
+        when = observed if observed is not None else lobs
+        stamp = None
+        if when is not None:
+            stamp = stamps.get(when)
+            if stamp is None:
+                stamp = stamps[when] = stamp_of(when)
         append(
             [
                 entity_id,
@@ -244,15 +233,26 @@ def sensor_rows(
                 label,
             ]
         )
-        if keep is not None:
-            keep([number, value_stamp, lnum, ltext, level_stamp])
     return out
+
+
+def _inputs_of(source: Any) -> list[Any]:
+    """A marker's level inputs from its row as read (see `get_located_values`): `[value, value
+    time, level number, level text, level time]`, times formatted."""
+    number, observed, lnum, ltext, lobs = source[6], source[8], source[9], source[10], source[11]
+    return [
+        number,
+        None if observed is None else stamp_of(observed),
+        lnum,
+        ltext,
+        None if lobs is None else stamp_of(lobs),
+    ]
 
 
 LayerKey = tuple[str, Any, str | None, str | None]
 # A marker row's members, by position (SENSOR_FIELDS).
 _LEVEL, _VALUE, _OBSERVED, _NAME = 5, 6, 7, 8
-# Level inputs kept beside each row (see `sensor_rows`), by position.
+# A patched marker's level inputs (see `_inputs_of`), by position.
 _IN_VALUE, _IN_VALUE_AT, _IN_LEVEL_NUM, _IN_LEVEL_TEXT, _IN_LEVEL_AT = range(5)
 # Changes remembered for the layers being read while they happen (replayed onto them): a
 # province read takes a few hundred milliseconds, a busy store writes a few thousand a second.
@@ -270,13 +270,16 @@ def encode_layer(rows: list[list[Any]]) -> bytes:
 
 @dataclass(slots=True)
 class CachedLayer:
-    """A kept sensor layer: its rows (patched in place by changes), and its body, ETag and
-    gzip-compressed body, each made again on the first request after a change."""
+    """A kept sensor layer: its rows (patched in place by changes) and the rows they were made
+    from, and its body, ETag and gzip-compressed body, each made again on the first request
+    after a change. The index of rows and each patched marker's level inputs are made on the
+    first change (a layer nothing changes costs nothing more than its body)."""
 
     rows: list[list[Any]]
-    inputs: list[list[Any]]
-    index: dict[str, int]
+    source: Sequence[Any]
     expires: datetime
+    index: dict[str, int] | None = None
+    inputs: dict[int, list[Any]] = field(default_factory=dict)
     body: bytes | None = None
     etag: str = ""
     gzipped: bytes | None = None
@@ -341,10 +344,15 @@ def patch_of(event: Event) -> Patch | str | None:
 
 def _apply(layer: CachedLayer, patch: Patch) -> None:
     """Apply a patch to a layer's marker of the entity, if it has one."""
+    if layer.index is None:
+        layer.index = {row[0]: position for position, row in enumerate(layer.rows)}
     position = layer.index.get(patch.entity_id)
     if position is None:
         return
-    row, inputs = layer.rows[position], layer.inputs[position]
+    row = layer.rows[position]
+    inputs = layer.inputs.get(position)
+    if inputs is None:
+        inputs = layer.inputs[position] = _inputs_of(layer.source[position])
     before = row[_LEVEL:]
     kind = patch.kind
     if patch.attribute == "name" and kind.value != "name":
@@ -400,14 +408,13 @@ class LayerCache:
         key: LayerKey,
         generation: int,
         rows: list[list[Any]],
-        inputs: list[list[Any]],
+        source: Sequence[Any],
         now: datetime,
     ) -> CachedLayer:
-        """Keep a layer read at `generation`, brought up to date with the changes since (unless
-        one cannot be replayed), and return it."""
+        """Keep a layer read at `generation` (`rows` made from `source`), brought up to date
+        with the changes since (unless one cannot be replayed), and return it."""
         ttl = timedelta(seconds=self._seconds())
-        index = {row[0]: position for position, row in enumerate(rows)}
-        layer = CachedLayer(rows=rows, inputs=inputs, index=index, expires=now + ttl)
+        layer = CachedLayer(rows=rows, source=source, expires=now + ttl)
         with self._lock:
             if self._dropped > generation or self._forgotten > generation or not ttl:
                 return layer
@@ -537,11 +544,11 @@ def _sensor_layer(
     tenant_name: str,
     area: str | None,
     unit: str | None,
-) -> tuple[list[list[Any]], list[list[Any]]]:
+) -> tuple[list[list[Any]], Sequence[Any]]:
     unit_codes = _area_units(session, area, unit)
     tenant = context_service.get_tenant(session=session, name=tenant_name)
     layer: list[list[Any]] = []
-    inputs: list[list[Any]] = []
+    rows: Sequence[Any] = []
     if tenant is not None:
         ctx = context_flows.default_context(runtime)
         kinds = {ctx.expand(kind.entity_type): kind for kind in SENSOR_KINDS}
@@ -553,8 +560,8 @@ def _sensor_layer(
             scope=principal.scope,
             unit_codes=unit_codes,
         )
-        layer = sensor_rows(rows, kinds, inputs)
-    return layer, inputs
+        layer = sensor_rows(rows, kinds)
+    return layer, rows
 
 
 @router.get(
@@ -586,8 +593,8 @@ def map_sensors(
     found = cache.get(key, now)
     if found is None:
         generation = cache.generation
-        rows, inputs = _sensor_layer(session, runtime, principal, tenant_name, area, unit)
-        found = cache.put(key, generation, rows, inputs, now)
+        rows, source = _sensor_layer(session, runtime, principal, tenant_name, area, unit)
+        found = cache.put(key, generation, rows, source, now)
     layer = found
     body, etag = cache.body(layer)
     return send_kept(request, body, etag, lambda: cache.gzipped(layer, body))
