@@ -878,3 +878,35 @@ def test_a_gzip_body_is_what_the_client_decodes(client: TestClient, admin: Heade
         raw = b"".join(response.iter_raw())
     assert response.headers["content-encoding"] == "gzip"
     assert gzip.decompress(raw).startswith(b'{"type":"FeatureCollection"')
+
+
+def test_a_vendor_script_is_sent_from_its_kept_gzip_copy_with_its_validators(
+    client: TestClient,
+) -> None:
+    """Leaflet compressed once, not on every first load: the same bytes, headers and 304s."""
+    path = "/static/vendor/leaflet/leaflet.js"
+    raw = client.get(path, headers={"Accept-Encoding": "identity"})
+    assert raw.status_code == 200
+    assert "content-encoding" not in raw.headers
+    for _ in range(2):  # compressed, then from the kept copy
+        with client.stream("GET", path, headers={"Accept-Encoding": "gzip, deflate"}) as r:
+            packed = b"".join(r.iter_raw())
+        assert r.status_code == 200
+        assert r.headers["content-encoding"] == "gzip"
+        assert "accept-encoding" in r.headers["vary"].lower()
+        assert r.headers["content-type"].split(";")[0] in (
+            "text/javascript",
+            "application/javascript",
+        )
+        assert r.headers["cache-control"] == "public, max-age=2592000"
+        assert r.headers["etag"] == raw.headers["etag"]
+        assert int(r.headers["content-length"]) == len(packed) < len(raw.content) / 2
+        assert gzip.decompress(packed) == raw.content
+    cached = client.get(
+        path, headers={"Accept-Encoding": "gzip", "If-None-Match": raw.headers["etag"]}
+    )
+    assert cached.status_code == 304
+    # A range is answered from the file as it is.
+    part = client.get(path, headers={"Accept-Encoding": "gzip", "Range": "bytes=0-99"})
+    assert part.status_code == 206
+    assert part.content == raw.content[:100]
