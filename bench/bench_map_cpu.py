@@ -8,6 +8,9 @@ threads: the figure does not depend on what else the machine runs), REPEAT times
 
 - cold: the layer built from the database (the in-process cache emptied before each request);
 - warm: the cached body answered again (200);
+- changed: the first request after one sensor's value changed over NGSI-LD in this process
+  (the change applied to the kept layer in place: body and ETag made again; the PATCH itself
+  is not timed), identity and gzip;
 - revalidation: `If-None-Match` with the current ETag (304), from the cache;
 - floor: `GET /healthz` (no database, no authentication): what the stack and the test client
   cost around any route.
@@ -86,6 +89,26 @@ def main() -> None:
             _cpu("cold 304", revalidate, cold, 304)
             _cpu("warm 200", get, lambda: None, 200)
             _cpu("warm 304", revalidate, lambda: None, 304)
+            changes = iter(range(1_000_000))
+
+            def change() -> None:
+                n = next(changes)
+                at = f"2026-11-20T02:{n // 60 % 60:02d}:{n % 60:02d}Z"
+                r = client.patch(
+                    f"/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:map-{n % ENTITIES}/attrs",
+                    json={
+                        "airQualityIndex": {"type": "Property", "value": n % 300, "observedAt": at}
+                    },
+                    headers={**headers, "Content-Type": "application/json"},
+                )
+                assert r.status_code == 204, r.text
+
+            def get_gzip() -> int:
+                gz = {**headers, "Accept-Encoding": "gzip"}
+                return client.get(SENSORS, headers=gz).status_code
+
+            _cpu("changed 200", get, change, 200)
+            _cpu("changed 200 gzip", get_gzip, change, 200)
             _cpu("floor /healthz", lambda: client.get("/healthz").status_code, lambda: None, 200)
 
 
