@@ -618,6 +618,20 @@ def test_an_edited_incident_shows_at_once_and_a_write_elsewhere_after_map_cache_
     assert code not in _rows(client.get(INCIDENTS, headers=admin).json())
 
 
+def test_a_ward_officers_kept_incident_layer_stays_its_wards_after_changes(
+    client: TestClient, admin: Headers, login_as: Callable[..., Headers]
+) -> None:
+    long_khanh, bien_hoa = _unit_of(client, LONG_KHANH), _unit_of(client, BIEN_HOA)
+    own = _open_incident(client, admin, "Rác tràn chợ Long Khánh", long_khanh)
+    officer = login_as("unit_officer", unit_code=long_khanh)
+    assert set(_rows(client.get(INCIDENTS, headers=officer).json())) == {own}
+    # The province's layer is kept too; a new incident elsewhere drops both.
+    assert own in _rows(client.get(INCIDENTS, headers=admin).json())
+    other = _open_incident(client, admin, "Ngập nước đường Phạm Văn Thuận", bien_hoa)
+    assert set(_rows(client.get(INCIDENTS, headers=officer).json())) == {own}
+    assert {own, other} <= set(_rows(client.get(INCIDENTS, headers=admin).json()))
+
+
 def _stations(client: TestClient, headers: Headers, point: tuple[float, float], n: int) -> None:
     """Upsert n air stations around a point (enough rows for a body worth compressing)."""
     stations = [

@@ -297,12 +297,9 @@ class Patch:
     stamp: str | None
 
 
-# Events that change what the sensor layer draws (short names, as the context store publishes).
-WATCHED_TYPES = frozenset(kind.entity_type for kind in SENSOR_KINDS)
+# Events that change what the sensor layer draws (short names, as the context store publishes;
+# `patch_of` tells which of their attributes are drawn).
 KIND_OF = {kind.entity_type: kind for kind in SENSOR_KINDS}
-WATCHED_ATTRIBUTES = frozenset(
-    {"name", "location", *(k.value for k in SENSOR_KINDS), *(k.level for k in SENSOR_KINDS)}
-)
 WATCHED_EVENTS = (
     context_flows.EVENT_ATTRIBUTE_CHANGED,
     context_flows.EVENT_ENTITY_CREATED,
