@@ -311,8 +311,8 @@ def test_the_sensors_layer_is_reused_for_a_few_seconds_then_read_again(
     assert _aqi(client, admin, sensors["lk_air"]) == 42
     again = client.get(SENSORS, headers={**admin, "If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
-    # ... for map_cache_seconds (2 s) at most.
-    clock.advance(timedelta(seconds=2))
+    # ... for map_cache_seconds at most.
+    clock.advance(timedelta(seconds=runtime.settings.map_cache_seconds))
     later = client.get(SENSORS, headers={**admin, "If-None-Match": first.headers["etag"]})
     assert later.status_code == 200
     assert _rows(later.json())[sensors["lk_air"]]["level"] == "bad"
@@ -614,7 +614,7 @@ def test_an_edited_incident_shows_at_once_and_a_write_elsewhere_after_map_cache_
     with unit_of_work(runtime.session_factory) as session:
         session.execute(update(Incident).where(Incident.code == code).values(status="closed"))
     assert code in _rows(client.get(INCIDENTS, headers=admin).json())
-    clock.advance(timedelta(seconds=2))
+    clock.advance(timedelta(seconds=runtime.settings.map_cache_seconds))
     assert code not in _rows(client.get(INCIDENTS, headers=admin).json())
 
 
@@ -718,7 +718,7 @@ def test_a_value_change_updates_the_kept_layers_of_the_scopes_holding_the_sensor
     # Another process's write still shows once map_cache_seconds have passed.
     _write_behind_the_api(runtime, sensors["bh_air"], 20)
     assert _rows(client.get(SENSORS, headers=bh_officer).json())[sensors["bh_air"]]["value"] == 172
-    clock.advance(timedelta(seconds=2))
+    clock.advance(timedelta(seconds=runtime.settings.map_cache_seconds))
     assert _rows(client.get(SENSORS, headers=bh_officer).json())[sensors["bh_air"]]["value"] == 20
 
 

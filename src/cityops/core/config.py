@@ -78,9 +78,11 @@ class Settings(BaseSettings):
     # Seconds an NGSI-LD query may run (SQL and `~=` patterns) before 400 TooComplexQuery.
     ngsild_query_timeout: float = Field(default=5.0, gt=0, le=600)
     map_tile_url: str = ""
-    # Seconds an encoded map sensor layer is reused in one process (changes this process makes
-    # drop it at once; this bounds how late another worker's writes show); 0: not reused.
-    map_cache_seconds: float = Field(default=2.0, ge=0, le=300)
+    # Seconds a map layer (sensors, incidents) is reused in one process. Changes this process
+    # makes are applied to it (sensor values) or drop it (incidents) at once, so this only bounds
+    # how late another worker's writes show on a fresh load (the live stream carries them
+    # meanwhile); 0: not reused.
+    map_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     # Seconds reference data (categories, SLA policies, calendar, departments, boundaries,
     # service catalogue, API keys) built in one process is reused; changes this process makes
     # drop it at once, so this bounds how late another worker's edits apply; 0: not reused.
