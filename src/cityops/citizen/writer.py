@@ -49,6 +49,11 @@ class ReportWriter:
         self.batches = 0
         self.jobs = 0
 
+    def waiting(self) -> int:
+        """Return how many jobs wait for a batch."""
+        with self._lock:
+            return len(self._waiting)
+
     def run(self, work: Callable[[Session], Any], *, request: Any = None) -> Any:
         """Run `work(session)` in the next batch; return its result once that batch committed,
         or raise its own error (nothing of it written)."""
