@@ -120,6 +120,13 @@ def test_reports_sent_together_are_each_taken_in_as_if_alone(
         assert [e["kind"] for e in incident["timeline"]] == ["created"]
         incident_codes.add(incident["code"])
     assert len(incident_codes) == 12
+    # Counted up as one block, gap-free: the next incident follows the batch's last.
+    numbers = sorted(int(c.rsplit("-", 1)[1]) for c in incident_codes)
+    assert numbers == list(range(numbers[0], numbers[0] + 12))
+    later = submit(service_code="AT-01", **TRAN_BIEN).json()[0]["service_request_id"]
+    report = client.get(f"{API}/citizen/reports/{later}", headers=operator).json()
+    incident = client.get(f"{API}/incidents/{report['incident_id']}", headers=operator).json()
+    assert int(incident["code"].rsplit("-", 1)[1]) == numbers[-1] + 1
     with unit_of_work(runtime.session_factory) as session:
         ids = [
             str(i)
@@ -169,7 +176,18 @@ def test_a_report_failing_while_written_leaves_no_trace_and_the_others_commit(
     runtime: Runtime, api_key: str
 ) -> None:
     published: list[Event] = []
-    runtime.bus.subscribe("citizen.report_created", published.append)
+    visible: list[bool] = []
+
+    def announced(event: Event) -> None:
+        # Announced once committed: another connection already reads the report.
+        with unit_of_work(runtime.session_factory) as other:
+            code = event.data["tracking_code"]
+            visible.append(
+                other.scalar(select(Report.id).where(Report.tracking_code == code)) is not None
+            )
+        published.append(event)
+
+    runtime.bus.subscribe("citizen.report_created", announced)
     writer = writer_of(runtime)
 
     def report(description: str, fail: bool = False) -> Callable[[Session], str]:
@@ -213,6 +231,7 @@ def test_a_report_failing_while_written_leaves_no_trace_and_the_others_commit(
     assert timeline == 2
     # Only what committed is announced.
     assert sorted(e.data["tracking_code"] for e in published) == codes
+    assert visible == [True, True]
 
 
 def test_duplicates_inside_one_batch_are_linked_as_if_sent_one_after_the_other(

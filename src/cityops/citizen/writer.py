@@ -21,8 +21,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cityops.core.runtime import Runtime
+from cityops.incidents import service as incident_service
 
 MAX_BATCH = 64
+_EVENTS = "pending_events"  # cityops.core.events: what the session publishes after its commit
 _CACHE_KEY = "citizen.writer"
 
 
@@ -95,8 +97,9 @@ class ReportWriter:
         """Write a batch in one transaction; if its commit fails, write each job alone."""
         session = self._runtime.session_factory()
         try:
-            for job in batch:
-                _run_in_savepoint(session, job)
+            for index, job in enumerate(batch):
+                # Incident codes are counted up for the whole batch at once.
+                _run_in_savepoint(session, job, len(batch) - index)
             session.commit()
             self.batches += 1
             self.jobs += len(batch)
@@ -114,18 +117,25 @@ class ReportWriter:
             session.close()
 
 
-def _run_in_savepoint(session: Session, job: _Job) -> None:
+def _run_in_savepoint(session: Session, job: _Job, remaining: int) -> None:
     # What a transaction keeps in session.info (events to publish after the commit, stream log
     # and audit rows to write) must lose this job's part when its savepoint rolls back, and
     # keep the others' whatever the rollback hooks drop.
     kept = {key: list(value) for key, value in session.info.items() if isinstance(value, list)}
     session.info["request"] = job.request
+    incident_service.expect_codes(session=session, count=remaining)
     savepoint = session.begin_nested()
     try:
         job.result = job.work(session)
         # Flushed now, so its audit rows name its own request.
         session.flush()
-        savepoint.commit()
+        # SQLAlchemy runs its commit hooks on a savepoint's release too: the events wait
+        # aside, so that they are published after the batch's real commit, not before.
+        held = session.info.pop(_EVENTS, [])
+        try:
+            savepoint.commit()
+        finally:
+            session.info[_EVENTS] = held + session.info.pop(_EVENTS, [])
     except Exception as exc:  # noqa: BLE001 - handed back to the job's own request
         if savepoint.is_active:
             savepoint.rollback()
