@@ -75,6 +75,12 @@ class ReportWriter:
             raise job.error
         return job.result
 
+    def run_batch(self, works: list[Callable[[Session], Any]]) -> list[Any]:
+        """Write `works` as one batch now (benchmarks): each one's result, or its error."""
+        jobs = [_Job(work=work, request=None) for work in works]
+        self._write(jobs)
+        return [job.error if job.error is not None else job.result for job in jobs]
+
     def _lead(self) -> None:
         with self._lock:
             batch = [self._waiting.popleft() for _ in range(min(MAX_BATCH, len(self._waiting)))]
