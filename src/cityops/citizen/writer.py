@@ -86,6 +86,11 @@ class ReportWriter:
             batch = [self._waiting.popleft() for _ in range(min(MAX_BATCH, len(self._waiting)))]
         try:
             self._write(batch)
+        except BaseException as exc:
+            for job in batch:  # interrupted: nobody waits for a result that will not come
+                if job.error is None:
+                    job.error, job.result = exc, None
+            raise
         finally:
             with self._lock:
                 if self._waiting:
@@ -127,7 +132,7 @@ def _run_in_savepoint(session: Session, job: _Job, remaining: int) -> None:
     # What a transaction keeps in session.info (events to publish after the commit, stream log
     # and audit rows to write) must lose this job's part when its savepoint rolls back, and
     # keep the others' whatever the rollback hooks drop.
-    kept = {key: list(value) for key, value in session.info.items() if isinstance(value, list)}
+    kept = {key: value.copy() for key, value in session.info.items() if _pending(value)}
     session.info["request"] = job.request
     incident_service.expect_codes(session=session, count=remaining)
     savepoint = session.begin_nested()
@@ -145,7 +150,7 @@ def _run_in_savepoint(session: Session, job: _Job, remaining: int) -> None:
     except Exception as exc:  # noqa: BLE001 - handed back to the job's own request
         if savepoint.is_active:
             savepoint.rollback()
-        for key in [k for k, v in session.info.items() if isinstance(v, list)]:
+        for key in [k for k, v in session.info.items() if _pending(v)]:
             if key not in kept:
                 del session.info[key]
         session.info.update(kept)
@@ -154,6 +159,12 @@ def _run_in_savepoint(session: Session, job: _Job, remaining: int) -> None:
         # The next job starts as a request's own session would: no request, no actor.
         session.info.pop("request", None)
         session.info.pop("actor", None)
+
+
+def _pending(value: object) -> bool:
+    # Lists (events, stream log and audit rows to write) and sets (tables changed, for the
+    # reference cache) that hooks fill during a transaction.
+    return isinstance(value, list | set)
 
 
 def writer_of(runtime: Runtime) -> ReportWriter:
