@@ -34,6 +34,7 @@ from cityops.citizen.schemas import (
     ServiceUpdate,
     SubmissionRead,
 )
+from cityops.citizen.writer import writer_of
 from cityops.core.deps import ClockDep, Limit, Offset, RuntimeDep, SessionDep, runtime_of
 from cityops.core.errors import BadRequest, Invalid, NotFound, request_language
 from cityops.core.runtime import Runtime
@@ -450,7 +451,6 @@ PUBLIC_FORM_BODY: dict[str, Any] = {
 )
 def submit_public(
     request: Request,
-    session: SessionDep,
     runtime: RuntimeDep,
     form: Annotated[PublicForm, Depends(read_public_form)],
 ) -> SubmissionRead:
@@ -458,32 +458,40 @@ def submit_public(
     flows.check_rate(runtime, f"ip:{request.client.host if request.client else '-'}")
     values = {k: v for k, v in form.fields.items() if k not in ("consent", "api_key")}
     consent = (form.fields.get("consent") or ["false"])[-1] == "true"
-    created = flows.submit_public(
-        runtime=runtime,
-        session=session,
-        sub=flows.submission_from_form(values),
-        uploads=form.uploads,
-        language=request_language(request),
-        consent=consent,
-    )
-    report = created.report
-    original = (
-        service.get(session=session, report_id=report.duplicate_of)
-        if report.duplicate_of is not None
-        else None
-    )
-    return SubmissionRead(
-        tracking_code=report.tracking_code,
-        status=report.status,
-        moderation=report.moderation,
-        unit_code=report.unit_code,
-        department_code=report.department_code,
-        duplicate_of=original.tracking_code if original is not None else None,
-        notice=created.notice,
-        photos=len(service.get_photos(session=session, report_id=report.id)),
-        # The reporter's own link: it carries the key that lets them rate the result.
-        tracking_url=f"/public/reports/{report.tracking_code}?key={report.token}",
-    )
+    sub = flows.submission_from_form(values)
+    language = request_language(request)
+
+    def write(session: Session) -> SubmissionRead:
+        created = flows.submit_public(
+            runtime=runtime,
+            session=session,
+            sub=sub,
+            uploads=form.uploads,
+            language=language,
+            consent=consent,
+        )
+        report = created.report
+        original = (
+            service.get(session=session, report_id=report.duplicate_of)
+            if report.duplicate_of is not None
+            else None
+        )
+        return SubmissionRead(
+            tracking_code=report.tracking_code,
+            status=report.status,
+            moderation=report.moderation,
+            unit_code=report.unit_code,
+            department_code=report.department_code,
+            duplicate_of=original.tracking_code if original is not None else None,
+            notice=created.notice,
+            photos=len(service.get_photos(session=session, report_id=report.id)),
+            # The reporter's own link: it carries the key that lets them rate the result.
+            tracking_url=f"/public/reports/{report.tracking_code}?key={report.token}",
+        )
+
+    # Written with the reports that arrive meanwhile, in one transaction (citizen.writer).
+    result: SubmissionRead = writer_of(runtime).run(write, request=request)
+    return result
 
 
 @router.get(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from cityops.citizen import flows, service
 from cityops.citizen.enums import ReportStatus
 from cityops.citizen.models import CitizenService
+from cityops.citizen.writer import writer_of
 from cityops.core.deps import RuntimeDep, SessionDep
 from cityops.core.errors import Invalid, NotFound, request_language
 from cityops.core.runtime import Runtime
@@ -308,9 +309,7 @@ FormFields = Annotated[dict[str, list[str]], Depends(_form_fields)]
 # A plain function: FastAPI runs it in a worker thread, so a write waiting for SQLite's lock
 # never blocks the event loop (and the commit of the request holding the lock).
 @router.post("/requests.{fmt}", summary="Create a service request")
-def create_request(
-    request: Request, runtime: RuntimeDep, session: SessionDep, fmt: str, fields: FormFields
-) -> Response:
+def create_request(request: Request, runtime: RuntimeDep, fmt: str, fields: FormFields) -> Response:
     """Take in a citizen report (api_key in the form body or the query string)."""
     fmt = _fmt(fmt)
 
@@ -320,21 +319,20 @@ def create_request(
 
     api_key = given("api_key")
     flows.check_jurisdiction(given("jurisdiction_id"))
-    client_id = flows.open311_client(runtime=runtime, session=session, api_key=api_key)
-    flows.check_rate(runtime, f"key:{client_id}")
-    created = flows.create_report(
-        runtime=runtime,
-        session=session,
-        sub=flows.submission_from_form(fields),
-        client_id=client_id,
-        language=request_language(request),
-    )
-    body = [
-        {
-            "service_request_id": created.report.tracking_code,
-            "service_notice": created.notice,
-        }
-    ]
+    sub = flows.submission_from_form(fields)
+    language = request_language(request)
+
+    def write(session: Session) -> tuple[str, str | None]:
+        client_id = flows.open311_client(runtime=runtime, session=session, api_key=api_key)
+        flows.check_rate(runtime, f"key:{client_id}")
+        created = flows.create_report(
+            runtime=runtime, session=session, sub=sub, client_id=client_id, language=language
+        )
+        return created.report.tracking_code, created.notice
+
+    # Written with the reports that arrive meanwhile, in one transaction (citizen.writer).
+    code, notice = writer_of(runtime).run(write, request=request)
+    body = [{"service_request_id": code, "service_notice": notice}]
     return respond(fmt, "service_requests", body, 201)
 
 

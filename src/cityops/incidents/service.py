@@ -29,6 +29,7 @@ from sqlalchemy import (
     table,
     update,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -463,10 +464,29 @@ def delete_holiday(*, session: Session, holiday: Holiday) -> None:
 # --- incidents -------------------------------------------------------------------------------
 
 
+# session.info keys: how many codes the transaction expects to give out (a batch of citizen
+# reports), and the block it took: [year, next number, last number]. A list, so that a writer
+# that rolls back a savepoint restores it with the counter (citizen.writer).
+_CODES_WANTED = "incident_codes:wanted"
+_CODE_BLOCK = "incident_codes:block"
+_BLOCK_HOOKED = "incident_codes:hooked"
+
+
+def expect_codes(*, session: Session, count: int) -> None:
+    """Tell the transaction how many incidents it may still open, so it counts them up at once."""
+    session.info[_CODES_WANTED] = count
+
+
 def next_code(*, session: Session, year: int) -> str:
     """Give out the next public code of a year (`SC-2026-000123`), safely under concurrency."""
-    number = _count_up(session, year)
-    if number is None:
+    block: list[int] | None = session.info.get(_CODE_BLOCK)
+    if block is not None and block[0] == year and block[1] <= block[2]:
+        number = block[1]
+        block[1] += 1
+        return f"{CODE_PREFIX}-{year}-{number:06d}"
+    wanted = max(1, int(session.info.get(_CODES_WANTED, 1)))
+    last = _count_up(session, year, wanted)
+    if last is None:
         # The year's first incident (or a race for it): create the row, then count.
         dialect = session.get_bind().dialect.name
         if dialect in ("postgresql", "sqlite"):
@@ -479,18 +499,52 @@ def next_code(*, session: Session, year: int) -> str:
         elif session.get(IncidentSequence, year) is None:
             session.add(IncidentSequence(year=year, last_number=0))
             session.flush()
-        number = _count_up(session, year)
-    if number is None:
+        last = _count_up(session, year, wanted)
+    if last is None:
         raise RuntimeError(f"no incident sequence row for {year}")
+    number = last - wanted + 1
+    if wanted > 1:
+        session.info[_CODE_BLOCK] = [year, number + 1, last]
+        _give_back_unused_codes(session)
     return f"{CODE_PREFIX}-{year}-{number:06d}"
 
 
-def _count_up(session: Session, year: int) -> int | None:
+def _give_back_unused_codes(session: Session) -> None:
+    # Codes stay gap-free: what a block did not use goes back before the commit. The counter's
+    # row is still locked by this transaction, so nobody counted up past the block meanwhile.
+    if session.info.get(_BLOCK_HOOKED):
+        return
+    session.info[_BLOCK_HOOKED] = True
+
+    def before_commit(done: Session) -> None:
+        if done.in_nested_transaction():
+            return  # a savepoint's release: the transaction goes on
+        block = done.info.pop(_CODE_BLOCK, None)
+        done.info.pop(_CODES_WANTED, None)
+        if block is None or block[1] > block[2]:
+            return
+        year, first_unused, last = block
+        done.execute(
+            update(IncidentSequence)
+            .where(IncidentSequence.year == year, IncidentSequence.last_number == last)
+            .values(last_number=first_unused - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+    def after_rollback(done: Session) -> None:
+        done.info.pop(_CODE_BLOCK, None)
+        done.info.pop(_CODES_WANTED, None)
+
+    sa_event.listen(session, "before_commit", before_commit)
+    sa_event.listen(session, "after_rollback", after_rollback)
+
+
+def _count_up(session: Session, year: int, count: int = 1) -> int | None:
     # The row lock taken by this update serialises concurrent creations until commit.
     number: int | None = session.execute(
         update(IncidentSequence)
         .where(IncidentSequence.year == year)
-        .values(last_number=IncidentSequence.last_number + 1)
+        .values(last_number=IncidentSequence.last_number + count)
         .returning(IncidentSequence.last_number)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
