@@ -381,7 +381,7 @@ def test_a_key_without_incident_read_gets_alerts_but_no_incidents(
         json={"name": "wall screen", "permissions": ["alert:read", "context:read"]},
         headers=admin,
     )
-    assert created.status_code == 204, created.text
+    assert created.status_code == 201, created.text
     key = {"X-API-Key": created.json()["key"]}
     stream = connect(key)
     publish(runtime, "incidents.incident_created", incident("25195", "SXD"))

@@ -11,7 +11,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse, Response
@@ -116,29 +115,11 @@ async def document_body(request: Request) -> Any:
     body = await request.body()
     if len(body) > MAX_BODY:
         raise bad("request.too_large")
-    return _loads(body)
-
-
-# A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float.
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
-
-
-def _loads(body: bytes) -> Any:
-    """Decode a JSON body exactly as `json.loads` does, with orjson when it gives the same.
-
-    orjson is several times faster on the flood of batch upserts; anything it refuses (NaN,
-    lone surrogates, a byte-order mark) or may read differently (integers beyond 64 bits) goes
-    to `json.loads`, whose answer or error stands.
-    """
-    if not _LONG_NUMBER.search(body):
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("context.request.bad_json") from exc
+    return data
 
 
 async def json_body(request: Request) -> Any:

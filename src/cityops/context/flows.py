@@ -379,7 +379,7 @@ def _publish(
         )
     # The changes of a batch share a few timestamps: format each once.
     stamps: dict[datetime, str] = {}
-    publish = bus.publish_after_commit
+    events: list[Event] = []
     for change in result.changes:
         attr = change.attr
         observed = stamps.get(change.observed_at)
@@ -401,7 +401,8 @@ def _publish(
         }
         if change.point is not None:
             data["lon"], data["lat"] = change.point
-        publish(session, Event(type=EVENT_ATTRIBUTE_CHANGED, data=data, at=now))
+        events.append(Event(type=EVENT_ATTRIBUTE_CHANGED, data=data, at=now))
+    bus.publish_many_after_commit(session, events)
 
 
 def publish_deleted(*, runtime: Runtime, session: Session, tenant: str, rows: list[Any]) -> None:

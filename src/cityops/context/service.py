@@ -335,9 +335,35 @@ def _scalar_first(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
             return encode_str(value)
         if kind is bool:
             return "true" if value else "false"
+        if kind is dict and len(value) == 2:
+            # A located entity's point, rewritten with every reading of a fixed station.
+            point = _point_text(value)
+            if point is not None:
+                return point
         return process(value)
 
     return encode
+
+
+def _point_text(value: dict[str, Any]) -> str | None:
+    """`json.dumps` of {"type": "Point", "coordinates": [lon, lat]} (those keys in that order,
+    two finite plain floats or ints); None for anything else."""
+    keys = iter(value)
+    if next(keys) != "type" or next(keys) != "coordinates" or value["type"] != "Point":
+        return None
+    coordinates = value["coordinates"]
+    if type(coordinates) is not list or len(coordinates) != 2:
+        return None
+    texts = []
+    for number in coordinates:
+        kind = type(number)
+        if kind is int:
+            texts.append(int.__repr__(number))
+        elif kind is float and math.isfinite(number):
+            texts.append(float.__repr__(number))
+        else:
+            return None
+    return f'{{"type": "Point", "coordinates": [{texts[0]}, {texts[1]}]}}'
 
 
 class _EntityKey(NamedTuple):
@@ -405,9 +431,10 @@ def _previous_attributes(
     mark = "%s" if sql.postgresql else "?"
     for part in _chunks(list(dict.fromkeys(pks))):
         statement = sql.select_previous + f"({', '.join([mark] * len(part))})"
+        # fetchall: one driver call for the rows, not one SQLAlchemy fetch per row
         for pk, name, dataset, kind, value, unit, subs, modified in connection.exec_driver_sql(
             statement, tuple(part)
-        ):
+        ).fetchall():
             # Not decoded here: most instances are compared by their stored text and only
             # the changed ones need their previous value (for the event).
             previous[(pk, name, dataset)] = _Previous(kind, value, unit, subs, modified)

@@ -107,6 +107,26 @@ class EventBus:
             sa_event.listen(session, "after_commit", self._flush_pending)
             sa_event.listen(session, "after_rollback", _drop_pending)
 
+    def publish_many_after_commit(self, session: Session, events: list[Event]) -> None:
+        """`publish_after_commit` for each event in order (a batch write's changes)."""
+        if not events:
+            return
+        pending: list[Event] = session.info.setdefault("pending_events", [])
+        catch_all = self._in_transaction.get("*", ())
+        kind: str | None = None
+        handlers: list[TransactionalHandler] = []
+        for event in events:
+            pending.append(event)
+            if event.type != kind:
+                kind = event.type
+                handlers = [*catch_all, *self._in_transaction.get(kind, ())]
+            for handler in handlers:
+                handler(session, event)
+        if not session.info.get("events_hooked"):
+            session.info["events_hooked"] = True
+            sa_event.listen(session, "after_commit", self._flush_pending)
+            sa_event.listen(session, "after_rollback", _drop_pending)
+
     def _flush_pending(self, session: Session) -> None:
         events: list[Event] = session.info.pop("pending_events", [])
         # A batch's events are mostly of one type: look its handlers up once per run of a type
