@@ -947,3 +947,60 @@ def test_no_input_makes_the_stream_fail(
             assert response.status_code < 500, (case.as_curl_command(), response.read())
             if response.status_code == 200:
                 assert next(response.iter_lines()).startswith("retry:")
+
+
+def test_one_batch_upsert_streams_every_change_in_order_and_scoped(
+    client: TestClient,
+    connect: Connect,
+    live: LiveServer,
+    admin: Headers,
+    operator: Headers,
+    login_as: Callable[..., Headers],
+    runtime: Runtime,
+) -> None:
+    def station(n: int, point: tuple[float, float], pm25: float) -> dict[str, Any]:
+        return {
+            "id": f"urn:ngsi-ld:AirQualityObserved:dn-batch-{n}",
+            "type": "AirQualityObserved",
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": point}},
+            "dateObserved": {"type": "Property", "value": "2026-11-20T02:55:00Z"},
+            "pm25": {"type": "Property", "value": pm25, "unitCode": "GQ"},
+            "pm10": {"type": "Property", "value": pm25 + 10, "unitCode": "GQ"},
+        }
+
+    points = [BIEN_HOA if n % 2 else LONG_KHANH for n in range(30)]
+    writer = {**admin, "Content-Type": "application/json"}
+    first = [station(n, points[n], 20.0) for n in range(30)]
+    created = client.post(f"{NGSI}/entityOperations/upsert", json=first, headers=writer)
+    assert created.status_code == 204, created.text
+    ward = unit_of(runtime, first[1]["id"])
+    assert unit_of(runtime, first[0]["id"]) != ward
+    watcher = connect(operator, types="entities")
+    officer = connect(login_as("unit_officer", unit_code=ward), types="entities")
+
+    second = [station(n, points[n], 30.0 + n) for n in range(30)]
+    with httpx.Client(verify=TLS, timeout=10) as http:
+        response = http.post(
+            f"{live.url}{NGSI}/entityOperations/upsert", json=second, headers=writer
+        )
+    assert response.status_code == 204, response.text
+
+    expected = [(e["id"], name) for e in second for name in ("pm25", "pm10")]
+    seen = watcher.collect(
+        lambda e: (e.data.get("entity_id"), e.data.get("attribute")) == expected[-1]
+    )
+    changes = [e for e in seen if e.type == "context.attribute_changed"]
+    assert [(e.data["entity_id"], e.data["attribute"]) for e in changes] == expected
+    assert [e.data["value"] for e in changes[:4]] == [30.0, 40.0, 31.0, 41.0]
+    assert all(e.data["previous"] in (20.0, 30.0) for e in changes)
+    assert len({e.data["correlation_id"] for e in changes}) == len(changes)
+
+    mine = [
+        pair
+        for pair, point in zip(expected, [p for p in points for _ in (0, 1)], strict=True)
+        if point == BIEN_HOA
+    ]
+    got = officer.collect(lambda e: (e.data.get("entity_id"), e.data.get("attribute")) == mine[-1])
+    got += officer.drain(0.5)
+    assert [(e.data["entity_id"], e.data["attribute"]) for e in got] == mine
+    assert all(e.data["unit_code"] == ward for e in got)

@@ -407,7 +407,10 @@ class Engine:
         self._queue.append((event, time.monotonic()))
         if self._synchronous or (self._drain_at is not None and len(self._queue) >= self._drain_at):
             self.process_pending()
-        else:
+        elif not self._wake.is_set():
+            # Set only when clear: setting takes the event's lock and notifies, hundreds of
+            # times per batch otherwise. The loop clears before it drains, so an event queued
+            # while the flag is still set is drained by that pass.
             self._wake.set()
 
     @contextlib.contextmanager

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 ACTIVE_CACHE = "context.active_contexts"
 DOCUMENT_CACHE = "context.documents"
 FOLDER_LOADED = "context.folder_loaded"
+TENANTS_KEY = "context.tenant_ids"  # tenant name → id, committed ones only
 HOSTED_PATH = "/ngsi-ld/v1/jsonldContexts/"
 MAX_CONTEXT_BYTES = 1_000_000
 MAX_ACTIVE_CONTEXTS = 512
@@ -263,11 +264,13 @@ def write_entities(
         parsed.append(entity)
     if not parsed:
         return outcome
-    tenant_row = service.get_or_create_tenant(session=session, name=tenant, now=now)
+    tenant_id = service.get_tenant_id(
+        session=session, name=tenant, now=now, known=runtime.caches.setdefault(TENANTS_KEY, {})
+    )
     units = _locate(runtime, session, parsed)
     result = service.write(
         session=session,
-        tenant_id=tenant_row.id,
+        tenant_id=tenant_id,
         entities=parsed,
         mode=mode,
         now=now,
@@ -376,7 +379,7 @@ def _publish(
         )
     # The changes of a batch share a few timestamps: format each once.
     stamps: dict[datetime, str] = {}
-    publish = bus.publish_after_commit
+    events: list[Event] = []
     for change in result.changes:
         attr = change.attr
         observed = stamps.get(change.observed_at)
@@ -398,7 +401,8 @@ def _publish(
         }
         if change.point is not None:
             data["lon"], data["lat"] = change.point
-        publish(session, Event(type=EVENT_ATTRIBUTE_CHANGED, data=data, at=now))
+        events.append(Event(type=EVENT_ATTRIBUTE_CHANGED, data=data, at=now))
+    bus.publish_many_after_commit(session, events)
 
 
 def publish_deleted(*, runtime: Runtime, session: Session, tenant: str, rows: list[Any]) -> None:

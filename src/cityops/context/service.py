@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -36,6 +37,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
@@ -90,6 +92,45 @@ def get_or_create_tenant(*, session: Session, name: str, now: datetime) -> Tenan
     tenant = get_tenant(session=session, name=name)
     assert tenant is not None
     return tenant
+
+
+def get_tenant_id(
+    *, session: Session, name: str, now: datetime, known: dict[str, int] | None = None
+) -> int:
+    """Return a tenant's id, creating the tenant on first use; `known` caches committed ids.
+
+    Tenants are never deleted, so an id once committed stays right for the process; an id is
+    added to `known` only when the transaction that saw it commits (a tenant created by a
+    transaction that then rolls back must not be remembered).
+    """
+    if known is not None:
+        found = known.get(name)
+        if found is not None:
+            return found
+    tenant_id = get_or_create_tenant(session=session, name=name, now=now).id
+    if known is not None:
+        seen: dict[str, int] | None = session.info.get("context_tenants")
+        if seen is None:
+            seen = session.info["context_tenants"] = {}
+            sa_event.listen(session, "after_commit", _remember_tenants(known))
+            sa_event.listen(session, "after_rollback", _forget_tenants)
+        seen[name] = tenant_id
+    return tenant_id
+
+
+def _remember_tenants(known: dict[str, int]) -> Callable[[Session], None]:
+    def remember(session: Session) -> None:
+        known.update(session.info.pop("context_tenants", None) or {})
+        # the listeners stay; the next transaction of this session starts a new record
+        session.info["context_tenants"] = {}
+
+    return remember
+
+
+def _forget_tenants(session: Session) -> None:
+    seen = session.info.get("context_tenants")
+    if seen:
+        seen.clear()
 
 
 def get_all_tenants(*, session: Session) -> list[Tenant]:
@@ -260,12 +301,69 @@ def _write_sql(session: Session) -> _WriteSql:
             "SELECT entity_pk, name, dataset_id, attr_type, value, unit_code, sub_attrs, "  # noqa: S608 (fixed identifiers)
             f"modified_at FROM {attribute} WHERE entity_pk IN "
         ),
-        encode_json=_processor(ATTRIBUTE_TABLE, "value", dialect),
+        encode_json=(
+            _processor(ATTRIBUTE_TABLE, "value", dialect)
+            if dialect.name == "postgresql"
+            else _scalar_first(_processor(ATTRIBUTE_TABLE, "value", dialect))
+        ),
         encode_time=_processor(ATTRIBUTE_TABLE, "modified_at", dialect),
         decode_json=_identity if dialect.name == "postgresql" else _sqlite_json,
     )
     _WRITE_SQL[dialect.name] = found
     return found
+
+
+def _scalar_first(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap SQLite's JSON bind processor with a shortcut for plain numbers and strings.
+
+    Most observations are a number or a short string: their text is what `json.dumps` (the
+    engine's serializer) makes, built here without its encoder object. Anything else (None,
+    non-finite floats, which are stored as null, containers, subclasses) goes to `process`.
+    """
+    encode_str = json.encoder.encode_basestring_ascii  # what json.dumps uses (ensure_ascii)
+    int_text = int.__repr__
+    float_text = float.__repr__
+    isfinite = math.isfinite
+
+    def encode(value: Any) -> Any:
+        kind = type(value)
+        if kind is int:
+            return int_text(value)
+        if kind is float and isfinite(value):
+            return float_text(value)
+        if kind is str:
+            return encode_str(value)
+        if kind is bool:
+            return "true" if value else "false"
+        if kind is dict and len(value) == 2:
+            # A located entity's point, rewritten with every reading of a fixed station.
+            point = _point_text(value)
+            if point is not None:
+                return point
+        return process(value)
+
+    return encode
+
+
+def _point_text(value: dict[str, Any]) -> str | None:
+    """`json.dumps` of {"type": "Point", "coordinates": [lon, lat]} (those keys in that order,
+    two finite plain floats or ints); None for anything else."""
+    keys = iter(value)
+    if next(keys) != "type" or next(keys) != "coordinates" or value["type"] != "Point":
+        return None
+    coordinates = value["coordinates"]
+    if type(coordinates) is not list or len(coordinates) != 2:
+        return None
+    texts = []
+    for number in coordinates:
+        kind = type(number)
+        if kind is int:
+            texts.append(int.__repr__(number))
+        elif kind is float and math.isfinite(number):
+            texts.append(float.__repr__(number))
+        else:
+            return None
+    return f'{{"type": "Point", "coordinates": [{texts[0]}, {texts[1]}]}}'
 
 
 class _EntityKey(NamedTuple):
@@ -333,9 +431,10 @@ def _previous_attributes(
     mark = "%s" if sql.postgresql else "?"
     for part in _chunks(list(dict.fromkeys(pks))):
         statement = sql.select_previous + f"({', '.join([mark] * len(part))})"
+        # fetchall: one driver call for the rows, not one SQLAlchemy fetch per row
         for pk, name, dataset, kind, value, unit, subs, modified in connection.exec_driver_sql(
             statement, tuple(part)
-        ):
+        ).fetchall():
             # Not decoded here: most instances are compared by their stored text and only
             # the changed ones need their previous value (for the event).
             previous[(pk, name, dataset)] = _Previous(kind, value, unit, subs, modified)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import os
+import random
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,26 @@ from sqlalchemy.orm import Session
 log = logging.getLogger(__name__)
 
 
+# Correlation ids: a random per-process prefix and a counter, 32 hex digits like a uuid4's hex
+# but without reading the OS's random source for each of a batch's hundreds of events.
+_ids: list[Any] = []
+
+
+def _new_id_source() -> None:
+    # A forked worker draws its own prefix: it must not repeat its parent's ids.
+    _ids[:] = [os.urandom(8).hex(), itertools.count(random.SystemRandom().randrange(1 << 32))]
+
+
+_new_id_source()
+os.register_at_fork(after_in_child=_new_id_source)
+
+
+def new_correlation_id() -> str:
+    """Return a correlation id unique across processes (random prefix, per-process counter)."""
+    prefix, counter = _ids
+    return f"{prefix}{next(counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something that happened: a type name, a payload and a correlation id for tracing."""
@@ -23,7 +45,7 @@ class Event:
     type: str
     data: dict[str, Any]
     at: datetime
-    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    correlation_id: str = field(default_factory=new_correlation_id)
 
 
 Handler = Callable[[Event], None]
@@ -57,7 +79,10 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         """Deliver an event to its handlers now."""
-        for handler in [*self._handlers.get(event.type, ()), *self._handlers.get("*", ())]:
+        self._deliver(event, [*self._handlers.get(event.type, ()), *self._handlers.get("*", ())])
+
+    def _deliver(self, event: Event, handlers: list[Handler]) -> None:
+        for handler in handlers:
             try:
                 handler(event)
             except Exception:
@@ -82,10 +107,37 @@ class EventBus:
             sa_event.listen(session, "after_commit", self._flush_pending)
             sa_event.listen(session, "after_rollback", _drop_pending)
 
+    def publish_many_after_commit(self, session: Session, events: list[Event]) -> None:
+        """`publish_after_commit` for each event in order (a batch write's changes)."""
+        if not events:
+            return
+        pending: list[Event] = session.info.setdefault("pending_events", [])
+        catch_all = self._in_transaction.get("*", ())
+        kind: str | None = None
+        handlers: list[TransactionalHandler] = []
+        for event in events:
+            pending.append(event)
+            if event.type != kind:
+                kind = event.type
+                handlers = [*catch_all, *self._in_transaction.get(kind, ())]
+            for handler in handlers:
+                handler(session, event)
+        if not session.info.get("events_hooked"):
+            session.info["events_hooked"] = True
+            sa_event.listen(session, "after_commit", self._flush_pending)
+            sa_event.listen(session, "after_rollback", _drop_pending)
+
     def _flush_pending(self, session: Session) -> None:
         events: list[Event] = session.info.pop("pending_events", [])
+        # A batch's events are mostly of one type: look its handlers up once per run of a type
+        # (the lists are copied, as `publish` does, so a handler may unsubscribe meanwhile).
+        kind: str | None = None
+        handlers: list[Handler] = []
         for item in events:
-            self.publish(item)
+            if item.type != kind:
+                kind = item.type
+                handlers = [*self._handlers.get(kind, ()), *self._handlers.get("*", ())]
+            self._deliver(item, handlers)
 
 
 def _drop_pending(session: Session) -> None:

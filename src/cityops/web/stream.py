@@ -84,6 +84,7 @@ from enum import Enum
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from prometheus_client import Counter, Gauge
@@ -166,9 +167,17 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def dumps(value: Any) -> str:
     """JSON on one line (an SSE `data:` line), whatever plain Python values the payload holds."""
-    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    try:
+        # orjson writes the same compact UTF-8 JSON several times faster; datetimes and
+        # dataclasses still go through `_json_default`, as with json.dumps.
+        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:  # integers beyond 64 bits, non-string keys
+        return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
 def _text(value: Any, length: int) -> str | None:
