@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cityops.core.db import _GatedConnection
+from cityops.core.db import begin_writing
 from cityops.core.runtime import Runtime
 from cityops.incidents import service as incident_service
 
@@ -109,7 +109,7 @@ class ReportWriter:
         """Write a batch in one transaction; if its commit fails, write each job alone."""
         session = self._runtime.session_factory()
         try:
-            _begin_writing(session)
+            begin_writing(session)
             for index, job in enumerate(batch):
                 # Incident codes are counted up for the whole batch at once.
                 _run_in_savepoint(session, job, len(batch) - index)
@@ -128,20 +128,6 @@ class ReportWriter:
                 self._write([job])
         finally:
             session.close()
-
-
-def _begin_writing(session: Session) -> None:
-    # On SQLite a batch starts as a writer: its first SAVEPOINT would otherwise open a read
-    # transaction whose snapshot, once another process (a second worker) has committed, can no
-    # longer become a write ("database is locked" at once, whatever the busy timeout). BEGIN
-    # IMMEDIATE waits for the write lock instead, after this process's own write gate.
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    raw = connection.connection.dbapi_connection
-    if isinstance(raw, _GatedConnection):
-        raw.take_gate("INSERT")
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _run_in_savepoint(session: Session, job: _Job, remaining: int) -> None:

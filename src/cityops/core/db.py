@@ -189,6 +189,23 @@ def _gate_writers(engine: Engine) -> None:
             raw.take_gate(statement)
 
 
+def begin_writing(session: Session) -> None:
+    """On SQLite, start the session's transaction as a writer now, after this process's gate.
+
+    A transaction that reads first (or opens a SAVEPOINT) holds a read snapshot; once another
+    process (a second worker) has committed, that snapshot can no longer become a write and
+    SQLite answers "database is locked" at once, whatever the busy timeout. BEGIN IMMEDIATE
+    waits for the write lock instead. Other databases need nothing.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.dbapi_connection
+    if isinstance(raw, _GatedConnection):
+        raw.take_gate("INSERT")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Create the session factory; objects stay readable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
