@@ -57,7 +57,9 @@ def main() -> None:
         bench_open311.REPORTS = REPORTS
         seconds = bench_open311._load(runtime)
         runtime.engine.dispose()
-        print(f"loaded {REPORTS:,} reports in {seconds:.1f} s; load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"loaded {REPORTS:,} reports in {seconds:.1f} s; load average {os.getloadavg()[0]:.1f}"
+        )
         profile = cProfile.Profile() if "--profile" in sys.argv else None
         with TestClient(create_app(settings), headers={"accept-encoding": "gzip"}) as client:
             for name, url in QUERIES:

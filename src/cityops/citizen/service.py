@@ -189,6 +189,7 @@ def get_by_duplicate(*, session: Session, report_id: int) -> list[Report]:
     )
 
 
+# In this order: open311.request_shape reads them by position.
 PUBLIC_COLUMNS = (
     Report.id,
     Report.tracking_code,
@@ -251,8 +252,10 @@ def get_all_public(
     query = query.order_by(Report.requested_at.desc(), Report.id.desc())
     # Through the connection: plain rows, without the ORM's result machinery; all() fetches
     # them in one call to the driver rather than one per row.
-    rows = session.connection().execute(query.limit(limit).offset(offset)).all()
-    return list(rows)
+    rows: list[Row[Any]] = list(
+        session.connection().execute(query.limit(limit).offset(offset)).all()  # type: ignore[arg-type]
+    )
+    return rows
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
