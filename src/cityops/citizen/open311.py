@@ -117,8 +117,11 @@ def _xml_items(root: str, items: list[dict[str, Any]]) -> bytes:
     for item in items:
         append(f"<{tag}>")
         for key, value in item.items():
-            if type(value) is str:
+            kind = type(value)
+            if kind is str:
                 append(f"<{key}>{escape(value)}</{key}>")
+            elif kind is float:  # latitude and longitude: str() as _xml_value writes them
+                append(f"<{key}>{value}</{key}>")
             elif value is not None:
                 _xml(key, value, out)
         append(f"</{tag}>")
