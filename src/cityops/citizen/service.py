@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, case, delete, func, select
+from sqlalchemy import Row, String, case, delete, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from cityops.citizen.enums import Moderation, NoteKind, ReportStatus
@@ -189,6 +189,7 @@ def get_by_duplicate(*, session: Session, report_id: int) -> list[Report]:
     )
 
 
+# In this order: open311.request_shape reads them by position.
 PUBLIC_COLUMNS = (
     Report.id,
     Report.tracking_code,
@@ -207,6 +208,11 @@ PUBLIC_COLUMNS = (
     Report.expected_at,
     Report.duplicate_of,
 )
+_TIMES = {"requested_at", "updated_at", "expected_at"}
+# The same columns, the times without UTCDateTime's result processing (String has none).
+RAW_TIME_COLUMNS = tuple(
+    type_coerce(c, String()).label(c.key) if c.key in _TIMES else c for c in PUBLIC_COLUMNS
+)
 
 
 def get_all_public(
@@ -220,9 +226,16 @@ def get_all_public(
     unit_codes: Sequence[str] = (),
     limit: int = 1000,
     offset: int = 0,
+    raw_times: bool = False,
 ) -> list[Row[Any]]:
-    """Return public columns of visible reports, newest first (Core rows: the hot path)."""
-    query = select(*PUBLIC_COLUMNS).where(Report.moderation.in_(PUBLIC_MODERATION))
+    """Return public columns of visible reports, newest first (Core rows: the hot path).
+
+    With `raw_times` the three times come as the driver gives them (SQLite: UTC text such as
+    `2026-11-20 03:00:00.000000`; PostgreSQL: aware datetimes), for a caller that formats them
+    itself: parsing and re-zoning thousands of them is most of a long list's cost.
+    """
+    columns = RAW_TIME_COLUMNS if raw_times else PUBLIC_COLUMNS
+    query = select(*columns).where(Report.moderation.in_(PUBLIC_MODERATION))
     if tracking_codes:
         query = query.where(Report.tracking_code.in_([c.upper() for c in tracking_codes]))
     else:
@@ -237,8 +250,11 @@ def get_all_public(
         if end is not None:
             query = query.where(Report.requested_at <= end)
     query = query.order_by(Report.requested_at.desc(), Report.id.desc())
-    # Through the connection: plain rows, without the ORM's result machinery.
-    rows: list[Row[Any]] = list(session.connection().execute(query.limit(limit).offset(offset)))
+    # Through the connection: plain rows, without the ORM's result machinery; all() fetches
+    # them in one call to the driver rather than one per row.
+    rows: list[Row[Any]] = list(
+        session.connection().execute(query.limit(limit).offset(offset)).all()  # type: ignore[arg-type]
+    )
     return rows
 
 
