@@ -17,7 +17,7 @@ runs in a thread of this process with its background work on (the rule engine's 
    load is not among the timed ones.
 
 Run: .venv/bin/python bench/bench_web.py [entities] [incidents] [--loads N] [--trace FILE]
-     [--no-probes]
+     [--no-probes] [--cold]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from cityops.auth import service as auth_service
 from cityops.auth.schemas import UserCreate
 from cityops.core.db import unit_of_work
 from cityops.core.security import SYSTEM_PRINCIPAL
+from cityops.web import mapdata
 from harness import free_port, percentile
 from trace_summary import summarise
 
@@ -52,6 +53,11 @@ _parser.add_argument("incidents", nargs="?", type=int, default=1_000)
 _parser.add_argument("--loads", type=int, default=3, help="timed first loads (default 3)")
 _parser.add_argument("--trace", type=Path, help="record one more first load as a trace here")
 _parser.add_argument("--no-probes", action="store_true", help="skip observation → feed")
+_parser.add_argument(
+    "--cold",
+    action="store_true",
+    help="drop the server's kept map layers before every load (as after a restart)",
+)
 ARGS = _parser.parse_args()
 ENTITIES = ARGS.entities
 INCIDENTS = ARGS.incidents
@@ -127,13 +133,13 @@ def main() -> None:
         while not server.started:
             time.sleep(0.05)
         try:
-            _run(base, key, sync_playwright)
+            _run(base, key, sync_playwright, runtime)
         finally:
             server.should_exit = True
             thread.join(15)
 
 
-def _run(base: str, key: str, sync_playwright: Any) -> None:
+def _run(base: str, key: str, sync_playwright: Any, runtime: Any) -> None:
     http = httpx.Client(base_url=base, timeout=120)
     token = http.post(
         "/api/v1/auth/token", data={"username": "bench-admin", "password": PASSWORD}
@@ -165,7 +171,12 @@ def _run(base: str, key: str, sync_playwright: Any) -> None:
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        loads = [_first_load(browser, base) for _ in range(LOADS)]
+        loads = []
+        for _ in range(LOADS):
+            if ARGS.cold:
+                mapdata.layer_cache(runtime).clear()
+                mapdata.incident_cache(runtime).clear()
+            loads.append(_first_load(browser, base))
         for elapsed, size, count, _, cpu in loads:
             print(
                 f"(1) first load of / ({ENTITIES:,} entities, {INCIDENTS:,} open incidents): "
@@ -174,7 +185,8 @@ def _run(base: str, key: str, sync_playwright: Any) -> None:
             )
         if loads:
             print(
-                f"(1) median: {statistics.median(x[0] for x in loads):.2f} s, server CPU "
+                f"(1) median{' (cold layers)' if ARGS.cold else ''}: "
+                f"{statistics.median(x[0] for x in loads):.2f} s, server CPU "
                 f"{statistics.median(x[4] for x in loads) * 1000:.0f} ms; load average "
                 + " ".join(f"{x:.2f}" for x in os.getloadavg())
             )

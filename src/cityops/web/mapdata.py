@@ -654,6 +654,10 @@ class BodyCache:
         return kept
 
     def on_event(self, _event: Event) -> None:
+        """Drop every kept body (any incident change)."""
+        self.clear()
+
+    def clear(self) -> None:
         """Drop every kept body."""
         with self._lock:
             self.generation += 1
