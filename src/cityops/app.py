@@ -25,6 +25,7 @@ from cityops.core import ops, outbox_mqtt
 from cityops.core.clock import Clock
 from cityops.core.config import Settings
 from cityops.core.errors import install_error_handlers
+from cityops.core.etag import GZIP_LEVEL, GZIP_MINIMUM
 from cityops.core.logging import configure_logging
 from cityops.core.metrics import RequestContextMiddleware
 from cityops.core.outbox_smtp import CHANNEL as SMTP_CHANNEL
@@ -148,7 +149,7 @@ def create_app(
     # Starlette's GZip leaves text/event-stream alone, so /api/v1/stream is never buffered.
     # Level 6, not the default 9: the map layers (over a megabyte raw) compress in a third of
     # the time for a few per cent more bytes.
-    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM, compresslevel=GZIP_LEVEL)
     app.add_middleware(
         RequestContextMiddleware, metrics=runtime.metrics, negotiate=runtime.translate.negotiate
     )

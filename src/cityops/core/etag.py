@@ -1,11 +1,28 @@
-"""Conditional GET: a weak ETag computed from a response body, and 304 when the client has it."""
+"""Conditional GET: a weak ETag computed from a response body, and 304 when the client has it;
+and the gzip policy shared by the app's middleware and the bodies kept already compressed."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+# The app's GZipMiddleware settings; a body kept compressed is made with the same ones, so the
+# middleware passes it through and a client gets the same bytes either way.
+GZIP_MINIMUM = 1024  # below this a body is sent as it is
+GZIP_LEVEL = 6
+
+
+def compress(body: bytes) -> bytes:
+    """Return `body` gzip-compressed as the middleware would (no timestamp: same bytes)."""
+    return gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether a request's Accept-Encoding takes gzip, as the middleware decides."""
+    return "gzip" in (accept_encoding or "")
 
 
 def etag_of(body: bytes) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from importlib import resources
 from typing import Annotated, Any
@@ -17,10 +16,10 @@ from starlette.datastructures import Headers
 
 from cityops.context import service as context_service
 from cityops.core.deps import ClockDep, LangDep, SessionDep, SettingsDep, TranslatorDep
+from cityops.core.etag import GZIP_MINIMUM, accepts_gzip, compress
 from cityops.core.i18n import LANGUAGES, format_number
 from cityops.core.security import OptionalPrincipal, Permission, Principal
 from cityops.units import service as unit_service
-from cityops.web.mapdata import GZIP_LEVEL, GZIP_MINIMUM
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(resources.files("cityops.web") / "templates"))
@@ -335,7 +334,7 @@ class VendorFiles(StaticFiles):
             response.status_code != 200
             or scope.get("method") != "GET"
             or "range" in headers
-            or "gzip" not in headers.get("accept-encoding", "")
+            or not accepts_gzip(headers.get("accept-encoding"))
             or stat_result.st_size < GZIP_MINIMUM
             or response.media_type not in COMPRESSIBLE
         ):
@@ -344,7 +343,7 @@ class VendorFiles(StaticFiles):
         packed = self._gzipped.get(key)
         if packed is None:
             with open(full_path, "rb") as file:
-                packed = gzip.compress(file.read(), compresslevel=GZIP_LEVEL, mtime=0)
+                packed = compress(file.read())
             self._gzipped[key] = packed
         kept = {
             name: response.headers[name]

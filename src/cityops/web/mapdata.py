@@ -24,14 +24,13 @@ units (as NGSI-LD does), incidents by units and department (as `/api/v1/incident
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -44,7 +43,14 @@ from cityops.context import service as context_service
 from cityops.context.normalize import iso, numeric, text_of
 from cityops.core.deps import RuntimeDep, SessionDep
 from cityops.core.errors import NotFound
-from cityops.core.etag import conditional, etag_of, matches
+from cityops.core.etag import (
+    GZIP_MINIMUM,
+    accepts_gzip,
+    compress,
+    conditional,
+    etag_of,
+    matches,
+)
 from cityops.core.events import Event
 from cityops.core.runtime import Runtime
 from cityops.core.schemas import SINGLE_LINE
@@ -257,9 +263,6 @@ _IN_VALUE, _IN_VALUE_AT, _IN_LEVEL_NUM, _IN_LEVEL_TEXT, _IN_LEVEL_AT = range(5)
 # Changes remembered for the layers being read while they happen (replayed onto them): a
 # province read takes a few hundred milliseconds, a busy store writes a few thousand a second.
 PATCH_LOG_SIZE = 20_000
-# Below this a body is sent as it is (the app's GZipMiddleware minimum_size).
-GZIP_MINIMUM = 1024
-GZIP_LEVEL = 6
 
 
 def encode_layer(rows: list[list[Any]]) -> bytes:
@@ -368,28 +371,28 @@ def _apply(layer: CachedLayer, patch: Patch) -> None:
         layer.body = layer.gzipped = None
 
 
-class LayerCache:
-    """Sensor layers per (tenant, scope, area, unit): least recently used first out, kept for
-    `seconds` (other workers' writes), updated in place by this process's value changes and
-    dropped when a sensor is created, deleted or moved.
+class _Expiring(Protocol):
+    expires: datetime
 
-    Every change bumps `generation`. A layer read while changes came is kept only if they can
-    be replayed onto it (value changes, from the patch log); after a drop it is answered but not
-    kept (it may predate the drop)."""
+
+K = TypeVar("K")
+V = TypeVar("V", bound=_Expiring)
+
+
+class _Kept(Generic[K, V]):
+    """Values per key for `seconds` after they were read, least recently used first out,
+    with a `generation` that every change bumps (what both map layer caches share)."""
 
     def __init__(self, *, seconds: float | Callable[[], float], size: int = CACHE_SIZE) -> None:
         # A callable reads the setting at each layer, so a changed setting applies at once.
         self._seconds = seconds if callable(seconds) else (lambda: seconds)
         self._size = size
         self._lock = threading.Lock()
-        self._entries: OrderedDict[LayerKey, CachedLayer] = OrderedDict()
+        self._entries: OrderedDict[K, V] = OrderedDict()
         self.generation = 0
-        self._dropped = 0  # generation of the last drop
-        self._log: deque[tuple[int, str | None, Patch]] = deque()
-        self._forgotten = 0  # generation of the newest patch no longer in the log
 
-    def get(self, key: LayerKey, now: datetime) -> CachedLayer | None:
-        """Return the layer kept for a key, unless absent or expired."""
+    def get(self, key: K, now: datetime) -> V | None:
+        """Return the value kept for a key, unless absent or expired."""
         with self._lock:
             found = self._entries.get(key)
             if found is None:
@@ -399,6 +402,29 @@ class LayerCache:
                 return None
             self._entries.move_to_end(key)
             return found
+
+    def _keep(self, key: K, value: V) -> None:
+        # Called with the lock held.
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+class LayerCache(_Kept[LayerKey, CachedLayer]):
+    """Sensor layers per (tenant, scope, area, unit): least recently used first out, kept for
+    `seconds` (other workers' writes), updated in place by this process's value changes and
+    dropped when a sensor is created, deleted or moved.
+
+    Every change bumps `generation`. A layer read while changes came is kept only if they can
+    be replayed onto it (value changes, from the patch log); after a drop it is answered but not
+    kept (it may predate the drop)."""
+
+    def __init__(self, *, seconds: float | Callable[[], float], size: int = CACHE_SIZE) -> None:
+        super().__init__(seconds=seconds, size=size)
+        self._dropped = 0  # generation of the last drop
+        self._log: deque[tuple[int, str | None, Patch]] = deque()
+        self._forgotten = 0  # generation of the newest patch no longer in the log
 
     def put(
         self,
@@ -424,10 +450,7 @@ class LayerCache:
                     since.append(patch)
             for patch in reversed(since):
                 _apply(layer, patch)
-            self._entries[key] = layer
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            self._keep(key, layer)
         return layer
 
     def body(self, layer: CachedLayer) -> tuple[bytes, str]:
@@ -447,7 +470,7 @@ class LayerCache:
             return found
         # Compressed outside the lock (tens of milliseconds for the province); kept only if the
         # body is still the layer's.
-        packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        packed = compress(body)
         with self._lock:
             if layer.body is body:
                 layer.gzipped = packed
@@ -488,11 +511,6 @@ class LayerCache:
             self.clear(tenant)
 
 
-def _wants_gzip(request: Request) -> bool:
-    # As GZipMiddleware decides: the same bodies are compressed here, once, instead of there.
-    return "gzip" in request.headers.get("accept-encoding", "")
-
-
 def send_kept(
     request: Request, body: bytes, etag: str, gzipped: Callable[[], bytes] | None = None
 ) -> Response:
@@ -501,7 +519,8 @@ def send_kept(
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    if gzipped is not None and len(body) >= GZIP_MINIMUM and _wants_gzip(request):
+    wants = accepts_gzip(request.headers.get("accept-encoding"))
+    if gzipped is not None and len(body) >= GZIP_MINIMUM and wants:
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"
         return Response(gzipped(), media_type="application/json", headers=headers)
@@ -618,28 +637,9 @@ INCIDENT_EVENTS = (
 )
 
 
-class BodyCache:
+class BodyCache(_Kept[Any, KeptBody]):
     """Encoded layers per key for `seconds`, least recently used first out, all dropped on a
     change event (a layer read before the change is answered but not kept)."""
-
-    def __init__(self, *, seconds: Callable[[], float], size: int = CACHE_SIZE) -> None:
-        self._seconds = seconds
-        self._size = size
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[Any, KeptBody] = OrderedDict()
-        self.generation = 0
-
-    def get(self, key: Any, now: datetime) -> KeptBody | None:
-        """Return the body kept for a key, unless absent or expired."""
-        with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                return None
-            if now >= found.expires:
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return found
 
     def put(self, key: Any, generation: int, body: bytes, now: datetime) -> KeptBody:
         """Keep a body read at `generation` (unless a change came since) and return it."""
@@ -647,10 +647,7 @@ class BodyCache:
         kept = KeptBody(body=body, etag=etag_of(body), expires=now + ttl)
         with self._lock:
             if generation == self.generation and ttl:
-                self._entries[key] = kept
-                self._entries.move_to_end(key)
-                while len(self._entries) > self._size:
-                    self._entries.popitem(last=False)
+                self._keep(key, kept)
         return kept
 
     def on_event(self, _event: Event) -> None:
@@ -667,7 +664,7 @@ class BodyCache:
 def _gzipped(kept: KeptBody) -> bytes:
     if kept.gzipped is None:
         # A race compresses twice at worst: the same bytes.
-        kept.gzipped = gzip.compress(kept.body, compresslevel=GZIP_LEVEL, mtime=0)
+        kept.gzipped = compress(kept.body)
     return kept.gzipped
 
 
