@@ -64,8 +64,25 @@ DESCRIPTIONS = (
 )
 
 
-def _load(runtime: Runtime) -> float:
-    """Bulk-insert the reports over the last year; return the seconds it took."""
+def seeded(folder: Path, **overrides: Any) -> tuple[Settings, Runtime]:
+    """Return settings and a runtime for a migrated, seeded bench database in `folder`."""
+    settings = Settings(
+        database_url=database_url(folder),
+        data_dir=folder,
+        secret_key=secrets.token_urlsafe(48),
+        background_jobs=False,
+        log_level="WARNING",
+        egov_demo_dossiers=0,
+        **overrides,
+    )
+    runtime = build_runtime(settings)
+    migrate.upgrade(runtime.engine)
+    seed(runtime)
+    return settings, runtime
+
+
+def load(runtime: Runtime, reports: int = REPORTS) -> float:
+    """Bulk-insert `reports` reports over the last year; return the seconds it took."""
     rng = random.Random(2026)
     with unit_of_work(runtime.session_factory) as session:
         units = list(
@@ -78,9 +95,9 @@ def _load(runtime: Runtime) -> float:
         services = [(s.code, s.department_code) for s in session.scalars(select(CitizenService))]
     table = Report.__table__
     started = time.perf_counter()
-    for first in range(0, REPORTS, BATCH):
+    for first in range(0, reports, BATCH):
         rows: list[dict[str, Any]] = []
-        for number in range(first, min(first + BATCH, REPORTS)):
+        for number in range(first, min(first + BATCH, reports)):
             code, lat, lon = rng.choice(units)
             service_code, department = rng.choice(services)
             at = NOW - timedelta(seconds=rng.randrange(365 * 86400))
@@ -265,20 +282,10 @@ def main() -> None:
     """Load reports, start uvicorn, time POSTs then GETs."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        settings = Settings(
-            database_url=database_url(folder),
-            data_dir=folder,
-            secret_key=secrets.token_urlsafe(48),
-            background_jobs=False,
-            log_level="WARNING",
-            egov_demo_dossiers=0,
-        )
-        runtime = build_runtime(settings)
-        migrate.upgrade(runtime.engine)
-        seed(runtime)
+        settings, runtime = seeded(folder)
         dialect = runtime.engine.dialect.name
         key = _key(runtime)
-        seconds = _load(runtime)
+        seconds = load(runtime)
         runtime.engine.dispose()
         print(f"[{dialect}] loaded {REPORTS:,} reports in {seconds:.1f} s")
         port = free_port()

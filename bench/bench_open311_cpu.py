@@ -15,7 +15,6 @@ from __future__ import annotations
 import cProfile
 import pstats
 import random
-import secrets
 import sys
 import tempfile
 import time
@@ -24,14 +23,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from bench_open311 import DESCRIPTIONS, _key
-from cityops.app import build_runtime
+from bench_open311 import DESCRIPTIONS, _key, seeded
 from cityops.citizen import flows
 from cityops.citizen.writer import writer_of
-from cityops.core import migrate
-from cityops.core.config import Settings
 from cityops.core.runtime import Runtime
-from cityops.seed import seed
 
 REPORTS = int(next((a for a in sys.argv[1:] if a.isdigit()), "300"))
 # `--batch=N`: reports written per transaction by the report writer (what N clients sending at
@@ -91,19 +86,7 @@ def _reports(runtime: Runtime, bodies: list[dict[str, list[str]]]) -> None:
 def main() -> None:
     """Seed, warm up, then time REPORTS reports one after the other."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        settings = Settings(
-            database_url=f"sqlite:///{folder / 'bench.db'}",
-            data_dir=folder,
-            secret_key=secrets.token_urlsafe(48),
-            background_jobs=False,
-            log_level="WARNING",
-            egov_demo_dossiers=0,
-            citizen_rate_per_minute=1_000_000,
-        )
-        runtime = build_runtime(settings)
-        migrate.upgrade(runtime.engine)
-        seed(runtime)
+        _, runtime = seeded(Path(tmp), citizen_rate_per_minute=1_000_000)
         key = _key(runtime)
         rng = random.Random(7)
         _reports(runtime, [_fields(rng, key) for _ in range(WARMUP)])

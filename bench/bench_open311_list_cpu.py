@@ -14,7 +14,6 @@ from __future__ import annotations
 import cProfile
 import os
 import pstats
-import secrets
 import sys
 import tempfile
 import time
@@ -25,13 +24,10 @@ from fastapi.testclient import TestClient
 from starlette.requests import Request
 
 import bench_open311
-from cityops.app import build_runtime, create_app
+from cityops.app import create_app
 from cityops.citizen import open311
-from cityops.core import migrate
-from cityops.core.config import Settings
 from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
-from cityops.seed import seed
 
 REPORTS = int(next((a for a in sys.argv[1:] if a.isdigit()), "100000"))
 REQUESTS = 30
@@ -50,19 +46,8 @@ def main() -> None:
     """Load the reports, then time each list query's CPU per request."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        settings = Settings(
-            database_url=f"sqlite:///{folder / 'bench.db'}",
-            data_dir=folder,
-            secret_key=secrets.token_urlsafe(48),
-            background_jobs=False,
-            log_level="WARNING",
-            egov_demo_dossiers=0,
-        )
-        runtime = build_runtime(settings)
-        migrate.upgrade(runtime.engine)
-        seed(runtime)
-        bench_open311.REPORTS = REPORTS
-        seconds = bench_open311._load(runtime)
+        settings, runtime = bench_open311.seeded(folder)
+        seconds = bench_open311.load(runtime, REPORTS)
         runtime.engine.dispose()
         print(
             f"loaded {REPORTS:,} reports in {seconds:.1f} s; load average {os.getloadavg()[0]:.1f}"
