@@ -30,6 +30,7 @@ from cityops.core.logging import configure_logging
 from cityops.core.metrics import RequestContextMiddleware
 from cityops.core.outbox_smtp import CHANNEL as SMTP_CHANNEL
 from cityops.core.outbox_smtp import smtp_configured, smtp_sender
+from cityops.core.routing import guard_routes
 from cityops.core.runtime import Runtime
 from cityops.egov import api as egov_api
 from cityops.egov import install as egov_install
@@ -186,4 +187,6 @@ def create_app(
         StaticFiles(directory=str(resources.files("cityops.web") / "static")),
         name="static",
     )
+    # Last, once every route is there: each router answers only for the paths it can serve.
+    guard_routes(app)
     return app

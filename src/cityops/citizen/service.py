@@ -26,6 +26,9 @@ _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 EARTH_RADIUS_M = 6_371_000.0
 # Reports shown publicly: not waiting for a moderator, not hidden by one.
 PUBLIC_MODERATION = (str(Moderation.NONE), str(Moderation.APPROVED))
+# At most this many reports of one service in a duplicate search box are read (a box 100 m wide
+# holds a handful; the bound only keeps a pathological spot cheap).
+DUPLICATE_SCAN_LIMIT = 200
 
 
 def new_tracking_code() -> str:
@@ -276,7 +279,10 @@ def find_duplicates(
     radius_m: float,
 ) -> list[Report]:
     """Return open, public reports of a service within `radius_m` of a point since a time."""
-    # A bounding box on the indexed columns first, the exact distance after.
+    # A bounding box on the indexed columns first, the exact distance after. No ORDER BY: with
+    # one, SQLite walks the (status, requested_at) index through every open report of the week
+    # (8-17 ms at a million reports) instead of the (service, status, lat) one (under 0.1 ms);
+    # the few rows a box holds are sorted here.
     dlat = radius_m / 111_320.0
     dlon = radius_m / (111_320.0 * max(math.cos(math.radians(lat)), 0.01))
     rows = session.scalars(
@@ -290,15 +296,15 @@ def find_duplicates(
             Report.moderation.in_(PUBLIC_MODERATION),
             Report.duplicate_of.is_(None),
         )
-        .order_by(Report.requested_at)
-        .limit(50)
+        .limit(DUPLICATE_SCAN_LIMIT)
     ).all()
     near = [
-        (distance_m(lat, lon, r.lat, r.lon), r)
+        (distance_m(lat, lon, r.lat, r.lon), r.requested_at, r.id, r)
         for r in rows
         if r.lat is not None and r.lon is not None
     ]
-    return [r for d, r in sorted(near, key=lambda pair: pair[0]) if d <= radius_m]
+    near.sort(key=lambda item: item[:3])
+    return [r for d, _at, _id, r in near if d <= radius_m]
 
 
 def get_pending_moderation(*, session: Session, limit: int, offset: int) -> list[Report]:
