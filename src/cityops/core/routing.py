@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.routing import Match, get_route_path
+from starlette._utils import get_route_path
+from starlette.routing import Match
 from starlette.types import Scope
 
 _Matches = Callable[[Scope], tuple[Match, Scope]]
