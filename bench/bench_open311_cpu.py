@@ -1,8 +1,9 @@
 """Benchmark: CPU time of one citizen report's flow, in process (no HTTP, no other load counted).
 
-`citizen.flows.create_report` as the Open311 POST runs it — key check, rate limit, validation,
-point → ward, duplicates, routing, an incident with its SLA deadlines, timeline and events —
-through the report writer (citizen.writer), one transaction per batch of `--batch=N` reports,
+The Open311 POST's work, as it runs it: the plan (key check, rate limit, validation, point →
+ward, duplicates, routing, SLA deadlines) with reads only, then the report writer
+(citizen.writer) writing each batch of `--batch=N` plans — reports, incidents, timelines, audit,
+outbox and stream rows, events — with one statement per table, in one transaction,
 on a seeded SQLite database in a temporary folder. Prints the CPU milliseconds per report
 (`time.process_time`, which another process's load barely moves) and, with `--profile`, the
 functions that take the most.
@@ -18,10 +19,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-
-from sqlalchemy.orm import Session
 
 from bench_open311 import DESCRIPTIONS, _key, seeded
 from cityops.citizen import flows
@@ -53,31 +51,27 @@ def _fields(rng: random.Random, key: str) -> dict[str, list[str]]:
     return fields
 
 
-def _work(runtime: Runtime, fields: dict[str, list[str]]) -> Callable[[Session], str]:
-    """What the Open311 POST hands to the report writer."""
-
-    def write(session: Session) -> str:
+def _plan(runtime: Runtime, fields: dict[str, list[str]]) -> flows.Plan:
+    """What the Open311 POST plans before it hands the report to the writer."""
+    with runtime.session_factory() as session:
         client_id = flows.open311_client(
             runtime=runtime, session=session, api_key=fields["api_key"][0]
         )
         flows.check_rate(runtime, f"key:{client_id}")
-        created = flows.create_report(
+        return flows.plan_report(
             runtime=runtime,
             session=session,
             sub=flows.submission_from_form(fields),
             client_id=client_id,
             language="vi",
         )
-        return created.report.tracking_code
-
-    return write
 
 
 def _reports(runtime: Runtime, bodies: list[dict[str, list[str]]]) -> None:
     """Write the reports in batches of BATCH (1: one transaction each, as a lone client)."""
     writer = writer_of(runtime)
     for first in range(0, len(bodies), BATCH):
-        results = writer.run_batch([_work(runtime, f) for f in bodies[first : first + BATCH]])
+        results = writer.run_batch([_plan(runtime, f) for f in bodies[first : first + BATCH]])
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise failed[0]
@@ -105,7 +99,10 @@ def main() -> None:
             + (" — with the profiler on" if profile is not None else "")
         )
         if profile is not None:
-            pstats.Stats(profile).sort_stats("cumulative").print_stats("cityops", 40)
+            stats = pstats.Stats(profile).sort_stats("cumulative")
+            stats.print_stats("cityops", 40)
+            if "--callees" in sys.argv:
+                stats.print_callees("find_duplicates")
         runtime.engine.dispose()
 
 

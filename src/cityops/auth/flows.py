@@ -10,6 +10,7 @@ import hmac
 import math
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -713,6 +714,67 @@ def _drop_pending(session: Session, _previous: Any = None) -> None:
     session.info.pop(_PENDING, None)
 
 
+def _write_audit_rows(
+    session: Session, changes: list[_Change], now: datetime, requests: Sequence[Any] = ()
+) -> None:
+    # `requests`: the request of each change, when they are not all the session's one.
+    actor: Principal | None = session.info.get("actor")
+    own: Request | None = session.info.get("request")
+    rows = []
+    for index, change in enumerate(changes):
+        request = requests[index] if requests else own
+        obj = change.obj
+        mapper = inspect(obj).mapper
+        pk_values = mapper.primary_key_from_instance(obj)
+        key = {
+            attr.key: json_safe(value)
+            for attr, value in zip(
+                (mapper.get_property_by_column(col) for col in mapper.primary_key),
+                pk_values,
+                strict=True,
+            )
+        }
+        before, after = change.before, change.after
+        if change.action is AuditAction.CREATE:
+            after = _snapshot(obj)
+        elif change.action is AuditAction.UPDATE:
+            before, after = {**key, **(before or {})}, {**key, **(after or {})}
+        unit_code = getattr(obj, obj.__audit_unit__, None)
+        rows.append(
+            {
+                "at": now,
+                "actor_kind": actor.kind if actor is not None else "anonymous",
+                "actor_id": actor.id if actor is not None and actor.kind != "system" else None,
+                "actor_name": actor.name[:64] if actor is not None else None,
+                "via": actor.via if actor is not None else None,
+                "action": str(change.action),
+                "resource_type": mapper.local_table.name,
+                "resource_id": "/".join(str(v) for v in pk_values)[:64],
+                "unit_code": unit_code if isinstance(unit_code, str) else None,
+                "before": before,
+                "after": after,
+                "request_id": _request_id(request),
+                "ip": client_ip(request),
+            }
+        )
+    # Core insert on the session's connection: no ORM flush recursion, one multi-row statement.
+    session.connection().execute(insert(AuditLog), rows)
+
+
+def audit_inserted(
+    session: Session, objects: Sequence[Any], now: datetime, *, requests: Sequence[Any] = ()
+) -> None:
+    """Record the creation of `Audited` rows written by a bulk insert (which no flush sees),
+    exactly as the flush listener records rows added to the session (`requests`: the request
+    each object came with, when not the session's)."""
+    if session.info.get("audit") is False:
+        return
+    kept = [i for i, o in enumerate(objects) if isinstance(o, Audited)]
+    changes = [_Change(AuditAction.CREATE, objects[i], None, None) for i in kept]
+    if changes:
+        _write_audit_rows(session, changes, now, [requests[i] for i in kept] if requests else ())
+
+
 def install_audit(factory: sessionmaker[Session], *, clock: Clock) -> None:
     """Record every insert, update and delete of `Audited` rows, in the same transaction."""
 
@@ -720,47 +782,7 @@ def install_audit(factory: sessionmaker[Session], *, clock: Clock) -> None:
         pending: list[_Change] = session.info.pop(_PENDING, [])
         if not pending:
             return
-        actor: Principal | None = session.info.get("actor")
-        request: Request | None = session.info.get("request")
-        now = clock.now()
-        rows = []
-        for change in pending:
-            obj = change.obj
-            mapper = inspect(obj).mapper
-            pk_values = mapper.primary_key_from_instance(obj)
-            key = {
-                attr.key: json_safe(value)
-                for attr, value in zip(
-                    (mapper.get_property_by_column(col) for col in mapper.primary_key),
-                    pk_values,
-                    strict=True,
-                )
-            }
-            before, after = change.before, change.after
-            if change.action is AuditAction.CREATE:
-                after = _snapshot(obj)
-            elif change.action is AuditAction.UPDATE:
-                before, after = {**key, **(before or {})}, {**key, **(after or {})}
-            unit_code = getattr(obj, obj.__audit_unit__, None)
-            rows.append(
-                {
-                    "at": now,
-                    "actor_kind": actor.kind if actor is not None else "anonymous",
-                    "actor_id": actor.id if actor is not None and actor.kind != "system" else None,
-                    "actor_name": actor.name[:64] if actor is not None else None,
-                    "via": actor.via if actor is not None else None,
-                    "action": str(change.action),
-                    "resource_type": mapper.local_table.name,
-                    "resource_id": "/".join(str(v) for v in pk_values)[:64],
-                    "unit_code": unit_code if isinstance(unit_code, str) else None,
-                    "before": before,
-                    "after": after,
-                    "request_id": _request_id(request),
-                    "ip": client_ip(request),
-                }
-            )
-        # Core insert on the flushing connection: no ORM flush recursion, one multi-row statement.
-        session.connection().execute(insert(AuditLog), rows)
+        _write_audit_rows(session, pending, clock.now())
 
     if not event.contains(factory, "before_flush", _collect_changes):
         event.listen(factory, "before_flush", _collect_changes)

@@ -461,8 +461,8 @@ def submit_public(
     sub = flows.submission_from_form(values)
     language = request_language(request)
 
-    def write(session: Session) -> SubmissionRead:
-        created = flows.submit_public(
+    with runtime.session_factory() as session:
+        plan, cleaned = flows.plan_public(
             runtime=runtime,
             session=session,
             sub=sub,
@@ -470,7 +470,12 @@ def submit_public(
             language=language,
             consent=consent,
         )
+    plan.request = request
+
+    def finish(session: Session, created: flows.Created) -> SubmissionRead:
         report = created.report
+        if cleaned:
+            flows.add_photos(runtime=runtime, session=session, report=report, cleaned=cleaned)
         original = (
             service.get(session=session, report_id=report.duplicate_of)
             if report.duplicate_of is not None
@@ -490,7 +495,7 @@ def submit_public(
         )
 
     # Written with the reports that arrive meanwhile, in one transaction (citizen.writer).
-    result: SubmissionRead = writer_of(runtime).run(write, request=request)
+    result: SubmissionRead = writer_of(runtime).run(plan, finish=finish)
     return result
 
 

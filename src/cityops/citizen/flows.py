@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -32,9 +32,10 @@ from cityops.auth import service as auth_service
 from cityops.auth.enums import role_permissions
 from cityops.citizen import photos, service
 from cityops.citizen.enums import AttributeType, CitizenEvent, Moderation, NoteKind, ReportStatus
-from cityops.citizen.models import CitizenService, Report, ReportNote, ReportPhoto
+from cityops.citizen.models import CitizenService, Report, Reporter, ReportNote, ReportPhoto
 from cityops.core import outbox
 from cityops.core.clock import Clock
+from cityops.core.db import insert_objects
 from cityops.core.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests
 from cityops.core.events import Event
 from cityops.core.outbox_smtp import CHANNEL as SMTP_CHANNEL
@@ -393,18 +394,33 @@ def _contacts(sub: Submission, errors: list[Any]) -> dict[str, str | None]:
     return fields
 
 
-def create_report(
+@dataclass(slots=True)
+class Plan:
+    """A report checked, located and routed, ready to be written (nothing of it is yet)."""
+
+    report_in: service.NewReport
+    service_row: CitizenService
+    contacts: dict[str, str | None]
+    original: Report | None  # the report it asked to be linked to (`duplicate_of`)
+    duplicates: list[Report]
+    held: bool  # waiting for a moderator: no incident yet
+    request: Any = None  # the request it came with (audit rows, event correlation)
+
+
+def plan_report(
     *,
     runtime: Runtime,
     session: Session,
     sub: Submission,
     client_id: int | None,
     language: str | None = None,
-) -> Created:
-    """Take a report in: validate, locate, route, link or open its incident; return it."""
+) -> Plan:
+    """Check a report and decide everything about it (unit, department, duplicates,
+    moderation, deadline) with reads only: a bad report raises its 4xx here."""
     if not sub.service_code:
         raise _invalid([_error("service_code", "citizen.field.required")])
-    service_row = service.get_service(session=session, service_code=sub.service_code)
+    services = service.get_service_terms(session=session, reference=runtime.reference)
+    service_row = services.get(sub.service_code)
     if service_row is None or not service_row.is_active:
         raise NotFound("citizen.service.not_found", code=sub.service_code[:40])
     errors: list[dict[str, Any]] = []
@@ -433,10 +449,11 @@ def create_report(
         raise _invalid(errors)
     unit_code: str | None = None
     if lat is not None and lon is not None:
-        unit = unit_service.locate(session=session, lat=lat, lon=lon, caches=runtime.caches)
-        if unit is None:
+        unit_code = unit_service.locate_code(
+            session=session, lat=lat, lon=lon, caches=runtime.caches
+        )
+        if unit_code is None:
             raise _invalid([_error("lat", "citizen.field.outside")])
-        unit_code = unit.code
     elif address is not None:
         unit_code = unit_from_address(runtime=runtime, session=session, address=address)
     now = runtime.clock.now()
@@ -458,8 +475,10 @@ def create_report(
         if original is None:
             raise _invalid([_error("duplicate_of", "citizen.duplicate.not_near")])
     reason = moderation_reason(description, had_markup)
-    report = service.create(
-        session=session,
+    if any(contacts.values()):
+        # Kept with the contacts only: it says which language their messages are sent in.
+        contacts["language"] = language if language in ("vi", "en") else "vi"
+    return Plan(
         report_in=service.NewReport(
             service_code=service_row.code,
             description=description,
@@ -477,46 +496,114 @@ def create_report(
             expected_at=now + timedelta(hours=service_row.sla_hours),
             duplicate_of=original.id if original is not None else None,
         ),
+        service_row=service_row,
+        contacts=contacts,
+        original=original,
+        duplicates=duplicates,
+        held=reason is not None,
     )
-    if any(contacts.values()):
-        # Kept with the contacts only: it says which language their messages are sent in.
-        contacts["language"] = language if language in ("vi", "en") else "vi"
-    service.set_reporter(session=session, report=report, fields=contacts)
-    if contacts["email"] or contacts["phone"]:
-        confirm_receipt(runtime=runtime, session=session, report=report, contacts=contacts)
-    service.add_note(
-        session=session, report=report, at=now, kind=NoteKind.RECEIVED, description="Đã tiếp nhận"
+
+
+def write_reports(*, runtime: Runtime, session: Session, plans: Sequence[Plan]) -> list[Created]:
+    """Write planned reports (arriving together) with their incidents, contacts, history and
+    messages: one statement per table for all of them, not one per report.
+
+    A plan can be written again after a rollback: its report is built anew each time."""
+    reports = [service.new_report(plan.report_in) for plan in plans]
+    opening = [i for i, plan in enumerate(plans) if plan.original is None and not plan.held]
+    incidents = incidents_flows.create_incidents(
+        runtime=runtime,
+        session=session,
+        principal=CITIZEN_PRINCIPAL,
+        incidents_in=[_incident_in(reports[i], plans[i].service_row) for i in opening],
+        requests=[plans[i].request for i in opening],
     )
-    notice: str | None = None
-    if original is not None:
-        report.incident_id, report.incident_code = original.incident_id, original.incident_code
-        report.expected_at = original.expected_at
-        service.add_note(
-            session=session,
-            report=report,
-            at=now,
-            kind=NoteKind.DUPLICATE,
-            description=f"Gộp với phản ánh {original.tracking_code}",
-        )
-        notice = f"Linked to {original.tracking_code}"
-    elif reason is None:
-        open_incident(
-            runtime=runtime, session=session, report=report, service_row=service_row, photos=False
-        )
-        if duplicates:
-            notice = "Possible duplicate of " + ", ".join(r.tracking_code for r in duplicates[:5])
-    else:
-        # Said plainly, so the client knows why the report is not listed yet.
-        notice = "Held for moderation"
-    runtime.bus.publish_after_commit(
+    for i, incident in zip(opening, incidents, strict=True):
+        reports[i].incident_id, reports[i].incident_code = incident.id, incident.code
+    for plan, report in zip(plans, reports, strict=True):
+        if plan.original is not None:
+            original = plan.original
+            report.incident_id, report.incident_code = original.incident_id, original.incident_code
+            report.expected_at = original.expected_at
+    insert_objects(session, reports)
+    insert_objects(
         session,
-        Event(
-            type=str(CitizenEvent.REPORT_CREATED),
-            data=_event_data(report),
-            at=now,
-        ),
+        [
+            Reporter(report_id=report.id, **plan.contacts)
+            for plan, report in zip(plans, reports, strict=True)
+            if any(plan.contacts.values())
+        ],
     )
-    return Created(report=report, notice=notice, duplicates=duplicates)
+    notes = [
+        service.new_note(
+            report=report,
+            at=report.requested_at,
+            kind=NoteKind.RECEIVED,
+            description="Đã tiếp nhận",
+        )
+        for report in reports
+    ]
+    notes += [
+        service.new_note(
+            report=report,
+            at=report.requested_at,
+            kind=NoteKind.DUPLICATE,
+            description=f"Gộp với phản ánh {plan.original.tracking_code}",
+        )
+        for plan, report in zip(plans, reports, strict=True)
+        if plan.original is not None
+    ]
+    insert_objects(session, notes)
+    created: list[Created] = []
+    for index, (plan, report) in enumerate(zip(plans, reports, strict=True)):
+        duplicates = _with_batch_duplicates(plan, report, plans[:index], reports[:index])
+        if plan.contacts["email"] or plan.contacts["phone"]:
+            confirm_receipt(runtime=runtime, session=session, report=report, contacts=plan.contacts)
+        notice: str | None = None
+        if plan.original is not None:
+            notice = f"Linked to {plan.original.tracking_code}"
+        elif plan.held:
+            # Said plainly, so the client knows why the report is not listed yet.
+            notice = "Held for moderation"
+        elif duplicates:
+            codes = ", ".join(r.tracking_code for r in duplicates[:5])
+            notice = f"Possible duplicate of {codes}"
+        runtime.bus.publish_after_commit(
+            session,
+            Event(
+                type=str(CitizenEvent.REPORT_CREATED),
+                data=_event_data(report),
+                at=report.requested_at,
+            ),
+        )
+        created.append(Created(report=report, notice=notice, duplicates=duplicates))
+    return created
+
+
+def _with_batch_duplicates(
+    plan: Plan, report: Report, earlier: Sequence[Plan], written: Sequence[Report]
+) -> list[Report]:
+    # The reports written before this one in its batch were not there when it was planned: a
+    # batch names its duplicates as if its reports had come one after the other.
+    if report.lat is None or report.lon is None:
+        return plan.duplicates
+    near = [
+        (service.distance_m(report.lat, report.lon, other.lat, other.lon), other)
+        for other_plan, other in zip(earlier, written, strict=True)
+        if other.service_code == report.service_code
+        and not other_plan.held
+        and other.duplicate_of is None
+        and other.lat is not None
+        and other.lon is not None
+    ]
+    found = [(d, r) for d, r in near if d <= DUPLICATE_RADIUS_M]
+    if not found:
+        return plan.duplicates
+    known = [
+        (service.distance_m(report.lat, report.lon, r.lat or 0.0, r.lon or 0.0), r)
+        for r in plan.duplicates
+    ]
+    return [r for _, r in sorted([*known, *found], key=lambda pair: pair[0])]
 
 
 def unit_from_address(*, runtime: Runtime, session: Session, address: str) -> str | None:
@@ -567,27 +654,11 @@ def open_incident(
     `photos`: attach the report's stored photos to the incident (False for a report just
     created, which has none yet).
     """
-    summary = " ".join(report.description.split())[:200] or (report.address or "")[:200]
-    title = f"{service_row.name}: {summary}".strip().rstrip(":")[:300]
-    body = [report.description] if report.description else []
-    if report.address:
-        body.append(f"Địa chỉ: {report.address}")
-    body.append(f"Mã phản ánh: {report.tracking_code}")
     incident = incidents_flows.create_incident(
         runtime=runtime,
         session=session,
         principal=CITIZEN_PRINCIPAL,
-        incident_in=IncidentCreate(
-            title=title,
-            description="\n".join(body)[:10_000],
-            category_code=service_row.incident_category,
-            severity=service_row.severity,
-            lat=report.lat,
-            lon=report.lon,
-            unit_code=report.unit_code,
-            department_code=service_row.department_code,
-            source_ref=f"citizen:{report.tracking_code}",
-        ),
+        incident_in=_incident_in(report, service_row),
     )
     report.incident_id, report.incident_code = incident.id, incident.code
     session.flush()
@@ -601,6 +672,27 @@ def open_incident(
             report=report,
             items=[(p, incident_files.path_of(data_dir, p.sha256).read_bytes()) for p in stored],
         )
+
+
+def _incident_in(report: Report, service_row: CitizenService) -> IncidentCreate:
+    # The incident that handles a report: its service's department and category.
+    summary = " ".join(report.description.split())[:200] or (report.address or "")[:200]
+    title = f"{service_row.name}: {summary}".strip().rstrip(":")[:300]
+    body = [report.description] if report.description else []
+    if report.address:
+        body.append(f"Địa chỉ: {report.address}")
+    body.append(f"Mã phản ánh: {report.tracking_code}")
+    return IncidentCreate(
+        title=title,
+        description="\n".join(body)[:10_000],
+        category_code=service_row.incident_category,
+        severity=service_row.severity,
+        lat=report.lat,
+        lon=report.lon,
+        unit_code=report.unit_code,
+        department_code=service_row.department_code,
+        source_ref=f"citizen:{report.tracking_code}",
+    )
 
 
 # --- incidents → reports ---------------------------------------------------------------------
@@ -1039,7 +1131,7 @@ def check_photos(*, runtime: Runtime, uploads: list[bytes]) -> list[photos.Photo
     return cleaned
 
 
-def submit_public(
+def plan_public(
     *,
     runtime: Runtime,
     session: Session,
@@ -1047,8 +1139,9 @@ def submit_public(
     uploads: list[bytes],
     language: str,
     consent: bool,
-) -> Created:
-    """Take in a report from the public page: photos cleaned, EXIF position used, consent given."""
+) -> tuple[Plan, list[photos.Photo]]:
+    """Check a report from the public page: consent given, photos cleaned, the EXIF position
+    used when the place is not pinned; return its plan and its cleaned photos."""
     if not consent and any(getattr(sub, name) for name in CONTACT_FIELDS):
         # Law 91/2025/QH15: contact details are processed only with the reporter's consent.
         raise _invalid([_error("consent", "citizen.field.consent")])
@@ -1058,18 +1151,20 @@ def submit_public(
         place = next((p.gps for p in cleaned if p.gps is not None), None)
         if place is not None:
             sub.lat, sub.long = f"{place[0]:.6f}", f"{place[1]:.6f}"
-    created = create_report(
-        runtime=runtime, session=session, sub=sub, client_id=None, language=language
-    )
-    if cleaned:
-        add_photos(runtime=runtime, session=session, report=created.report, cleaned=cleaned)
-    return created
+    plan = plan_report(runtime=runtime, session=session, sub=sub, client_id=None, language=language)
+    return plan, cleaned
 
 
 def add_photos(
     *, runtime: Runtime, session: Session, report: Report, cleaned: list[photos.Photo]
 ) -> list[ReportPhoto]:
-    """Store a report's photos (content once, by SHA-256) and attach them to its incident."""
+    """Store a report's photos (content once, by SHA-256) and attach them to its incident.
+
+    `report` may be one `write_reports` just inserted (not in the session): it is loaded."""
+    if report not in session:
+        loaded = service.get(session=session, report_id=report.id)
+        assert loaded is not None  # written in this transaction
+        report = loaded
     now = runtime.clock.now()
     stored: list[tuple[ReportPhoto, bytes]] = []
     for position, photo in enumerate(cleaned, start=1):

@@ -395,18 +395,17 @@ def create_request(request: Request, runtime: RuntimeDep, fmt: str, fields: Form
     flows.check_jurisdiction(given("jurisdiction_id"))
     sub = flows.submission_from_form(fields)
     language = request_language(request)
-
-    def write(session: Session) -> tuple[str, str | None]:
+    # Checked and placed with reads only, beside the other requests; then written with the
+    # reports that arrive meanwhile, in one transaction (citizen.writer).
+    with runtime.session_factory() as session:
         client_id = flows.open311_client(runtime=runtime, session=session, api_key=api_key)
         flows.check_rate(runtime, f"key:{client_id}")
-        created = flows.create_report(
+        plan = flows.plan_report(
             runtime=runtime, session=session, sub=sub, client_id=client_id, language=language
         )
-        return created.report.tracking_code, created.notice
-
-    # Written with the reports that arrive meanwhile, in one transaction (citizen.writer).
-    code, notice = writer_of(runtime).run(write, request=request)
-    body = [{"service_request_id": code, "service_notice": notice}]
+    plan.request = request
+    created: flows.Created = writer_of(runtime).run(plan)
+    body = [{"service_request_id": created.report.tracking_code, "service_notice": created.notice}]
     return respond(fmt, "service_requests", body, 201)
 
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, String, case, delete, func, select, type_coerce
+from sqlalchemy import Row, String, bindparam, case, delete, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from cityops.citizen.enums import Moderation, NoteKind, ReportStatus
 from cityops.citizen.models import CitizenService, Report, Reporter, ReportNote, ReportPhoto
 from cityops.core.clock import Clock
 from cityops.core.errors import Conflict, NotFound
+from cityops.core.refcache import ReferenceCache
 
 # Tracking codes: no 0/O, 1/I/L, so a code read over the phone is typed right.
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -48,6 +49,25 @@ def new_token() -> str:
 def get_service(*, session: Session, service_code: str) -> CitizenService | None:
     """Return a service by code, or None."""
     return session.get(CitizenService, service_code)
+
+
+def get_service_terms(
+    *, session: Session, reference: ReferenceCache
+) -> Mapping[str, CitizenService]:
+    """Return every service by code, kept until the catalogue changes: the report's hot path
+    reads its service's terms on every report. The objects are outside any session: read them,
+    never change them (edit a service through `get_service`)."""
+
+    def load() -> dict[str, CitizenService]:
+        rows = list(session.scalars(select(CitizenService)))
+        for row in rows:
+            session.expunge(row)
+        return {row.code: row for row in rows}
+
+    terms: Mapping[str, CitizenService] = reference.get(
+        session, "citizen:services", ("citizen_service",), load
+    )
+    return terms
 
 
 def get_service_or_raise(*, session: Session, service_code: str) -> CitizenService:
@@ -121,9 +141,9 @@ class NewReport:
     duplicate_of: int | None = None
 
 
-def create(*, session: Session, report_in: NewReport) -> Report:
-    """Insert a report, open, with a new tracking code and token."""
-    report = Report(
+def new_report(report_in: NewReport) -> Report:
+    """Return a new report, open, with a new tracking code and token, not yet in any session."""
+    return Report(
         tracking_code=new_tracking_code(),
         token=new_token(),
         service_code=report_in.service_code,
@@ -144,9 +164,6 @@ def create(*, session: Session, report_in: NewReport) -> Report:
         expected_at=report_in.expected_at,
         duplicate_of=report_in.duplicate_of,
     )
-    session.add(report)
-    session.flush()
-    return report
 
 
 def get(*, session: Session, report_id: int) -> Report | None:
@@ -269,6 +286,23 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
 
 
+# Built once: a report's hot path runs it with new values only (building the statement cost
+# more than running it).
+_NEAR_OPEN = (
+    select(Report.id, Report.lat, Report.lon, Report.requested_at)
+    .where(
+        Report.service_code == bindparam("service"),
+        Report.status == str(ReportStatus.OPEN),
+        Report.lat.between(bindparam("lat_low"), bindparam("lat_high")),
+        Report.lon.between(bindparam("lon_low"), bindparam("lon_high")),
+        Report.requested_at >= bindparam("since", type_=Report.requested_at.type),
+        Report.moderation.in_(PUBLIC_MODERATION),
+        Report.duplicate_of.is_(None),
+    )
+    .limit(DUPLICATE_SCAN_LIMIT)
+)
+
+
 def find_duplicates(
     *,
     session: Session,
@@ -285,26 +319,28 @@ def find_duplicates(
     # the few rows a box holds are sorted here.
     dlat = radius_m / 111_320.0
     dlon = radius_m / (111_320.0 * max(math.cos(math.radians(lat)), 0.01))
-    rows = session.scalars(
-        select(Report)
-        .where(
-            Report.service_code == service_code,
-            Report.status == str(ReportStatus.OPEN),
-            Report.lat.between(lat - dlat, lat + dlat),
-            Report.lon.between(lon - dlon, lon + dlon),
-            Report.requested_at >= since,
-            Report.moderation.in_(PUBLIC_MODERATION),
-            Report.duplicate_of.is_(None),
-        )
-        .limit(DUPLICATE_SCAN_LIMIT)
+    # Positions first (a few plain columns); whole reports only for the ones that are near.
+    rows = session.execute(
+        _NEAR_OPEN,
+        {
+            "service": service_code,
+            "lat_low": lat - dlat,
+            "lat_high": lat + dlat,
+            "lon_low": lon - dlon,
+            "lon_high": lon + dlon,
+            "since": since,
+        },
     ).all()
-    near = [
-        (distance_m(lat, lon, r.lat, r.lon), r.requested_at, r.id, r)
-        for r in rows
-        if r.lat is not None and r.lon is not None
-    ]
-    near.sort(key=lambda item: item[:3])
-    return [r for d, _at, _id, r in near if d <= radius_m]
+    near = sorted(
+        (distance_m(lat, lon, r_lat, r_lon), at, report_id)
+        for report_id, r_lat, r_lon, at in rows
+        if r_lat is not None and r_lon is not None
+    )
+    ids = [report_id for distance, _at, report_id in near if distance <= radius_m]
+    if not ids:
+        return []
+    found = {r.id: r for r in session.scalars(select(Report).where(Report.id.in_(ids)))}
+    return [found[report_id] for report_id in ids if report_id in found]
 
 
 def get_pending_moderation(*, session: Session, limit: int, offset: int) -> list[Report]:
@@ -323,17 +359,22 @@ def get_pending_moderation(*, session: Session, limit: int, offset: int) -> list
 # --- notes -----------------------------------------------------------------------------------
 
 
-def add_note(
-    *, session: Session, report: Report, at: datetime, kind: NoteKind, description: str
-) -> ReportNote:
-    """Append an entry to a report's public history."""
-    note = ReportNote(
+def new_note(*, report: Report, at: datetime, kind: NoteKind, description: str) -> ReportNote:
+    """Return an entry of a report's public history, not yet in any session."""
+    return ReportNote(
         report_id=report.id,
         at=at,
         kind=str(kind),
         status=report.status,
         description=description[:2000],
     )
+
+
+def add_note(
+    *, session: Session, report: Report, at: datetime, kind: NoteKind, description: str
+) -> ReportNote:
+    """Append an entry to a report's public history."""
+    note = new_note(report=report, at=at, kind=kind, description=description)
     # Written with the transaction's next flush (a report's first notes go in with its incident).
     session.add(note)
     return note
@@ -416,13 +457,6 @@ def count_photos(*, session: Session, report_ids: Sequence[int]) -> dict[int, in
 
 
 # --- personal data ---------------------------------------------------------------------------
-
-
-def set_reporter(*, session: Session, report: Report, fields: dict[str, str | None]) -> None:
-    """Store who sent a report (only if they left anything)."""
-    if any(fields.values()):
-        # Written with the transaction's next flush, like the report's notes.
-        session.add(Reporter(report_id=report.id, **fields))
 
 
 def get_reporter(*, session: Session, report_id: int) -> Reporter | None:

@@ -9,13 +9,13 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, insert, inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -204,6 +204,52 @@ def begin_writing(session: Session) -> None:
     if isinstance(raw, _GatedConnection):
         raw.take_gate("INSERT")
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_objects(session: Session, objects: Sequence[Any]) -> None:
+    """Insert new ORM objects of one class with one multi-row statement and give each its
+    generated key, as a flush would, at a fraction of a flush's cost for many objects.
+
+    The objects stay outside the session (load them with `session.get` to change them later).
+    Column defaults are applied to the objects first, so they read as after a flush. No flush
+    listener sees these rows: a caller writing `Audited` rows records them itself
+    (`cityops.auth.flows.audit_inserted`).
+    """
+    if not objects:
+        return
+    mapper = inspect(type(objects[0]))
+    table = mapper.local_table
+    serial = table.autoincrement_column
+    generated = serial.key if serial is not None else None
+    columns = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
+    rows: list[dict[str, Any]] = []
+    for obj in objects:
+        row: dict[str, Any] = {}
+        for key, column in columns:
+            value = getattr(obj, key)
+            if value is None and column.default is not None and column.key != generated:
+                default: Any = column.default
+                value = default.arg(None) if default.is_callable else default.arg
+                setattr(obj, key, value)
+            if column.key == generated and value is None:
+                continue
+            row[column.key] = value
+        rows.append(row)
+    if serial is not None and generated not in rows[0]:
+        statement = _INSERTS.get(table)
+        if statement is None:
+            statement = _INSERTS.setdefault(
+                table, insert(table).returning(serial, sort_by_parameter_order=True)
+            )
+        keys = session.execute(statement, rows).scalars().all()
+        for obj, value in zip(objects, keys, strict=True):
+            setattr(obj, mapper.get_property_by_column(serial).key, value)
+    else:
+        session.execute(insert(table), rows)
+
+
+# The INSERT … RETURNING statement of each table `insert_objects` wrote to: built once.
+_INSERTS: dict[Any, Any] = {}
 
 
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -92,9 +92,12 @@ def _actor_id(principal: Principal | None) -> int | None:
 
 def _correlation_id(session: Session) -> str:
     # A request's id follows its events, so a notification can be traced to the click.
-    request = session.info.get("request")
+    return _request_id(session.info.get("request")) or uuid.uuid4().hex
+
+
+def _request_id(request: Any) -> str | None:
     request_id = getattr(getattr(request, "state", None), "request_id", None)
-    return str(request_id) if request_id else uuid.uuid4().hex
+    return str(request_id) if request_id else None
 
 
 def event_data(
@@ -216,13 +219,14 @@ def _resolve_unit(
     lon: float | None,
 ) -> str | None:
     if unit_code is not None:
-        if unit_service.get(session=session, unit_code=unit_code) is None:
+        if not unit_service.unit_exists(
+            session=session, unit_code=unit_code, caches=runtime.caches
+        ):
             raise _invalid([field_error("unit_code", "incidents.unit.unknown", code=unit_code)])
         return unit_code
     if lat is None or lon is None:
         return None
-    unit = unit_service.locate(session=session, lat=lat, lon=lon, caches=runtime.caches)
-    return unit.code if unit is not None else None
+    return unit_service.locate_code(session=session, lat=lat, lon=lon, caches=runtime.caches)
 
 
 def _supporting(main: str | None, codes: Sequence[str]) -> list[str]:
@@ -268,6 +272,77 @@ def create_incident(
     *, runtime: Runtime, session: Session, principal: Principal, incident_in: IncidentCreate
 ) -> Incident:
     """Open an incident by hand (or for an alert, when `alert_id` is given); status `new`."""
+    [created] = create_incidents(
+        runtime=runtime, session=session, principal=principal, incidents_in=[incident_in]
+    )
+    loaded = service.get(session=session, incident_id=created.id)
+    assert loaded is not None  # inserted just now, in this transaction
+    return loaded
+
+
+def create_incidents(
+    *,
+    runtime: Runtime,
+    session: Session,
+    principal: Principal,
+    incidents_in: Sequence[IncidentCreate],
+    requests: Sequence[Any] | None = None,
+) -> list[Incident]:
+    """Open several incidents at once (citizen reports arriving together): each is checked as
+    `create_incident` checks one, then all are written with one statement per table.
+
+    The incidents returned are not in the session (load one with `service.get` to change it).
+    `requests`: the request each incident comes from (its audit rows and its event's
+    correlation id name it), when they are not the session's one request.
+    """
+    if not incidents_in:
+        return []
+    now = runtime.clock.now()
+    drafts = [_draft(runtime, session, principal, item, now) for item in incidents_in]
+    year = _local_year(runtime, now)
+    entries = []
+    for incident in drafts:
+        incident.code = service.next_code(session=session, year=year)
+        entries.append(
+            service.new_entry(
+                incident=incident,
+                at=now,
+                kind=TimelineKind.CREATED,
+                actor=principal,
+                to_status=incident.status,
+                data={
+                    "source": incident.source,
+                    "alert_id": incident.alert_id,
+                    "category_code": incident.category_code,
+                    "severity": incident.severity,
+                    "unit_code": incident.unit_code,
+                    "department_code": incident.department_code,
+                },
+            )
+        )
+    service.insert_many(
+        session=session, incidents=drafts, entries=entries, now=now, requests=requests
+    )
+    for index, incident in enumerate(drafts):
+        publish(
+            runtime=runtime,
+            session=session,
+            event_type=IncidentEvent.CREATED,
+            data=event_data(incident, change="created", actor=principal),
+            at=now,
+            correlation_id=_request_id(requests[index]) if requests else None,
+        )
+    return drafts
+
+
+def _draft(
+    runtime: Runtime,
+    session: Session,
+    principal: Principal,
+    incident_in: IncidentCreate,
+    now: datetime,
+) -> Incident:
+    # Every check of a new incident, and the incident itself (code still to give).
     principal.check(Permission.INCIDENT_CREATE)
     category = _active_category(runtime, session, incident_in.category_code, "category_code")
     main = incident_in.department_code or category.department_code
@@ -289,14 +364,12 @@ def create_incident(
         lon=incident_in.lon,
     )
     severity = str(incident_in.severity or category.default_severity)
-    now = runtime.clock.now()
     due_ack, due_resolve = deadlines(
         runtime=runtime, session=session, category_code=category.code, severity=severity, start=now
     )
-    incident = service.create(
-        session=session,
-        incident_in=service.NewIncident(
-            code=service.next_code(session=session, year=_local_year(runtime, now)),
+    incident = service.new(
+        service.NewIncident(
+            code="",
             title=incident_in.title,
             description=incident_in.description,
             category_code=category.code,
@@ -318,7 +391,7 @@ def create_incident(
             created_at=now,
             due_ack_at=due_ack,
             due_resolve_at=due_resolve,
-        ),
+        )
     )
     if not service.can_see(scope=principal.scope, incident=incident):
         # Nobody opens an incident they could not follow: outside their units or department.
@@ -326,29 +399,6 @@ def create_incident(
             "incidents.scope.outside",
             errors=[field_error("unit_code", "incidents.scope.outside_field")],
         )
-    service.add_entry(
-        session=session,
-        incident=incident,
-        at=now,
-        kind=TimelineKind.CREATED,
-        actor=principal,
-        to_status=incident.status,
-        data={
-            "source": incident.source,
-            "alert_id": incident.alert_id,
-            "category_code": incident.category_code,
-            "severity": incident.severity,
-            "unit_code": incident.unit_code,
-            "department_code": incident.department_code,
-        },
-    )
-    publish(
-        runtime=runtime,
-        session=session,
-        event_type=IncidentEvent.CREATED,
-        data=event_data(incident, change="created", actor=principal),
-        at=now,
-    )
     return incident
 
 
@@ -597,7 +647,7 @@ def assign(
         "supporting_department_codes": incident.supporting_department_codes,
         "assignee_id": incident.assignee_id,
     }
-    service.set_departments(session=session, incident=incident, main=main, supporting=supporting)
+    service.set_departments(incident=incident, main=main, supporting=supporting)
     if assign_in.assignee_id is not None:
         _check_assignee(session, incident, assign_in.assignee_id)
     incident.assignee_id = assign_in.assignee_id

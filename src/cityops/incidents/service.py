@@ -35,7 +35,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from cityops.auth.flows import audit_inserted
 from cityops.core.clock import Clock
+from cityops.core.db import insert_objects
 from cityops.core.errors import Conflict, Invalid, NotFound
 from cityops.core.security import Principal, Scope
 from cityops.core.text import words
@@ -867,6 +869,46 @@ class NewIncident:
 
 def create(*, session: Session, incident_in: NewIncident) -> Incident:
     """Insert an incident with its departments."""
+    incident = new(incident_in)
+    session.add(incident)
+    session.flush()
+    return incident
+
+
+def insert_many(
+    *,
+    session: Session,
+    incidents: Sequence[Incident],
+    entries: Sequence[TimelineEntry],
+    now: datetime,
+    requests: Sequence[Any] | None = None,
+) -> None:
+    """Insert new incidents (from `new`), their departments and one timeline entry each (same
+    order), a statement per table for all of them, with their audit rows (naming each one's
+    request, when `requests` gives them)."""
+    insert_objects(session, incidents)
+    departments = [row for incident in incidents for row in incident.departments]
+    for incident, entry in zip(incidents, entries, strict=True):
+        for row in incident.departments:
+            row.incident_id = incident.id
+        entry.incident_id = incident.id
+    insert_objects(session, departments)
+    insert_objects(session, entries)
+    audited = [row for incident in incidents for row in (incident, *incident.departments)]
+    asked = (
+        [
+            request
+            for incident, request in zip(incidents, requests, strict=True)
+            for _ in range(1 + len(incident.departments))
+        ]
+        if requests is not None
+        else []
+    )
+    audit_inserted(session, audited, now, requests=asked)
+
+
+def new(incident_in: NewIncident) -> Incident:
+    """Return a new incident with its departments, not yet in any session."""
     incident = Incident(
         code=incident_in.code,
         title=incident_in.title,
@@ -894,20 +936,15 @@ def create(*, session: Session, incident_in: NewIncident) -> Incident:
         escalation_level=0,
     )
     refresh_overdue_at(incident)
-    session.add(incident)
     set_departments(
-        session=session,
         incident=incident,
         main=incident_in.department_code,
         supporting=incident_in.supporting_department_codes,
     )
-    session.flush()
     return incident
 
 
-def set_departments(
-    *, session: Session, incident: Incident, main: str | None, supporting: Sequence[str]
-) -> None:
+def set_departments(*, incident: Incident, main: str | None, supporting: Sequence[str]) -> None:
     """Make `main` the main department and `supporting` the supporting ones (replacing both)."""
     wanted: dict[str, str] = {code: str(DepartmentRole.SUPPORT) for code in supporting}
     if main is not None:
@@ -936,6 +973,33 @@ def set_title(incident: Incident, title: str) -> None:
     incident.title_folded = search_form(title)
 
 
+def new_entry(
+    *,
+    incident: Incident,
+    at: datetime,
+    kind: str,
+    actor: Principal | None,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    note: str | None = None,
+    data: dict[str, Any] | None = None,
+    actor_name: str | None = None,
+) -> TimelineEntry:
+    """Return a timeline entry of an incident, not yet in any session."""
+    return TimelineEntry(
+        incident_id=incident.id,
+        at=at,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
+        actor_kind=actor.kind if actor is not None else "system",
+        actor_id=actor.id if actor is not None and actor.kind != "system" else None,
+        actor_name=(actor_name or (actor.name if actor is not None else "system"))[:64],
+        note=note,
+        data=data or {},
+    )
+
+
 def add_entry(
     *,
     session: Session,
@@ -950,17 +1014,16 @@ def add_entry(
     actor_name: str | None = None,
 ) -> TimelineEntry:
     """Append one entry to an incident's timeline."""
-    entry = TimelineEntry(
-        incident_id=incident.id,
+    entry = new_entry(
+        incident=incident,
         at=at,
         kind=kind,
+        actor=actor,
         from_status=from_status,
         to_status=to_status,
-        actor_kind=actor.kind if actor is not None else "system",
-        actor_id=actor.id if actor is not None and actor.kind != "system" else None,
-        actor_name=(actor_name or (actor.name if actor is not None else "system"))[:64],
         note=note,
-        data=data or {},
+        data=data,
+        actor_name=actor_name,
     )
     session.add(entry)
     session.flush()

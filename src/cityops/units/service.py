@@ -324,8 +324,39 @@ def locate(
     Pass `caches` (the runtime's) so the grid index is built once per boundary revision;
     without it every call builds the index afresh (fine for a one-off, not for a hot path).
     """
-    code = get_locator(session=session, caches=caches, on=on).locate(lat, lon)
+    code = locate_code(session=session, lat=lat, lon=lon, caches=caches, on=on)
     return None if code is None else get(session=session, unit_code=code)
+
+
+def locate_code(
+    *,
+    session: Session,
+    lat: float,
+    lon: float,
+    caches: MutableMapping[str, Any] | None = None,
+    on: date | None = None,
+) -> str | None:
+    """Return the code of the current commune-level unit containing a point (`locate` without
+    loading the unit: the hot paths only route by code)."""
+    return get_locator(session=session, caches=caches, on=on).locate(lat, lon)
+
+
+def get_unit_codes(*, session: Session) -> frozenset[str]:
+    """Return the code of every unit, current or not."""
+    return frozenset(session.scalars(select(AdminUnit.code)))
+
+
+def unit_exists(
+    *, session: Session, unit_code: str, caches: MutableMapping[str, Any] | None = None
+) -> bool:
+    """Whether a unit code is known (any validity), from the reference cache when given."""
+    reference = caches.get(refcache.CACHES_KEY) if caches is not None else None
+    if reference is None:
+        return get(session=session, unit_code=unit_code) is not None
+    codes: frozenset[str] = reference.get(
+        session, "units:codes", ("admin_unit",), lambda: get_unit_codes(session=session)
+    )
+    return unit_code in codes
 
 
 # --- areas -----------------------------------------------------------------------------------
