@@ -323,7 +323,7 @@ def _number(
 
 
 def _attributes(
-    service_row: CitizenService, given: dict[str, list[str]], errors: list[Any]
+    service_row: service.ServiceTerms, given: dict[str, list[str]], errors: list[Any]
 ) -> dict[str, Any]:
     defined = {a["code"]: a for a in service_row.attributes if a.get("variable", True)}
     out: dict[str, Any] = {}
@@ -399,7 +399,7 @@ class Plan:
     """A report checked, located and routed, ready to be written (nothing of it is yet)."""
 
     report_in: service.NewReport
-    service_row: CitizenService
+    service_row: service.ServiceTerms
     contacts: dict[str, str | None]
     original: Report | None  # the report it asked to be linked to (`duplicate_of`)
     duplicates: list[Report]
@@ -674,7 +674,9 @@ def open_incident(
         )
 
 
-def _incident_in(report: Report, service_row: CitizenService) -> IncidentCreate:
+def _incident_in(
+    report: Report, service_row: CitizenService | service.ServiceTerms
+) -> IncidentCreate:
     # The incident that handles a report: its service's department and category.
     summary = " ".join(report.description.split())[:200] or (report.address or "")[:200]
     title = f"{service_row.name}: {summary}".strip().rstrip(":")[:300]

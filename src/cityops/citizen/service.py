@@ -51,21 +51,45 @@ def get_service(*, session: Session, service_code: str) -> CitizenService | None
     return session.get(CitizenService, service_code)
 
 
-def get_service_terms(
-    *, session: Session, reference: ReferenceCache
-) -> Mapping[str, CitizenService]:
-    """Return every service by code, kept until the catalogue changes: the report's hot path
-    reads its service's terms on every report. The objects are outside any session: read them,
-    never change them (edit a service through `get_service`)."""
+@dataclass(frozen=True, slots=True)
+class ServiceTerms:
+    """What taking a report in reads of its service (reference data, not an ORM row)."""
 
-    def load() -> dict[str, CitizenService]:
-        rows = list(session.scalars(select(CitizenService)))
-        for row in rows:
-            session.expunge(row)
-        return {row.code: row for row in rows}
+    code: str
+    name: str
+    is_active: bool
+    department_code: str
+    incident_category: str
+    severity: str
+    sla_hours: int
+    attributes: tuple[dict[str, Any], ...]
 
-    terms: Mapping[str, CitizenService] = reference.get(
-        session, "citizen:services", ("citizen_service",), load
+
+def service_terms(*, session: Session) -> dict[str, ServiceTerms]:
+    """Return every service's terms by code."""
+    rows = session.execute(
+        select(
+            CitizenService.code,
+            CitizenService.name,
+            CitizenService.is_active,
+            CitizenService.department_code,
+            CitizenService.incident_category,
+            CitizenService.severity,
+            CitizenService.sla_hours,
+            CitizenService.attributes,
+        )
+    ).all()
+    return {
+        code: ServiceTerms(code, name, bool(active), dept, category, severity, hours, tuple(attrs))
+        for code, name, active, dept, category, severity, hours, attrs in rows
+    }
+
+
+def get_service_terms(*, session: Session, reference: ReferenceCache) -> Mapping[str, ServiceTerms]:
+    """Return every service's terms by code, kept until the catalogue changes (the report's
+    hot path reads its service's terms on every report)."""
+    terms: Mapping[str, ServiceTerms] = reference.get(
+        session, "citizen:services", ("citizen_service",), lambda: service_terms(session=session)
     )
     return terms
 
