@@ -117,7 +117,8 @@ def create_app(
         # Listen to the other workers and decide who leads before jobs and rules start.
         peers = fanout.fanout_of(runtime)
         if peers is not None:
-            peers.start()
+            # Only a worker running the rule engine and the jobs competes for the lead.
+            peers.start(compete=settings.background_jobs)
         if settings.background_jobs:
             runtime.jobs.start()
             # Alerts: rules are evaluated on their own thread, as observations arrive.

@@ -33,7 +33,9 @@ bus of each is in-process. This module joins them:
   same entity attribute is, and thresholds whose value stays put are confirmed by the leader's
   `alerts.confirm_pending` job.
 
-Before `start()` (the command line, one-shot tools, SQLite) a process leads alone.
+Before `start()` (the command line, one-shot tools, SQLite), and when started without competing
+(a server with background jobs off runs no rule engine nor jobs; tests drive them by hand), a
+process leads alone; it still sends and receives events.
 """
 
 from __future__ import annotations
@@ -122,9 +124,9 @@ class Fanout:
         url = runtime.engine.url.set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
         self._leading = True  # alone until started
-        self._started = False
+        self._compete = False
         self._stop = threading.Event()
-        self._first_try = threading.Event()
+        self._tried = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_leading: list[Callable[[bool], None]] = []
         self._prefix = orjson.dumps(self.sender)
@@ -250,18 +252,25 @@ class Fanout:
         """Notifications handled since start (own ones included)."""
         return self._delivered
 
-    def start(self, wait: float = 5.0) -> None:
-        """Start listening and competing for the lead; wait for the first attempt to lead."""
+    def start(self, *, compete: bool = True, wait: float = 5.0) -> None:
+        """Start listening and, if `compete`, competing for the lead (waiting for the first
+        attempt). A process that does not compete keeps leading alone: it runs no rule engine
+        nor jobs of its own (background jobs off), or drives them by hand (tests)."""
         if self._thread is not None:
             return
-        self._started = True
         self._stop.clear()
-        self._first_try.clear()
-        self._set_leading(False)
         self._thread = threading.Thread(target=self._run, name="cityops-fanout", daemon=True)
         self._thread.start()
+        if compete:
+            self.compete(wait)
+
+    def compete(self, wait: float = 5.0) -> None:
+        """Follow, and take the lead whenever it is free; wait for the first attempt."""
+        self._tried.clear()
+        self._set_leading(False)
+        self._compete = True
         # Jobs and rules start right after: decide who leads before that.
-        self._first_try.wait(wait)
+        self._tried.wait(wait)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop listening and give the lead up (the connection closes)."""
@@ -269,7 +278,9 @@ class Fanout:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self._set_leading(False)
+        if self._compete:
+            self._set_leading(False)
+        self._compete = False
 
     def _run(self) -> None:
         backoff = 0.5
@@ -279,24 +290,25 @@ class Fanout:
                     conn.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.5
                     self._try_lead(conn)
-                    self._first_try.set()
                     self._listen(conn)
             except Exception:
                 log.exception("fan-out: connection lost, reconnecting in %.1f s", backoff)
             finally:
-                self._set_leading(False)
-                self._first_try.set()
+                if self._compete:
+                    self._set_leading(False)  # the lock went with the connection
+                self._tried.set()
             if self._stop.wait(backoff):
                 break
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _try_lead(self, conn: psycopg.Connection[Any]) -> None:
-        self._last_try = time.monotonic()
-        if self._leading:
+        if not self._compete or self._leading:
             return
+        self._last_try = time.monotonic()
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()
         if row is not None and row[0]:
             self._set_leading(True)
+        self._tried.set()
 
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         while not self._stop.is_set():
@@ -310,7 +322,7 @@ class Fanout:
                     self._cond.notify_all()
                 if self._stop.is_set():
                     return
-            if not self._leading and time.monotonic() - self._last_try >= self.retry_seconds:
+            if self._compete and time.monotonic() - self._last_try >= self.retry_seconds:
                 self._try_lead(conn)
 
 
