@@ -40,6 +40,7 @@ process leads alone; it still sends and receives events.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -53,10 +54,7 @@ from typing import Any
 import orjson
 import psycopg
 from prometheus_client import Counter
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Text
 
 from cityops.core.events import Event
 from cityops.core.jobs import Job
@@ -82,9 +80,13 @@ RETRY_SECONDS = 2.0
 LISTEN_TIMEOUT = 0.5  # seconds between two looks at the stop flag and the lock
 BACKOFF_MAX = 30.0
 
-_SEND = text("SELECT count(pg_notify(:channel, p)) FROM unnest(:payloads) AS p").bindparams(
-    bindparam("payloads", type_=ARRAY(Text))
-)
+
+@functools.lru_cache(maxsize=64)
+def _send_sql(count: int) -> str:
+    # One statement per transaction, one plain text parameter per notification: psycopg dumps a
+    # str as is, where a text[] parameter is escaped element by element in Python.
+    calls = ", ".join(f"pg_notify('{CHANNEL}', %s)" for _ in range(count))
+    return f"SELECT {calls}"
 
 
 def _default(value: Any) -> Any:
@@ -130,6 +132,7 @@ class Fanout:
         self._thread: threading.Thread | None = None
         self._on_leading: list[Callable[[bool], None]] = []
         self._prefix = orjson.dumps(self.sender)
+        self._own = '{"s":' + self._prefix.decode() + ","
         self._last_try = 0.0
         registry = runtime.metrics.registry
         self.sent = Counter(
@@ -199,7 +202,10 @@ class Fanout:
         if not records:
             return
         payloads = self._chunks(records)
-        session.execute(_SEND, {"channel": CHANNEL, "payloads": payloads})
+        connection = session.connection()
+        for start in range(0, len(payloads), 64):
+            part = payloads[start : start + 64]
+            connection.exec_driver_sql(_send_sql(len(part)), tuple(part))
         self.sent.inc(len(records))
 
     def _chunks(self, records: list[bytes]) -> list[str]:
@@ -225,9 +231,9 @@ class Fanout:
 
     def receive(self, payload: str) -> int:
         """Deliver the events of another worker's notification here; return how many."""
+        if payload.startswith(self._own):
+            return 0  # this process's own (every listener hears every notification)
         message = orjson.loads(payload)
-        if message.get("s") == self.sender:
-            return 0
         events = [
             Event(
                 type=kind,
