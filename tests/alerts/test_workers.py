@@ -417,3 +417,34 @@ def test_a_rule_created_on_a_follower_reaches_the_leader_at_once(
     b.write(SENSOR, clock.now(), point=TRAN_BIEN, level=15)
     evaluate(a, b, 1)
     assert [x.status for x in alerts(a.runtime)] == ["open"]
+
+
+def test_a_large_batch_arrives_whole_and_in_order_and_an_oversized_value_is_left_out(
+    workers: list[Worker], clock: FrozenClock
+) -> None:
+    a, b = workers
+    received: list[Event] = []
+    b.runtime.bus.subscribe("context.attribute_changed", received.append)
+    entities = [
+        {
+            "id": f"urn:ngsi-ld:TestSensor:bulk-{n}",
+            "type": "TestSensor",
+            "level": {"type": "Property", "value": n, "observedAt": iso(clock.now())},
+        }
+        for n in range(300)
+    ]
+    # Far beyond one notification's 8,000 bytes: sent without it, the rest still goes.
+    entities[150]["note"] = {"type": "Property", "value": "x" * 9000}
+    with unit_of_work(a.runtime.session_factory) as session:
+        session.info["actor"] = SYSTEM_PRINCIPAL
+        outcome = context_flows.write_entities(
+            runtime=a.runtime, session=session, tenant="default", entities=entities
+        )
+    assert not outcome.errors
+    wait_for(lambda: len(received) >= 300)
+    time.sleep(0.2)
+    assert [(e.data["entity_id"], e.data["attribute"]) for e in received] == [
+        (f"urn:ngsi-ld:TestSensor:bulk-{n}", "level") for n in range(300)
+    ]
+    assert all(e.remote for e in received)
+    assert a.runtime.metrics.registry.get_sample_value("cityops_fanout_oversize_total") == 1
