@@ -14,20 +14,35 @@ the server for this process's interpreter lock.
 Prints p50/p95/p99/max, quiet and under the flood, and the server's CPU per attribute change
 under the flood (this process's CPU time: the flooders and the dashboard are other processes).
 Run: PYTHONPATH=src:bench .venv/bin/python bench/bench_ops_latency.py [PROBES]
+
+`--workers N` (PostgreSQL only: run under `bash scripts/with-postgres.sh`, which sets
+CITYOPS_TEST_DATABASE_URL) serves with `cityops serve --workers N` in a subprocess instead, with
+background jobs on (the leader evaluates the rules, events are fanned out between the workers
+with LISTEN/NOTIFY); the flood is then sent by 2 x N processes opening a new connection every
+few batches, so that it spreads over the workers (the kernel hands each connection to one). The
+server's CPU is then read from /proc for every worker process (the supervisor included), and
+the CPU of the PostgreSQL backends of the bench database is printed beside it.
+Run: bash scripts/with-postgres.sh env PYTHONPATH=src:bench .venv/bin/python \
+    bench/bench_ops_latency.py 20 --workers 2
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
 import multiprocessing
+import os
 import queue
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,9 +63,9 @@ from cityops.core.db import unit_of_work
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL, Permission
 from cityops.units.models import AdminUnit
-from harness import free_port, percentile
+from harness import free_port, percentile, wait_ready
 
-PROBES = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+PROBES = 40
 RATE = 5000  # attribute changes per second in the flood
 PROBE = "urn:ngsi-ld:AirQualityObserved:ops-latency-probe"
 TRAN_BIEN = [106.838, 10.936]
@@ -145,24 +160,31 @@ def _normal_batch(worker: int, call: int) -> list[dict[str, Any]]:
     return out
 
 
-def _flood_worker(base: str, key: str, rate: float, worker: int, stop: Any, calls: Any) -> None:
+def _flood_worker(
+    base: str, key: str, rate: float, worker: int, stop: Any, calls: Any, reconnect_every: int
+) -> None:
     """Post batch upserts paced to `rate` attribute changes per second until `stop` is set."""
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
     every = ENTITIES * 4 / rate
     number = 0
-    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-        next_at = time.perf_counter()
-        while not stop.is_set():
-            number += 1
-            body = _normal_batch(worker, number)
-            response = client.post("/ngsi-ld/v1/entityOperations/upsert", json=body)
-            assert response.status_code in (201, 204), response.text
-            with calls.get_lock():
-                calls.value += 1
-            next_at += every
-            pause = next_at - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
+    next_at = time.perf_counter()
+    while not stop.is_set():
+        # With several server workers, a new connection every few batches spreads the flood
+        # over them (each connection is accepted by one worker).
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+            for _ in range(reconnect_every):
+                if stop.is_set():
+                    break
+                number += 1
+                body = _normal_batch(worker, number)
+                response = client.post("/ngsi-ld/v1/entityOperations/upsert", json=body)
+                assert response.status_code in (201, 204), response.text
+                with calls.get_lock():
+                    calls.value += 1
+                next_at += every
+                pause = next_at - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
 
 
 class Flood:
@@ -172,14 +194,16 @@ class Flood:
     does not compete with the server for this process's interpreter lock.
     """
 
-    def __init__(self, base: str, key: str, workers: int = 2) -> None:
+    def __init__(
+        self, base: str, key: str, workers: int = 2, reconnect_every: int = 1_000_000
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._calls = context.Value("i", 0)
         self._processes = [
             context.Process(
                 target=_flood_worker,
-                args=(base, key, RATE / workers, n, self._stop, self._calls),
+                args=(base, key, RATE / workers, n, self._stop, self._calls, reconnect_every),
                 daemon=True,
             )
             for n in range(workers)
@@ -251,8 +275,105 @@ def _dashboard_key(runtime: Runtime) -> str:
     return key
 
 
+class ServerCpu:
+    """CPU seconds (user + system) of the server's processes and of the PostgreSQL backends of
+    the bench database, read from /proc (load-independent, unlike the rate)."""
+
+    def __init__(self, root: int | None, database: str | None) -> None:
+        self.root = root  # None: this process (the in-thread server)
+        self.database = database
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _stat(self, pid: int) -> tuple[int, float] | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / self._tick
+
+    def read(self) -> tuple[float, float]:
+        """(server CPU, database backends' CPU) so far, in seconds."""
+        if self.root is None:
+            server = time.process_time()
+        else:
+            stats = {}
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit() and (found := self._stat(int(entry.name))) is not None:
+                    stats[int(entry.name)] = found
+            tree, server = {self.root}, 0.0
+            for pid in sorted(stats):  # children have higher pids than their parent here
+                parent, cpu = stats[pid]
+                if pid == self.root or parent in tree:
+                    tree.add(pid)
+                    server += cpu
+        backends = 0.0
+        if self.database:
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                if title.startswith("postgres: ") and f" {self.database} " in title:
+                    found = self._stat(int(entry.name))
+                    backends += found[1] if found else 0.0
+        return server, backends
+
+
+def _serve_in_thread(settings: Any) -> tuple[str, Callable[[], None]]:
+    app = create_app(settings)
+    runtime: Runtime = app.state.runtime
+    engine = alert_flows.engine_of(runtime)
+    engine.reload()
+    engine.start()
+    print(f"[{runtime.engine.dialect.name}, server in this process] "
+          f"{len(engine.index.rules)} rules enabled")  # fmt: skip
+    port = free_port()
+    config = uvicorn.Config(
+        app, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(30)
+        engine.stop()
+        runtime.engine.dispose()
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def _serve_workers(settings: Any, workers: int) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CITYOPS_DATABASE_URL": settings.database_url,
+        "CITYOPS_SECRET_KEY": settings.secret_key,
+        "CITYOPS_DATA_DIR": str(settings.data_dir),
+        "CITYOPS_LOG_LEVEL": "WARNING",
+        "CITYOPS_BACKGROUND_JOBS": "true",
+    }
+    command = [sys.executable, "-c", "from cityops.cli import main; main()", "serve"]
+    server = subprocess.Popen([*command, "--port", str(port), "--workers", str(workers)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, server, timeout=120)
+    print(f"[postgresql, cityops serve --workers {workers}]")
+    return base, server
+
+
 def main() -> None:
     """Print observation → alert-on-stream latencies with 1,000 rules, quiet and flooded."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("probes", nargs="?", type=int, default=PROBES)
+    parser.add_argument("--workers", type=int, default=0, help="serve with N worker processes")
+    args = parser.parse_args()
+    if args.workers and not os.environ.get("CITYOPS_TEST_DATABASE_URL"):
+        parser.error("--workers needs PostgreSQL: run under scripts/with-postgres.sh")
     with tempfile.TemporaryDirectory() as tmp:
         settings, setup, key = prepare(Path(tmp))
         reader = _dashboard_key(setup)
@@ -263,71 +384,84 @@ def main() -> None:
             result = alert_flows.import_rules(
                 runtime=setup, session=session, text=_rule_yaml(random.Random(2026), units)
             )
+        print(f"{len(result.created)} rules generated (beside the profile's rule pack)")
+        database = setup.engine.url.database if args.workers else None
         setup.engine.dispose()
-        app = create_app(settings)
-        runtime: Runtime = app.state.runtime
-        engine = alert_flows.engine_of(runtime)
-        engine.reload()
-        engine.start()
-        print(f"[{runtime.engine.dialect.name}] {len(engine.index.rules)} rules enabled "
-              f"({len(result.created)} generated)")  # fmt: skip
-        port = free_port()
-        config = uvicorn.Config(
-            app, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=1
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
-        headers = {"X-API-Key": key, "Content-Type": "application/json"}
-        client = httpx.Client(base_url=base, headers=headers, timeout=60)
-        station: dict[str, Any] = {
-            "id": PROBE,
-            "type": "AirQualityObserved",
-            "location": {
-                "type": "GeoProperty",
-                "value": {"type": "Point", "coordinates": TRAN_BIEN},
-            },
-            "dateObserved": {"type": "Property", "value": _iso()},
-            "airQualityIndex": {"type": "Property", "value": 60, "observedAt": _iso()},
-        }
-        assert client.post("/ngsi-ld/v1/entities", json=station).status_code == 201
-        dashboard = Dashboard(base, reader)
-        _report("PATCH → aqi-bad alert on the stream, quiet", _probe(client, dashboard, PROBES))
+        process: subprocess.Popen[bytes] | None = None
+        if args.workers:
+            base, process = _serve_workers(settings, args.workers)
+            cpu = ServerCpu(process.pid, database)
+        else:
+            base, stop = _serve_in_thread(settings)
+            cpu = ServerCpu(None, None)
+        try:
+            _measure(base, key, reader, args.probes, cpu, max(1, args.workers))
+        finally:
+            if process is not None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            else:
+                stop()
+
+
+def _measure(base: str, key: str, reader: str, probes: int, cpu: ServerCpu, workers: int) -> None:
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    client = httpx.Client(base_url=base, headers=headers, timeout=60)
+    station: dict[str, Any] = {
+        "id": PROBE,
+        "type": "AirQualityObserved",
+        "location": {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": TRAN_BIEN},
+        },
+        "dateObserved": {"type": "Property", "value": _iso()},
+        "airQualityIndex": {"type": "Property", "value": 60, "observedAt": _iso()},
+    }
+    assert client.post("/ngsi-ld/v1/entities", json=station).status_code == 201
+    dashboard = Dashboard(base, reader)
+    _report("PATCH → aqi-bad alert on the stream, quiet", _probe(client, dashboard, probes))
+    if workers > 1:
+        flood = Flood(base, key, workers=2 * workers, reconnect_every=5)
+    else:
         flood = Flood(base, key)
-        flood.start()
-        while flood.calls == 0:  # the processes import CityOps first
-            time.sleep(0.1)
-        flood.started = time.perf_counter()
-        time.sleep(2)
-        flood.calls_at_start = flood.calls
-        cpu_start, wall_start = time.process_time(), time.perf_counter()
-        flooded = _probe(client, dashboard, PROBES)
-        rate = flood.rate()
-        cpu = time.process_time() - cpu_start
-        wall = time.perf_counter() - wall_start
-        changes = (flood.calls - flood.calls_at_start) * ENTITIES * 4
-        flood.stop()
-        _report(
-            "PATCH → aqi-bad alert on the stream, flooded",
-            flooded,
-            f" (flood: {rate:,.0f} attribute changes/s over HTTP)",
-        )
-        # The server's CPU (this process: uvicorn, the rule engine, the probes' small client;
-        # the flooders and the dashboard are other processes), load-independent unlike the rate.
+    flood.start()
+    while flood.calls == 0:  # the processes import CityOps first
+        time.sleep(0.1)
+    flood.started = time.perf_counter()
+    time.sleep(2)
+    flood.calls_at_start = flood.calls
+    (cpu_start, db_start), wall_start = cpu.read(), time.perf_counter()
+    flooded = _probe(client, dashboard, probes)
+    rate = flood.rate()
+    cpu_end, db_end = cpu.read()
+    wall = time.perf_counter() - wall_start
+    changes = (flood.calls - flood.calls_at_start) * ENTITIES * 4
+    flood.stop()
+    _report(
+        "PATCH → aqi-bad alert on the stream, flooded",
+        flooded,
+        f" (flood: {rate:,.0f} attribute changes/s over HTTP)",
+    )
+    used = cpu_end - cpu_start
+    where = "this process" if cpu.root is None else f"{workers} worker(s) + supervisor, /proc"
+    print(
+        f"  server CPU per attribute change under the flood: {used / max(1, changes) * 1e6:.1f}"
+        f" µs ({where}: {used:.1f} s CPU over {wall:.1f} s, {changes:,} changes;"
+        f" load average {Path('/proc/loadavg').read_text().split()[0]})"
+    )
+    if cpu.database:
+        used_db = db_end - db_start
+        per_change = used_db / max(1, changes) * 1e6
         print(
-            f"  server CPU per attribute change under the flood: {cpu / max(1, changes) * 1e6:.1f}"
-            f" µs ({cpu:.1f} s CPU over {wall:.1f} s, {changes:,} changes;"
-            f" load average {Path('/proc/loadavg').read_text().split()[0]})"
+            f"  PostgreSQL backends' CPU per attribute change: {per_change:.1f} µs"
+            f" ({used_db:.1f} s CPU)"
         )
-        print(f"  events read by the stream client: {dashboard.events:,}")
-        dashboard.stop()
-        server.should_exit = True
-        thread.join(30)
-        engine.stop()
-        runtime.engine.dispose()
+    print(f"  events read by the stream client: {dashboard.events:,}")
+    dashboard.stop()
+    client.close()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from cityops.citizen import open311 as citizen_open311
 from cityops.citizen import register_jobs as citizen_jobs
 from cityops.context import api as context_api
 from cityops.context import subscriptions as context_subscriptions
-from cityops.core import ops, outbox_mqtt
+from cityops.core import fanout, ops, outbox_mqtt
 from cityops.core.clock import Clock
 from cityops.core.config import Settings
 from cityops.core.errors import install_error_handlers
@@ -63,6 +63,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Build the runtime shared by the app, the command line and background jobs."""
     import_models()
     runtime = Runtime.build(settings, packages=MESSAGE_PACKAGES, clock=clock)
+    # PostgreSQL: events fanned out between workers, one leader for rules and jobs.
+    fanout.install(runtime)
     auth_flows.install(runtime)
     if runtime.outbox is not None:
         runtime.outbox.register_sender("mqtt", outbox_mqtt.mqtt_sender())
@@ -82,7 +84,8 @@ def register_outbox_jobs(runtime: Runtime) -> None:
     outbox = runtime.outbox
     if outbox is None:
         return
-    runtime.jobs.add("outbox.deliver", 0.5, outbox.run_once)
+    # Every worker delivers: the dispatcher leases each owner's messages to one worker.
+    runtime.jobs.add("outbox.deliver", 0.5, outbox.run_once, every_worker=True)
     runtime.jobs.add("outbox.purge", 3600.0, outbox.purge)
 
 
@@ -112,6 +115,11 @@ def create_app(
         if settings.warm_start:
             with runtime.session_factory() as session:
                 unit_service.get_locator(session=session, caches=runtime.caches)
+        # Listen to the other workers and decide who leads before jobs and rules start.
+        peers = fanout.fanout_of(runtime)
+        if peers is not None:
+            # Only a worker running the rule engine and the jobs competes for the lead.
+            peers.start(compete=settings.background_jobs)
         if settings.background_jobs:
             runtime.jobs.start()
             # Alerts: rules are evaluated on their own thread, as observations arrive.
@@ -127,6 +135,8 @@ def create_app(
                 bridge.stop()
             alerts_engine.stop()
             runtime.jobs.stop()
+            if peers is not None:
+                peers.stop()
             outbox_mqtt.close(runtime.outbox)
 
     app = FastAPI(

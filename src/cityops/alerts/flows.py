@@ -54,6 +54,7 @@ from cityops.alerts.schemas import ImportResult, RuleCreate, RuleUpdate
 from cityops.core.db import unit_of_work
 from cityops.core.errors import Conflict, Forbidden, Invalid
 from cityops.core.events import Event
+from cityops.core.fanout import fanout_of
 from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL, Principal
 from cityops.units import service as unit_service
@@ -357,11 +358,21 @@ class Engine:
         # Set by `draining()`: evaluate in the publishing thread once this many events wait.
         self._drain_at: int | None = None
         self.metrics = _metrics(runtime, self._queue)
+        # With several workers only the leader evaluates (core/fanout.py): its own observations
+        # and the other workers'. A follower queues nothing.
+        self.evaluates = True
 
     # --- intake (publishing threads) -------------------------------------------------------
 
     def on_observation(self, event: Event) -> None:
         """Queue an attribute change if some rule watches its entity type and attribute."""
+        if not self.evaluates:
+            # Kept by followers too, so a new leader places a PATCH's alert where its entity is.
+            data = event.data
+            lat, lon = _float(data.get("lat")), _float(data.get("lon"))
+            if lat is not None and lon is not None:
+                self._where[(data.get("tenant") or "", data.get("entity_id") or "")] = (lat, lon)
+            return
         watched = self._watched
         if watched is not None:
             data = event.data
@@ -371,7 +382,22 @@ class Engine:
 
     def on_device(self, event: Event) -> None:
         """Queue a device status change."""
-        self._enqueue(event)
+        if self.evaluates:
+            self._enqueue(event)
+
+    def lead(self, leading: bool) -> None:
+        """Start or stop evaluating (this worker gained or lost the leader lock).
+
+        A new leader reloads the rules and the persisted per-entity state: the previous leader
+        wrote it with each batch, and this process's memory of it is stale."""
+        self.evaluates = leading
+        if leading:
+            try:
+                self.reload()
+            except Exception:
+                # The next batch loads it (the engine stays marked stale).
+                log.exception("alert engine reload failed")
+            self._wake.set()
 
     def on_dossier_due(self, event: Event) -> None:
         """Queue an egov due-date event as an observation of the dossier's due state."""
@@ -999,6 +1025,9 @@ def install(runtime: Runtime) -> Engine:
     runtime.bus.subscribe(DOSSIER_DUE_SOON, engine.on_dossier_due)
     runtime.bus.subscribe(DOSSIER_OVERDUE, engine.on_dossier_due)
     runtime.bus.subscribe(str(AlertsEvent.RULES_CHANGED), engine.on_rules_changed)
+    fanout = fanout_of(runtime)
+    if fanout is not None:
+        fanout.on_leading(engine.lead)
     jobs.register(runtime)
     return engine
 

@@ -49,5 +49,6 @@ def register(runtime: Runtime) -> None:
     """Register the alerts jobs on the runtime's job runner."""
     runtime.jobs.add(UNSNOOZE_JOB, EVERY_SECONDS, lambda: unsnooze(runtime))
     runtime.jobs.add(CONFIRM_JOB, EVERY_SECONDS, lambda: confirm_pending(runtime))
-    runtime.jobs.add(RULES_JOB, EVERY_SECONDS, lambda: watch_rules(runtime))
+    # Each worker's engine follows the stored rules (the leader evaluates, any may take over).
+    runtime.jobs.add(RULES_JOB, EVERY_SECONDS, lambda: watch_rules(runtime), every_worker=True)
     runtime.jobs.add(DOSSIERS_JOB, 300.0, lambda: settle_dossiers(runtime))

@@ -46,12 +46,18 @@ class Event:
     data: dict[str, Any]
     at: datetime
     correlation_id: str = field(default_factory=new_correlation_id)
+    # True for an event committed by another worker and received through the fan-out
+    # (core/fanout.py): delivered to after-commit handlers only, never sent on again.
+    remote: bool = False
 
 
 Handler = Callable[[Event], None]
 # A handler that writes inside the publishing transaction (an outbox row, a stream log entry):
 # it runs when the event is queued, so its writes commit or roll back with the change itself.
 TransactionalHandler = Callable[[Session, Event], None]
+# Called once just before a session commits, with the events it will deliver after the commit
+# (the fan-out between workers sends them inside the committing transaction).
+CommitHook = Callable[[Session, list[Event]], None]
 
 
 class EventBus:
@@ -60,6 +66,7 @@ class EventBus:
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
         self._in_transaction: dict[str, list[TransactionalHandler]] = defaultdict(list)
+        self._commit_hooks: list[CommitHook] = []
 
     def subscribe(self, event_type: str, handler: Handler) -> Callable[[], None]:
         """Call `handler` for every event of `event_type` ('*' for all); return an unsubscriber."""
@@ -76,6 +83,12 @@ class EventBus:
         """
         self._in_transaction[event_type].append(handler)
         return lambda: self._in_transaction[event_type].remove(handler)
+
+    def before_commit(self, hook: CommitHook) -> Callable[[], None]:
+        """Call `hook(session, events)` just before a session that published events commits;
+        return an unsubscriber. An exception there rolls the transaction back."""
+        self._commit_hooks.append(hook)
+        return lambda: self._commit_hooks.remove(hook)
 
     def publish(self, event: Event) -> None:
         """Deliver an event to its handlers now."""
@@ -103,9 +116,7 @@ class EventBus:
         ]:
             handler(session, event)
         if not session.info.get("events_hooked"):
-            session.info["events_hooked"] = True
-            sa_event.listen(session, "after_commit", self._flush_pending)
-            sa_event.listen(session, "after_rollback", _drop_pending)
+            self._hook(session)
 
     def publish_many_after_commit(self, session: Session, events: list[Event]) -> None:
         """`publish_after_commit` for each event in order (a batch write's changes)."""
@@ -123,12 +134,26 @@ class EventBus:
             for handler in handlers:
                 handler(session, event)
         if not session.info.get("events_hooked"):
-            session.info["events_hooked"] = True
-            sa_event.listen(session, "after_commit", self._flush_pending)
-            sa_event.listen(session, "after_rollback", _drop_pending)
+            self._hook(session)
+
+    def _hook(self, session: Session) -> None:
+        session.info["events_hooked"] = True
+        sa_event.listen(session, "before_commit", self._before_commit)
+        sa_event.listen(session, "after_commit", self._flush_pending)
+        sa_event.listen(session, "after_rollback", _drop_pending)
+
+    def _before_commit(self, session: Session) -> None:
+        events: list[Event] | None = session.info.get("pending_events")
+        if events:
+            for hook in list(self._commit_hooks):
+                hook(session, events)
 
     def _flush_pending(self, session: Session) -> None:
-        events: list[Event] = session.info.pop("pending_events", [])
+        self.deliver(session.info.pop("pending_events", []))
+
+    def deliver(self, events: list[Event]) -> None:
+        """Deliver events to their after-commit handlers now, in order (a committed batch, or
+        the events another worker committed, received through core/fanout.py)."""
         # A batch's events are mostly of one type: look its handlers up once per run of a type
         # (the lists are copied, as `publish` does, so a handler may unsubscribe meanwhile).
         kind: str | None = None

@@ -2,6 +2,13 @@
 
 Jobs receive the runtime; each run is independent, a failing run is logged and retried at the
 next tick. Stopping waits for the current run to finish.
+
+With several workers on PostgreSQL every worker registers the same jobs, but a job runs on one
+worker only: the `gate` (set by core/fanout.py) lets through the jobs marked `every_worker`
+(work on the process's own memory, or safe side by side: the outbox leases its owners) and the
+others only on the worker holding the leader lock. So a sweep (device health, SLA breaches,
+due dates, KPIs, purges) never runs twice at once, and rules' pending confirmations run where
+the rule engine's state is.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ class Job:
     every_seconds: float
     run: Callable[[], object]
     next_at: float = field(default=0.0)
+    # Run on every worker (its own memory, or safe concurrently), not on the leader only.
+    every_worker: bool = False
 
 
 class JobRunner:
@@ -33,10 +42,20 @@ class JobRunner:
         self._tick = tick_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Whether a job may run in this process now (None: always; set by core/fanout.py).
+        self.gate: Callable[[Job], bool] | None = None
 
-    def add(self, name: str, every_seconds: float, run: Callable[[], object]) -> None:
+    def add(
+        self,
+        name: str,
+        every_seconds: float,
+        run: Callable[[], object],
+        *,
+        every_worker: bool = False,
+    ) -> None:
         """Register a job; it first runs one period after start."""
-        self._jobs.append(Job(name=name, every_seconds=every_seconds, run=run))
+        job = Job(name=name, every_seconds=every_seconds, run=run, every_worker=every_worker)
+        self._jobs.append(job)
 
     @property
     def jobs(self) -> list[str]:
@@ -64,9 +83,12 @@ class JobRunner:
     def run_due(self, now: float | None = None) -> None:
         """Run every job whose time has come (also used by tests to drive jobs by hand)."""
         now = time.monotonic() if now is None else now
+        gate = self.gate
         for job in self._jobs:
             if now >= job.next_at:
                 job.next_at = now + job.every_seconds
+                if gate is not None and not gate(job):
+                    continue  # another worker runs it
                 try:
                     job.run()
                 except Exception:

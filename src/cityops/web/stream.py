@@ -34,7 +34,8 @@ tenant's events only. `unit_code`, `area_code`, `entity_type` and `tenant` narro
 
 **Fan-out.** One `StreamHub` per process. Durable events go first: it polls `stream_event` for
 `id > last` (an index range scan of the primary key) about once a second while any client is
-connected, and at once when a durable event was committed in this process, in worker threads
+connected, and at once when a durable event was committed in this process or (on PostgreSQL)
+by another worker, in worker threads
 under a capacity limiter of its own (never queued behind the requests' threads). A client is
 sent the durable events waiting for it before any entity change, and again between two chunks of
 entity changes: under a flood of changes, an alert waits for at most one socket write
@@ -58,10 +59,15 @@ database session is held while streaming; replay and polls open short ones.
 devices). Missed entity changes still in the ring are replayed coalesced: the latest value of
 each attribute, not every intermediate one (the map shows the latest value only).
 
-**Limit.** Entity changes reach the streams of the process that committed them. With several
-workers, a dashboard follows the entity changes of its own worker only (durable events reach
-every worker through the poll); fanning entity changes out between workers is the job of
-PostgreSQL LISTEN/NOTIFY or Redis Streams (ARCHITECTURE.md, "Scale").
+**Several workers.** On PostgreSQL every worker's committed events reach the other workers'
+hubs through LISTEN/NOTIFY (core/fanout.py, sent inside the committing transaction, so never
+for a rolled-back one): a dashboard on any worker follows every worker's entity changes, in
+commit order, and an alert, incident or device event committed elsewhere wakes this worker's
+poll of `stream_event` at once instead of at the next `stream_poll_seconds`. The poll stays the
+durable path: a notification lost while a worker reconnects delays a durable event by one poll
+at most, and an entity change it carried is simply not streamed by that worker. Each worker
+keeps its own ring (its own epoch): a client moving to another worker gets `reset` for
+entities and resumes its durable events.
 """
 
 from __future__ import annotations
