@@ -13,8 +13,10 @@ generator's own CPU per request:
 - `GET /ngsi-ld/v1/entities?type=X&limit=1` with an API key header
 
 Run: PYTHONPATH=src:bench .venv/bin/python bench/bench_http_floor.py [REQUESTS] [--profile]
-(default 3,000 requests a route over 16 connections; `--profile` records each route with py-spy
-into /tmp/floor-profile/NAME.raw).
+[--compare=OTHER_CHECKOUT] (default 3,000 requests a route over 16 connections; `--profile`
+records each route with py-spy into /tmp/floor-profile/NAME.raw; `--compare` also starts a
+server on OTHER_CHECKOUT/src against the same database and times each route on both servers in
+turn, several rounds, so a busy machine weighs on both alike).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from harness import encode_request, free_port, percentile, run_hammer, wait_read
 _ARGS = [a for a in sys.argv[1:] if a.isdigit()]
 REQUESTS = int(_ARGS[0]) if _ARGS else 3_000
 PROFILE = "--profile" in sys.argv
+COMPARE = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--compare=")), None)
+ROUNDS = 3
 CONNECTIONS = 16
 WARMUP = 300
 PYSPY = "/tmp/pyspy/bin/py-spy"
@@ -98,7 +102,9 @@ def routes(key: str) -> list[tuple[str, bytes, int]]:
     ]
 
 
-def measure(name: str, request: bytes, expected: int, port: int, pid: int) -> None:
+def measure(
+    name: str, request: bytes, expected: int, port: int, pid: int, label: str = ""
+) -> float:
     """Warm a route up, then time REQUESTS of it; print the figures."""
     run_hammer("127.0.0.1", port, [request] * WARMUP, CONNECTIONS)
     spy = None
@@ -121,13 +127,30 @@ def measure(name: str, request: bytes, expected: int, port: int, pid: int) -> No
         spy.wait(timeout=60)
     wrong = sum(1 for status in result.statuses if status != expected)
     print(
-        f"{name:42s} {result.rate:7,.0f}/s  p50 {percentile(result.latencies, 50) * 1000:5.1f} ms"
-        f"  p95 {percentile(result.latencies, 95) * 1000:5.1f} ms  "
+        f"{label}{name:42s} {result.rate:7,.0f}/s  "
+        f"p50 {percentile(result.latencies, 50) * 1000:5.1f} ms  "
+        f"p95 {percentile(result.latencies, 95) * 1000:5.1f} ms  "
         f"server CPU {server_cpu / REQUESTS * 1000:5.2f} ms/request  "
         f"client CPU {result.client_cpu / REQUESTS * 1000:4.2f} ms/request  "
         f"load {load:.1f}" + (f"  {wrong} not {expected}" if wrong else ""),
         flush=True,
     )
+    return server_cpu / REQUESTS
+
+
+def start(env: dict[str, str], source: str | None) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a uvicorn worker (on `source`/src first when given); return it and its port."""
+    port = free_port()
+    if source is not None:
+        env = {**env, "PYTHONPATH": f"{Path(source) / 'src'}:{env.get('PYTHONPATH', '')}"}
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "cityops.app:create_app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        "--no-access-log", "--workers", "1",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env)
+    wait_ready(f"http://127.0.0.1:{port}", server, timeout=300)
+    return server, port
 
 
 def main() -> None:
@@ -137,7 +160,6 @@ def main() -> None:
         settings, runtime = seeded(folder)
         key = _key(runtime)
         runtime.engine.dispose()
-        port = free_port()
         env = {
             **os.environ,
             "CITYOPS_DATABASE_URL": settings.database_url,
@@ -147,23 +169,36 @@ def main() -> None:
             "CITYOPS_BACKGROUND_JOBS": "false",
             "CITYOPS_CITIZEN_RATE_PER_MINUTE": "1000000",
         }
-        command = [
-            sys.executable, "-m", "uvicorn", "--factory", "cityops.app:create_app",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-            "--no-access-log", "--workers", "1",
-        ]  # fmt: skip
-        server = subprocess.Popen(command, env=env)
+        servers = [start(env, None)]
         try:
-            wait_ready(f"http://127.0.0.1:{port}", server, timeout=300)
+            if COMPARE is not None:
+                servers.append(start(env, COMPARE))
             print(
                 f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; one worker, "
                 f"{CONNECTIONS} keep-alive connections, {REQUESTS:,} requests a route"
             )
+            if COMPARE is None:
+                for name, request, expected in routes(key):
+                    measure(name, request, expected, servers[0][1], servers[0][0].pid)
+                return
+            summary: list[str] = []
             for name, request, expected in routes(key):
-                measure(name, request, expected, port, server.pid)
+                figures: dict[str, list[float]] = {"this": [], "other": []}
+                for _ in range(ROUNDS):
+                    for label, (server, port) in zip(("this", "other"), servers, strict=True):
+                        figures[label].append(
+                            measure(name, request, expected, port, server.pid, f"[{label:5s}] ")
+                        )
+                this, other = min(figures["this"]), min(figures["other"])
+                summary.append(
+                    f"{name:42s} server CPU (best of {ROUNDS}) this {this * 1000:5.2f} ms, "
+                    f"{COMPARE} {other * 1000:5.2f} ms ({(this / other - 1) * 100:+.0f} %)"
+                )
+            print("\n".join(summary))
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            for server, _ in servers:
+                server.terminate()
+                server.wait(timeout=30)
 
 
 if __name__ == "__main__":
