@@ -16,7 +16,10 @@ Run: PYTHONPATH=src:bench .venv/bin/python bench/bench_http_floor.py [REQUESTS] 
 [--compare=OTHER_CHECKOUT] (default 3,000 requests a route over 16 connections; `--profile`
 records each route with py-spy into /tmp/floor-profile/NAME.raw; `--compare` also starts a
 server on OTHER_CHECKOUT/src against the same database and times each route on both servers in
-turn, several rounds, so a busy machine weighs on both alike).
+turn, several rounds, so a busy machine weighs on both alike). `--hops` instead drives the app in
+process (Starlette's TestClient) and prints, per route, the worker-thread hops a request takes
+(anyio.to_thread.run_sync calls: a count that does not depend on the machine's load) and the
+process CPU per request.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,7 +47,9 @@ _ARGS = [a for a in sys.argv[1:] if a.isdigit()]
 REQUESTS = int(_ARGS[0]) if _ARGS else 3_000
 PROFILE = "--profile" in sys.argv
 COMPARE = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--compare=")), None)
-ROUNDS = 3
+ROUNDS = int(os.environ.get("FLOOR_ROUNDS", "3"))
+# FLOOR_ONLY=text: time only the routes whose name holds it.
+ONLY = os.environ.get("FLOOR_ONLY", "")
 CONNECTIONS = 16
 WARMUP = 300
 PYSPY = "/tmp/pyspy/bin/py-spy"
@@ -138,6 +145,48 @@ def measure(
     return server_cpu / REQUESTS
 
 
+def hops(runtime: Runtime, settings: Any, key: str) -> None:
+    """Print thread-pool hops and in-process CPU per request for each route (no server)."""
+    import anyio.to_thread
+    from fastapi.testclient import TestClient
+
+    from cityops.app import create_app
+
+    calls = [0]
+    original = anyio.to_thread.run_sync
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return await original(*args, **kwargs)
+
+    anyio.to_thread.run_sync = counted  # type: ignore[assignment]
+    unlimited = settings.model_copy(update={"citizen_rate_per_minute": 1_000_000})
+    with TestClient(create_app(unlimited), base_url="http://127.0.0.1") as client:
+        for name, request, expected in routes(key):
+            head, _, body = request.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ")
+            headers = dict(line.split(": ", 1) for line in lines[1:])
+            headers.pop("Content-Length", None)
+            headers.pop("Host", None)
+            for _ in range(WARMUP):
+                client.request(method, path, headers=headers, content=body)
+            calls[0] = 0
+            count = min(REQUESTS, 1000)
+            cpu = time.process_time()
+            statuses = {
+                client.request(method, path, headers=headers, content=body).status_code
+                for _ in range(count)
+            }
+            cpu = time.process_time() - cpu
+            print(
+                f"{name:42s} {calls[0] / count:4.1f} thread hops/request  "
+                f"in-process CPU {cpu / count * 1000:5.2f} ms/request (TestClient included)  "
+                f"statuses {sorted(statuses)} (expected {expected})",
+                flush=True,
+            )
+
+
 def start(env: dict[str, str], source: str | None) -> tuple[subprocess.Popen[bytes], int]:
     """Start a uvicorn worker (on `source`/src first when given); return it and its port."""
     port = free_port()
@@ -160,6 +209,10 @@ def main() -> None:
         settings, runtime = seeded(folder)
         key = _key(runtime)
         runtime.engine.dispose()
+        if "--hops" in sys.argv:
+            print(f"load average {os.getloadavg()[0]:.1f}; in process, {min(REQUESTS, 1000)}")
+            hops(runtime, settings, key)
+            return
         env = {
             **os.environ,
             "CITYOPS_DATABASE_URL": settings.database_url,
@@ -183,9 +236,13 @@ def main() -> None:
                 return
             summary: list[str] = []
             for name, request, expected in routes(key):
+                if ONLY and ONLY not in name:
+                    continue
                 figures: dict[str, list[float]] = {"this": [], "other": []}
-                for _ in range(ROUNDS):
-                    for label, (server, port) in zip(("this", "other"), servers, strict=True):
+                for turn in range(ROUNDS):
+                    # Each server goes first in turn: a warming or busier spell weighs on both.
+                    pairs = list(zip(("this", "other"), servers, strict=True))
+                    for label, (server, port) in pairs[:: -1 if turn % 2 else 1]:
                         figures[label].append(
                             measure(name, request, expected, port, server.pid, f"[{label:5s}] ")
                         )

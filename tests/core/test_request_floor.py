@@ -121,3 +121,16 @@ def test_a_bearer_caller_without_the_permission_is_refused(
     assert client.get(f"{API}/users", headers=viewer).status_code == 403
     assert client.get(f"{API}/users").status_code == 401
     assert client.get(f"{API}/users", headers=login_as("admin")).status_code == 200
+
+
+def test_every_request_returns_its_database_connection(
+    client: TestClient, login_as: Callable[..., dict[str, str]], runtime: Runtime
+) -> None:
+    admin = login_as("admin")
+    key = {"X-API-Key": _key(client, admin)["key"]}
+    for _ in range(2):
+        assert client.get(f"{API}/users", headers=key).status_code == 200  # cached caller
+        assert client.get(f"{API}/units?limit=1").status_code == 200  # reads
+        assert client.get(f"{API}/users/999999", headers=admin).status_code == 404  # fails
+        assert client.get("/open311/v2/services.json").status_code == 200
+    assert runtime.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -44,12 +44,14 @@ def _untouched(session: Session) -> bool:
     Then its commit and close do no I/O (no connection was ever checked out), so they run on the
     event loop instead of costing a thread-pool hop; any other session ends in a worker thread,
     since a commit can wait on the database (SQLite's write lock, a PostgreSQL round trip).
+    Other `info` entries must be empty (a reference-cache read leaves an empty set of touched
+    tables); a non-empty one (pending events, a flag) sends the session to a thread.
     """
     return (
         not session.in_transaction()
         and not session.new
         and not session.deleted
-        and session.info.keys() <= _QUIET_INFO_KEYS
+        and not any(v for k, v in session.info.items() if k not in _QUIET_INFO_KEYS)
     )
 
 
