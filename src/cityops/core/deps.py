@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
@@ -31,19 +34,65 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the route returns, rolled back on error."""
+# Session keys a request may set without doing any database work (see `_untouched`).
+_QUIET_INFO_KEYS = frozenset({"request", "actor"})
+
+
+def _untouched(session: Session) -> bool:
+    """Whether a session never began a transaction nor holds anything to write or publish.
+
+    Then its commit and close do no I/O (no connection was ever checked out), so they run on the
+    event loop instead of costing a thread-pool hop; any other session ends in a worker thread,
+    since a commit can wait on the database (SQLite's write lock, a PostgreSQL round trip).
+    Other `info` entries must be empty (a reference-cache read leaves an empty set of touched
+    tables); a non-empty one (pending events, a flag) sends the session to a thread.
+    """
+    return (
+        not session.in_transaction()
+        and not session.new
+        and not session.deleted
+        and not any(v for k, v in session.info.items() if k not in _QUIET_INFO_KEYS)
+    )
+
+
+def _end(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def _finish(session: Session, *, commit: bool) -> None:
+    # Shielded, like FastAPI's own exit of a generator dependency: a cancelled request still
+    # commits or rolls back and returns its connection. Its own limiter, so an exit never waits
+    # for a worker thread held by a request that waits for this connection (FastAPI's reason).
+    with anyio.CancelScope(shield=True):
+        if _untouched(session):
+            _end(session, commit=commit)
+        else:
+            await anyio.to_thread.run_sync(
+                partial(_end, session, commit=commit), limiter=anyio.CapacityLimiter(1)
+            )
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back on error.
+
+    Opening a session does no I/O (the connection is taken on first use), so it happens on the
+    event loop; a synchronous generator would cost a thread-pool hop to open and another to end.
+    """
     runtime = runtime_of(request)
     session = runtime.session_factory()
     session.info["request"] = request
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        await _finish(session, commit=False)
         raise
-    finally:
-        session.close()
+    await _finish(session, commit=True)
 
 
 # scope="function": the commit happens before the response is sent, so a failed commit

@@ -53,26 +53,80 @@ def route_template(scope: Scope) -> str:
     return f"{prefix}{path}"
 
 
+# Distinct label values kept per cache below: route templates and statuses are few, but a
+# client could vary the method; past this the caches start over rather than grow.
+_MAX_CACHED = 4096
+
+
 class RequestContextMiddleware:
-    """Give each request an id and a language, and count and time it by route template."""
+    """Give each request an id and a language, and count and time it by route template.
+
+    This runs on every request, so it reads only the three headers it needs (no dict of them
+    all), parses the query string and the cookie header only when they can hold a language
+    choice, and keeps the labelled Prometheus children per (method, route, status): the
+    `labels(...)` lookup (a lock and a tuple key) would otherwise run twice per request.
+    """
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, negotiate: Callable[..., str]) -> None:
         self.app = app
         self.metrics = metrics
         self.negotiate = negotiate
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
+        self._languages: dict[tuple[str | None, str | None, str | None], str] = {}
+
+    def _language(self, query_lang: str | None, cookie_lang: str | None, accept: str | None) -> str:
+        # Accept-Language values repeat (a client sends the same one each time): negotiate once.
+        key = (query_lang, cookie_lang, accept)
+        lang = self._languages.get(key)
+        if lang is None:
+            lang = self.negotiate(query_lang, cookie_lang, accept)
+            if len(self._languages) >= _MAX_CACHED:
+                self._languages.clear()
+            self._languages[key] = lang
+        return lang
+
+    def _count(self, method: str, template: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((method, template, status))
+        if counter is None:
+            if len(self._counters) >= _MAX_CACHED:
+                self._counters.clear()
+            counter = self.metrics.requests.labels(method, template, str(status))
+            self._counters[(method, template, status)] = counter
+        counter.inc()
+        histogram = self._histograms.get((method, template))
+        if histogram is None:
+            if len(self._histograms) >= _MAX_CACHED:
+                self._histograms.clear()
+            histogram = self.metrics.latency.labels(method, template)
+            self._histograms[(method, template)] = histogram
+        histogram.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        request_id = ""
+        cookie = accept = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value[:64].decode("latin-1")
+            elif name == b"accept-language":
+                accept = value.decode("latin-1")
+            elif name == b"cookie":
+                cookie = value.decode("latin-1")
+        request_id = request_id or uuid.uuid4().hex
+        query_string: bytes = scope.get("query_string", b"")
+        query_lang: str | None = None
+        # `lang` may come percent-encoded (`l%61ng`): parse whenever it could be there.
+        if b"lang" in query_string or b"%" in query_string:
+            chosen = parse_qs(query_string.decode("latin-1")).get("lang")
+            query_lang = chosen[0] if chosen else None
         cookie_lang = None
-        if "cookie" in headers:
+        if cookie is not None and "cityops_lang" in cookie:
             jar: SimpleCookie = SimpleCookie()
             try:
-                jar.load(headers["cookie"])
+                jar.load(cookie)
             except Exception:  # noqa: BLE001 - a malformed cookie header is ignored, not fatal
                 jar = SimpleCookie()
             if "cityops_lang" in jar:
@@ -83,26 +137,30 @@ class RequestContextMiddleware:
         # the deployment's language (Vietnamese) until they pick another with the switch, since
         # many browsers here run with an English locale.
         path = scope.get("path", "")
-        accept = headers.get("accept-language") if path.startswith(MACHINE_PREFIXES) else None
-        state["lang"] = self.negotiate((query.get("lang") or [None])[0], cookie_lang, accept)
-        status_holder = {"status": 500}
+        if not path.startswith(MACHINE_PREFIXES):
+            accept = None
+        lang = self._language(query_lang, cookie_lang, accept)
+        state["lang"] = lang
+        extra = [
+            (b"x-request-id", request_id.encode("latin-1")),
+            (b"content-language", lang.encode("latin-1")),
+        ]
+        status = 500
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (b"x-request-id", request_id.encode("latin-1")),
-                    (b"content-language", state["lang"].encode("latin-1")),
-                ]
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            template = route_template(scope)
-            method = scope.get("method", "GET")
-            self.metrics.requests.labels(method, template, str(status_holder["status"])).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+            self._count(
+                scope.get("method", "GET"),
+                route_template(scope),
+                status,
+                time.perf_counter() - started,
+            )
