@@ -7,7 +7,11 @@
    by status, by service and status, a page deep in the list, and in XML.
 SQLite in a temporary folder by default; PostgreSQL when CITYOPS_TEST_DATABASE_URL is set.
 Run: .venv/bin/python bench/bench_open311.py [reports] [workers] [--posts]   (default 1,000,000
-and 1; `--posts` skips the GETs). The server CPU figures count every worker.
+and 1; `--posts` skips the GETs). The server CPU figures count every worker; on PostgreSQL the
+database server's CPU per report is printed beside them. Several workers need PostgreSQL, as
+`cityops serve` does: `bash scripts/with-postgres.sh .venv/bin/python bench/bench_open311.py
+1000000 2`. The POSTs come from a raw keep-alive load generator (`harness.hammer`), so that
+the client takes little of the two cores the server is measured on.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from sqlalchemy import insert, select
@@ -41,7 +45,7 @@ from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL, Permission
 from cityops.seed import seed
 from cityops.units.models import AdminUnit
-from harness import free_port, percentile, wait_ready
+from harness import encode_request, free_port, percentile, run_hammer, wait_ready
 
 # Positional arguments only (bench_open311_cpu imports this module with its own arguments).
 _ARGS = [a for a in sys.argv[1:] if a.isdigit()] if __name__ == "__main__" else []
@@ -50,8 +54,11 @@ WORKERS = int(_ARGS[1]) if len(_ARGS) > 1 else 1
 # `--posts`: time the POSTs only (the GETs take most of a run's time while iterating).
 POSTS_ONLY = __name__ == "__main__" and "--posts" in sys.argv
 BATCH = 20_000
-POSTS = 1_500
-POST_THREADS = 8
+POSTS = 3_000
+WARMUP_POSTS = 50
+# Keep-alive connections sending reports at once (bench/harness.py `hammer`: pre-encoded
+# requests, raw sockets, so that the load generator takes little of the two cores).
+POST_CLIENTS = 16
 GETS = 50
 WARMUP = 10
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -195,13 +202,30 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _posts(base: str, key: str, dialect: str, pid: int) -> None:
+def _postgres_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL server process on this machine (its
+    backends do a share of the work on PostgreSQL; 0 on SQLite)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if name.startswith("postgres"):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _posts(port: int, key: str, dialect: str, pid: int) -> None:
     rng = random.Random(7)
     # Points around the former Biên Hòa and Long Khánh: every report is located and routed.
     centres = [(10.938, 106.835), (10.954, 106.859), (10.976, 106.927), (10.94, 107.24)]
     services = ["GT-01", "TN-01", "MT-01", "CS-01", "MT-02", "AT-01", "KH-01"]
 
-    def body() -> dict[str, str]:
+    def body() -> bytes:
         lat, lon = rng.choice(centres)
         service = rng.choice(services)
         data = {
@@ -214,36 +238,28 @@ def _posts(base: str, key: str, dialect: str, pid: int) -> None:
         }
         if service == "GT-01":
             data["attribute[damage]"] = "pothole"
-        return data
+        return encode_request(
+            "POST",
+            "/open311/v2/requests.json",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            body=urlencode(data).encode(),
+        )
 
-    bodies = [body() for _ in range(POSTS)]
-    latencies: list[float] = []
-    failures = [0]
-
-    def send(client: httpx.Client, data: dict[str, str]) -> None:
-        started = time.perf_counter()
-        response = client.post("/open311/v2/requests.json", data=data)
-        latencies.append(time.perf_counter() - started)
-        if response.status_code != 201:
-            failures[0] += 1
-
-    with httpx.Client(base_url=base, timeout=60) as client:
-        for data in bodies[:20]:
-            send(client, data)
-        latencies.clear()
-        cpu = _cpu(pid)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(POST_THREADS) as pool:
-            list(pool.map(lambda d: send(client, d), bodies[20:]))
-        elapsed = time.perf_counter() - started
-        cpu = _cpu(pid) - cpu
-    count = len(bodies) - 20
+    requests = [body() for _ in range(POSTS)]
+    warm = run_hammer("127.0.0.1", port, requests[:WARMUP_POSTS], connections=1)
+    cpu, pg_cpu = _cpu(pid), _postgres_cpu()
+    done = run_hammer("127.0.0.1", port, requests[WARMUP_POSTS:], connections=POST_CLIENTS)
+    cpu, pg_cpu = _cpu(pid) - cpu, _postgres_cpu() - pg_cpu
+    count = len(done.statuses)
+    failed = sum(1 for status in (*warm.statuses, *done.statuses) if status != 201)
+    database = f", PostgreSQL {pg_cpu / count * 1000:.1f} ms" if dialect == "postgresql" else ""
     print(
         f"[{dialect}] POST requests.json (locate, duplicates, route, incident): "
-        f"{count / elapsed:,.0f} reports/s over {count:,} with {POST_THREADS} clients; "
-        f"p50 {percentile(latencies, 50) * 1000:.1f} ms, "
-        f"p95 {percentile(latencies, 95) * 1000:.1f} ms; server CPU {cpu / count * 1000:.1f} ms "
-        f"per report (≈ {count / cpu:,.0f}/s per busy core); {failures[0]} failed"
+        f"{done.rate:,.0f} reports/s over {count:,} with {POST_CLIENTS} connections; "
+        f"p50 {percentile(done.latencies, 50) * 1000:.1f} ms, "
+        f"p95 {percentile(done.latencies, 95) * 1000:.1f} ms; CPU per report: server "
+        f"{cpu / count * 1000:.1f} ms{database}, load generator "
+        f"{done.client_cpu / count * 1000:.2f} ms; {failed} failed"
     )
 
 
@@ -313,7 +329,7 @@ def main() -> None:
             )
             if not POSTS_ONLY:
                 _gets(base, dialect, server.pid)
-            _posts(base, key, dialect, server.pid)
+            _posts(port, key, dialect, server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)

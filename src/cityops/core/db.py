@@ -106,6 +106,11 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
         # Each engine's connections share one write gate (see `_gate_writers`).
         gated = type("GatedConnection", (_GatedConnection,), {"gate": threading.Lock()})
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30, "factory": gated}
+        # Connections kept open for the requests served at once (the default keeps 5): past
+        # that, every request opened a connection and ran the PRAGMAs below, ~6 % of a read
+        # under 16 clients. An open SQLite connection costs a little memory, nothing else.
+        if database and database != ":memory:":
+            kwargs["pool_size"], kwargs["max_overflow"] = 20, 20
         engine = create_engine(url, **kwargs)
         _gate_writers(engine)
 

@@ -16,8 +16,8 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
-def healthz() -> dict[str, str]:
-    """Answer as long as the process is alive."""
+async def healthz() -> dict[str, str]:
+    """Answer as long as the process is alive (on the event loop: no thread hop)."""
     return {"status": "ok"}
 
 
