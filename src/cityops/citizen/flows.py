@@ -53,6 +53,8 @@ from cityops.units import service as unit_service
 
 DUPLICATE_RADIUS_M = 50.0
 DUPLICATE_WINDOW = timedelta(days=7)
+# How many possible duplicates a report's answer names.
+NOTICE_DUPLICATES = 5
 RETENTION_JOB = "citizen.erase_personal_data"
 RETENTION_BATCH = 1000
 JURISDICTIONS = ("75", "dongnai.gov.vn")
@@ -466,6 +468,8 @@ def plan_report(
             lon=lon,
             since=now - DUPLICATE_WINDOW,
             radius_m=DUPLICATE_RADIUS_M,
+            # The answer names five; a report linked to another needs to find it among all.
+            limit=None if sub.duplicate_of else NOTICE_DUPLICATES,
         )
     original: Report | None = None
     if sub.duplicate_of:
@@ -566,7 +570,7 @@ def write_reports(*, runtime: Runtime, session: Session, plans: Sequence[Plan]) 
             # Said plainly, so the client knows why the report is not listed yet.
             notice = "Held for moderation"
         elif duplicates:
-            codes = ", ".join(r.tracking_code for r in duplicates[:5])
+            codes = ", ".join(r.tracking_code for r in duplicates[:NOTICE_DUPLICATES])
             notice = f"Possible duplicate of {codes}"
         runtime.bus.publish_after_commit(
             session,

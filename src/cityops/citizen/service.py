@@ -335,8 +335,10 @@ def find_duplicates(
     lon: float,
     since: datetime,
     radius_m: float,
+    limit: int | None = None,
 ) -> list[Report]:
-    """Return open, public reports of a service within `radius_m` of a point since a time."""
+    """Return open, public reports of a service within `radius_m` of a point since a time,
+    nearest first (only the `limit` nearest, when given)."""
     # A bounding box on the indexed columns first, the exact distance after. No ORDER BY: with
     # one, SQLite walks the (status, requested_at) index through every open report of the week
     # (8-17 ms at a million reports) instead of the (service, status, lat) one (under 0.1 ms);
@@ -360,7 +362,7 @@ def find_duplicates(
         for report_id, r_lat, r_lon, at in rows
         if r_lat is not None and r_lon is not None
     )
-    ids = [report_id for distance, _at, report_id in near if distance <= radius_m]
+    ids = [report_id for distance, _at, report_id in near if distance <= radius_m][:limit]
     if not ids:
         return []
     found = {r.id: r for r in session.scalars(select(Report).where(Report.id.in_(ids)))}
