@@ -467,8 +467,7 @@ def delete_holiday(*, session: Session, holiday: Holiday) -> None:
 
 
 # session.info keys: how many codes the transaction expects to give out (a batch of citizen
-# reports), and the block it took: [year, next number, last number]. A list, so that a writer
-# that rolls back a savepoint restores it with the counter (citizen.writer).
+# reports, citizen.writer), and the block it took: [year, next number, last number].
 _CODES_WANTED = "incident_codes:wanted"
 _CODE_BLOCK = "incident_codes:block"
 _BLOCK_HOOKED = "incident_codes:hooked"
