@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 
 import httpx
 from sqlalchemy import insert, select
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_context_common import database_url
@@ -202,24 +203,26 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _postgres_cpu() -> float:
-    """CPU seconds used so far by every PostgreSQL server process on this machine (its
-    backends do a share of the work on PostgreSQL; 0 on SQLite)."""
+def _postgres_cpu(database: str | None) -> float:
+    """CPU seconds used so far by the PostgreSQL backends serving `database` (their share of
+    the work on PostgreSQL; the workers' pooled connections live through the run). 0 on SQLite."""
     total = 0.0
+    if not database:
+        return total
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        if name.startswith("postgres"):
+        if title.startswith("postgres: ") and f" {database} " in title:
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
-def _posts(port: int, key: str, dialect: str, pid: int) -> None:
+def _posts(port: int, key: str, dialect: str, pid: int, database: str | None = None) -> None:
     rng = random.Random(7)
     # Points around the former Biên Hòa and Long Khánh: every report is located and routed.
     centres = [(10.938, 106.835), (10.954, 106.859), (10.976, 106.927), (10.94, 107.24)]
@@ -247,9 +250,9 @@ def _posts(port: int, key: str, dialect: str, pid: int) -> None:
 
     requests = [body() for _ in range(POSTS)]
     warm = run_hammer("127.0.0.1", port, requests[:WARMUP_POSTS], connections=1)
-    cpu, pg_cpu = _cpu(pid), _postgres_cpu()
+    cpu, pg_cpu = _cpu(pid), _postgres_cpu(database)
     done = run_hammer("127.0.0.1", port, requests[WARMUP_POSTS:], connections=POST_CLIENTS)
-    cpu, pg_cpu = _cpu(pid) - cpu, _postgres_cpu() - pg_cpu
+    cpu, pg_cpu = _cpu(pid) - cpu, _postgres_cpu(database) - pg_cpu
     count = len(done.statuses)
     failed = sum(1 for status in (*warm.statuses, *done.statuses) if status != 201)
     database = f", PostgreSQL {pg_cpu / count * 1000:.1f} ms" if dialect == "postgresql" else ""
@@ -329,7 +332,8 @@ def main() -> None:
             )
             if not POSTS_ONLY:
                 _gets(base, dialect, server.pid)
-            _posts(port, key, dialect, server.pid)
+            database = make_url(settings.database_url).database if dialect == "postgresql" else None
+            _posts(port, key, dialect, server.pid, database)
         finally:
             server.terminate()
             server.wait(timeout=30)
