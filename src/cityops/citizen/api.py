@@ -281,6 +281,10 @@ def duplicates(
     lon: Annotated[float, Query(ge=-180, le=180)],
 ) -> list[DuplicateRead]:
     """Offer the open reports of a service within 50 m from the last 7 days (no personal data)."""
+    if service_code not in service.get_service_terms(session=session, reference=runtime.reference):
+        # No such service, no reports of it (and a code PostgreSQL cannot even compare, such as
+        # one holding a NUL character, never reaches the database).
+        return []
     rows = service.find_duplicates(
         session=session,
         service_code=service_code,
