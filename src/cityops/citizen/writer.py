@@ -101,13 +101,17 @@ class ReportWriter:
         try:
             yield
         finally:
-            with self._lock:
-                if self._waiting:
-                    successor = self._waiting[0]
-                    successor.lead = True
-                    successor.wake.set()
-                else:
-                    self._writing = False
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        # The first job still waiting leads the next batch; none: the writer is idle.
+        with self._lock:
+            if self._waiting:
+                successor = self._waiting[0]
+                successor.lead = True
+                successor.wake.set()
+            else:
+                self._writing = False
 
     def run_batch(self, plans: list[flows.Plan]) -> list[Any]:
         """Write `plans` as one batch now (benchmarks): each one's `Created`, or its error."""
@@ -126,13 +130,7 @@ class ReportWriter:
                     job.error, job.result = exc, None
             raise
         finally:
-            with self._lock:
-                if self._waiting:
-                    successor = self._waiting[0]
-                    successor.lead = True
-                    successor.wake.set()
-                else:
-                    self._writing = False
+            self._hand_over()
             for job in batch:
                 job.lead = False
                 job.done = True
