@@ -71,3 +71,19 @@ def test_requests_still_routed(app: FastAPI, client: TestClient) -> None:
     behind_proxy = TestClient(app, root_path="/city")
     assert behind_proxy.get("/city/healthz").status_code == 200
     assert behind_proxy.get("/city/open311/v2/services.json").status_code == 200
+
+
+def test_prefixes_read_from_declared_routes_match_fastapis_own(app: FastAPI) -> None:
+    # The guard reads the routes as declared (cheap); FastAPI's effective contexts (built by
+    # solving every dependency) must give the same paths.
+    for route in app.router.routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is None:
+            continue
+        effective = {
+            fixed_prefix(c.path_format or c.starlette_route.path_format) for c in contexts()
+        }
+        prefixes = router_prefixes(route)
+        assert prefixes
+        assert all(any(p.startswith(q) for q in prefixes) for p in effective)
+        assert all(any(p.startswith(q) for p in effective) for q in prefixes)
