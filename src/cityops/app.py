@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -24,6 +24,7 @@ from cityops.context import subscriptions as context_subscriptions
 from cityops.core import fanout, ops, outbox_mqtt
 from cityops.core.clock import Clock
 from cityops.core.config import Settings
+from cityops.core.deps import refuse_nul
 from cityops.core.errors import install_error_handlers
 from cityops.core.etag import GZIP_LEVEL, GZIP_MINIMUM
 from cityops.core.logging import configure_logging
@@ -147,6 +148,7 @@ def create_app(
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.runtime = runtime
     install_error_handlers(

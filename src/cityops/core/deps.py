@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 import anyio
 import anyio.to_thread
 from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
 from cityops.core.clock import Clock
@@ -32,6 +34,31 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def refuse_nul(request: Request) -> None:
+    """Refuse a path or query parameter holding a NUL character, naming the parameter.
+
+    Every route's text parameters can reach SQL, and PostgreSQL refuses NUL in text (a 500
+    there, while SQLite stores it): one check for the whole app instead of one per parameter.
+    It is a validation error like any other bad parameter, so each API answers in its own
+    shape and status. Bodies are checked by their schemas. Checked on the raw query string,
+    so a request without `%00` costs one substring search.
+    """
+    scope = request.scope
+    errors: list[dict[str, object]] = []
+    if "\x00" in scope.get("path", ""):
+        errors.append({"type": "nul_character", "loc": ("path",), "msg": "NUL character"})
+    raw: bytes = scope.get("query_string", b"")
+    if b"%00" in raw or b"\x00" in raw:
+        for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                field = name.replace("\x00", "\\0")
+                errors.append(
+                    {"type": "nul_character", "loc": ("query", field), "msg": "NUL character"}
+                )
+    if errors:
+        raise RequestValidationError(errors)
 
 
 # Session keys a request may set without doing any database work (see `_untouched`).
