@@ -47,9 +47,11 @@ def test_ngsi_ld_answers_in_its_own_error_shape(client: TestClient, login_as: Us
     response = client.get(
         "/ngsi-ld/v1/entities?type=AirQualityObserved%00", headers=login_as("admin")
     )
-    # As a parameter the framework validates there: 422, NGSI-LD's InvalidRequest.
-    assert response.status_code == 422
-    assert response.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest"
+    # As any other bad query parameter there (`limit=0`): 400 BadRequestData.
+    like = client.get("/ngsi-ld/v1/entities?limit=0", headers=login_as("admin"))
+    assert response.status_code == like.status_code == 400
+    assert response.json()["type"] == like.json()["type"]
+    assert response.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
     assert "NUL" in response.json()["errors"][0]["message"]
 
 

@@ -3,7 +3,6 @@ temporal, discovery, JSON-LD contexts and subscriptions. Errors answer in NGSI-L
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import uuid
@@ -11,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse, Response
@@ -92,7 +92,11 @@ def render_error(
         500: "InternalError",
         503: "LdContextNotAvailable",
     }
-    if slug[:1].isupper():
+    if slug == "validation-error":
+        # A parameter the framework checked (or the app-wide NUL check): NGSI-LD answers bad
+        # input data with 400 BadRequestData, as for the parameters parsed here by hand.
+        status, name = 400, "BadRequestData"
+    elif slug[:1].isupper():
         name = slug
     elif status in (401, 403):
         name = "Unauthorized" if status == 401 else "Forbidden"
@@ -116,7 +120,9 @@ async def document_body(request: Request) -> Any:
     if len(body) > MAX_BODY:
         raise bad("request.too_large")
     try:
-        data = json.loads(body)
+        # orjson: a flood of batch upserts spent 5 % of the server's time in json.loads. It is
+        # also strict JSON: NaN, Infinity and integers past 64 bits are refused, not stored.
+        data = orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("context.request.bad_json") from exc
     return data
