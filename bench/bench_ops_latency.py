@@ -188,14 +188,19 @@ def _flood_worker(
 
 
 class Flood:
-    """NGSI-LD batch upserts paced to RATE attribute changes per second, from other processes.
+    """NGSI-LD batch upserts paced to `rate` attribute changes per second, from other processes.
 
     The clients run in their own processes (as real gateways do), so that their JSON encoding
     does not compete with the server for this process's interpreter lock.
     """
 
     def __init__(
-        self, base: str, key: str, workers: int = 2, reconnect_every: int = 1_000_000
+        self,
+        base: str,
+        key: str,
+        workers: int = 2,
+        reconnect_every: int = 1_000_000,
+        rate: float = RATE,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
@@ -203,7 +208,7 @@ class Flood:
         self._processes = [
             context.Process(
                 target=_flood_worker,
-                args=(base, key, RATE / workers, n, self._stop, self._calls, reconnect_every),
+                args=(base, key, rate / workers, n, self._stop, self._calls, reconnect_every),
                 daemon=True,
             )
             for n in range(workers)
@@ -371,6 +376,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("probes", nargs="?", type=int, default=PROBES)
     parser.add_argument("--workers", type=int, default=0, help="serve with N worker processes")
+    parser.add_argument(
+        "--rate", type=int, default=RATE, help=f"flood pace, changes/s (default {RATE})"
+    )
+    parser.add_argument(
+        "--flooders", type=int, default=2, help="flood processes (x N with --workers N)"
+    )
     args = parser.parse_args()
     if args.workers and not os.environ.get("CITYOPS_TEST_DATABASE_URL"):
         parser.error("--workers needs PostgreSQL: run under scripts/with-postgres.sh")
@@ -395,7 +406,16 @@ def main() -> None:
             base, stop = _serve_in_thread(settings)
             cpu = ServerCpu(None, None)
         try:
-            _measure(base, key, reader, args.probes, cpu, max(1, args.workers))
+            _measure(
+                base,
+                key,
+                reader,
+                args.probes,
+                cpu,
+                max(1, args.workers),
+                args.rate,
+                args.flooders,
+            )
         finally:
             if process is not None:
                 process.send_signal(signal.SIGINT)
@@ -407,7 +427,16 @@ def main() -> None:
                 stop()
 
 
-def _measure(base: str, key: str, reader: str, probes: int, cpu: ServerCpu, workers: int) -> None:
+def _measure(
+    base: str,
+    key: str,
+    reader: str,
+    probes: int,
+    cpu: ServerCpu,
+    workers: int,
+    rate: int,
+    flooders: int,
+) -> None:
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
     client = httpx.Client(base_url=base, headers=headers, timeout=60)
     station: dict[str, Any] = {
@@ -424,9 +453,9 @@ def _measure(base: str, key: str, reader: str, probes: int, cpu: ServerCpu, work
     dashboard = Dashboard(base, reader)
     _report("PATCH → aqi-bad alert on the stream, quiet", _probe(client, dashboard, probes))
     if workers > 1:
-        flood = Flood(base, key, workers=2 * workers, reconnect_every=5)
+        flood = Flood(base, key, workers=flooders * workers, reconnect_every=5, rate=rate)
     else:
-        flood = Flood(base, key)
+        flood = Flood(base, key, workers=flooders, rate=rate)
     flood.start()
     while flood.calls == 0:  # the processes import CityOps first
         time.sleep(0.1)

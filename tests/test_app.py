@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from cityops.app import GC_YOUNG_THRESHOLD, create_app
+from cityops.core.config import Settings
 from cityops.core.runtime import Runtime
 
 
@@ -88,3 +92,26 @@ def test_openapi_document_lists_the_platform_api(client: TestClient) -> None:
 
 def test_message_catalogues_have_the_same_keys_in_both_languages(runtime: Runtime) -> None:
     assert runtime.translate.keys("vi") == runtime.translate.keys("en")
+
+
+def test_a_warm_start_keeps_the_start_up_objects_out_of_the_collector(settings: Settings) -> None:
+    # A served process (warm start) freezes what start-up built, so no full collection walks
+    # the routes, the unit index and the rules again; the test processes (no warm start) do
+    # not, or every test's app would stay in memory.
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    try:
+        app = create_app(settings.model_copy(update={"warm_start": True}))
+        with TestClient(app) as client:
+            assert client.get("/healthz").status_code == 200
+            assert gc.get_freeze_count() > 100_000
+            assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+        app.state.runtime.engine.dispose()
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_the_test_apps_leave_the_collector_alone(client: TestClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    assert gc.get_freeze_count() == 0
