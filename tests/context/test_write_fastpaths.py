@@ -9,6 +9,7 @@ import multiprocessing
 from typing import Any
 
 import hypothesis
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import strategies as st
 
@@ -115,3 +116,16 @@ def test_correlation_ids_are_unique_and_a_forked_worker_draws_its_own() -> None:
     child = queue.get(timeout=30)
     process.join(30)
     assert child[:16] != ids[0][:16]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect, found 2026-11-27: an integer past 64 bits comes back as a float "
+    "(somewhere between the store and the response); needs its own issue",
+)
+def test_integers_past_64_bits_are_kept_exactly(client: TestClient, admin: dict[str, str]) -> None:
+    # A fast JSON parser would read these as floats (1.8446744073709552e19): digits lost.
+    big = 2**64 + 1
+    entity = {"id": STATION, "type": "Thing", "count": {"type": "Property", "value": big}}
+    assert _upsert(client, admin, json.dumps([entity]).encode()) == 204
+    assert _value(client, admin, "count") == big

@@ -3,6 +3,7 @@ temporal, discovery, JSON-LD contexts and subscriptions. Errors answer in NGSI-L
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
@@ -10,7 +11,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse, Response
@@ -120,9 +120,7 @@ async def document_body(request: Request) -> Any:
     if len(body) > MAX_BODY:
         raise bad("request.too_large")
     try:
-        # orjson: a flood of batch upserts spent 5 % of the server's time in json.loads. It is
-        # also strict JSON: NaN, Infinity and integers past 64 bits are refused, not stored.
-        data = orjson.loads(body)
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("context.request.bad_json") from exc
     return data
