@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import multiprocessing
@@ -326,6 +327,28 @@ class ServerCpu:
         return server, backends
 
 
+class _FullCollections:
+    """Count and time the full (generation 2) garbage collections of this process from now:
+    each one holds the interpreter lock while it walks every object (see app.settle_heap)."""
+
+    def __init__(self) -> None:
+        self.count, self.seconds, self._started = 0, 0.0, 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.count += 1
+            self.seconds += time.perf_counter() - self._started
+
+    def __str__(self) -> str:
+        gc.callbacks.remove(self._callback)
+        return f"{self.count} ({self.seconds:.2f} s)"
+
+
 def _serve_in_thread(settings: Any) -> tuple[str, Callable[[], None]]:
     app = create_app(settings)
     runtime: Runtime = app.state.runtime
@@ -463,6 +486,7 @@ def _measure(
     time.sleep(2)
     flood.calls_at_start = flood.calls
     (cpu_start, db_start), wall_start = cpu.read(), time.perf_counter()
+    collections = _FullCollections() if cpu.root is None else None
     flooded = _probe(client, dashboard, probes)
     rate = flood.rate()
     cpu_end, db_end = cpu.read()
@@ -488,6 +512,8 @@ def _measure(
             f"  PostgreSQL backends' CPU per attribute change: {per_change:.1f} µs"
             f" ({used_db:.1f} s CPU)"
         )
+    if collections is not None:
+        print(f"  full garbage collections in the server process under the flood: {collections}")
     print(f"  events read by the stream client: {dashboard.events:,}")
     dashboard.stop()
     client.close()
