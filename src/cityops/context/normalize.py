@@ -356,6 +356,32 @@ def _check_value(kind: str, value: Any, short: str) -> None:
         raise BadRequestData("context.entity.bad_vocab", name=short[:64])
     if kind == "Property" and isinstance(value, float) and not math.isfinite(value):
         raise BadRequestData("context.entity.bad_number", name=short[:64])
+    if type(value) is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise BadRequestData("context.entity.number_too_large", name=short[:64])
+    elif isinstance(value, dict | list) and _holds_huge_int(value):
+        raise BadRequestData("context.entity.number_too_large", name=short[:64])
+
+
+# Integers are kept exactly within 64 bits: SQLite stores a longer one as a float (its JSON
+# column has numeric affinity) and the workers' fan-out cannot encode it, while PostgreSQL
+# would keep it. Refused on every database rather than changed on one.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _holds_huge_int(value: Any) -> bool:
+    """Whether a structured value holds, at any depth, an integer past 64 bits."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is int:
+            if not INT64_MIN <= item <= INT64_MAX:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def parse_entity(
