@@ -356,10 +356,11 @@ def _check_value(kind: str, value: Any, short: str) -> None:
         raise BadRequestData("context.entity.bad_vocab", name=short[:64])
     if kind == "Property" and isinstance(value, float) and not math.isfinite(value):
         raise BadRequestData("context.entity.bad_number", name=short[:64])
+    # A geometry's coordinates are range-checked above: no walk for every located reading.
     if type(value) is int:
         if not INT64_MIN <= value <= INT64_MAX:
             raise BadRequestData("context.entity.number_too_large", name=short[:64])
-    elif isinstance(value, dict | list) and _holds_huge_int(value):
+    elif kind != "GeoProperty" and isinstance(value, dict | list) and _holds_huge_int(value):
         raise BadRequestData("context.entity.number_too_large", name=short[:64])
 
 
