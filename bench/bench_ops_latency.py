@@ -344,7 +344,8 @@ class _FullCollections:
             self.count += 1
             self.seconds += time.perf_counter() - self._started
 
-    def __str__(self) -> str:
+    def stop(self) -> str:
+        """Stop counting; return the count and the time they took."""
         gc.callbacks.remove(self._callback)
         return f"{self.count} ({self.seconds:.2f} s)"
 
@@ -513,7 +514,8 @@ def _measure(
             f" ({used_db:.1f} s CPU)"
         )
     if collections is not None:
-        print(f"  full garbage collections in the server process under the flood: {collections}")
+        counted = collections.stop()
+        print(f"  full garbage collections in the server process under the flood: {counted}")
     print(f"  events read by the stream client: {dashboard.events:,}")
     dashboard.stop()
     client.close()

@@ -282,8 +282,8 @@ def duplicates(
 ) -> list[DuplicateRead]:
     """Offer the open reports of a service within 50 m from the last 7 days (no personal data)."""
     if service_code not in service.get_service_terms(session=session, reference=runtime.reference):
-        # No such service, no reports of it (and a code PostgreSQL cannot even compare, such as
-        # one holding a NUL character, never reaches the database).
+        # No such service, no reports of it: answered without a query. (A NUL never gets here:
+        # `core.deps.refuse_nul` refuses it for every route.)
         return []
     rows = service.find_duplicates(
         session=session,

@@ -334,6 +334,12 @@ def parse_attribute(
     ]
 
 
+# Integers are kept exactly within 64 bits: SQLite stores a longer one as a float (its JSON
+# column has numeric affinity) and the workers' fan-out cannot encode it, while PostgreSQL
+# would keep it. Refused on every database rather than changed on one.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _check_value(kind: str, value: Any, short: str) -> None:
     if kind == "GeoProperty":
         if simple_point(value) is None:
@@ -362,12 +368,6 @@ def _check_value(kind: str, value: Any, short: str) -> None:
             raise BadRequestData("context.entity.number_too_large", name=short[:64])
     elif kind != "GeoProperty" and isinstance(value, dict | list) and _holds_huge_int(value):
         raise BadRequestData("context.entity.number_too_large", name=short[:64])
-
-
-# Integers are kept exactly within 64 bits: SQLite stores a longer one as a float (its JSON
-# column has numeric affinity) and the workers' fan-out cannot encode it, while PostgreSQL
-# would keep it. Refused on every database rather than changed on one.
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _holds_huge_int(value: Any) -> bool:
