@@ -8,10 +8,11 @@
 SQLite in a temporary folder by default; PostgreSQL when CITYOPS_TEST_DATABASE_URL is set.
 Run: .venv/bin/python bench/bench_open311.py [reports] [workers] [--posts]   (default 1,000,000
 and 1; `--posts` skips the GETs). The server CPU figures count every worker; on PostgreSQL the
-database server's CPU per report is printed beside them. Several workers need PostgreSQL, as
-`cityops serve` does: `bash scripts/with-postgres.sh .venv/bin/python bench/bench_open311.py
-1000000 2`. The POSTs come from a raw keep-alive load generator (`harness.hammer`), so that
-the client takes little of the two cores the server is measured on.
+database server's CPU per report is printed beside them. Several workers share the SQLite file
+as `cityops serve --workers N` has them (`CITYOPS_WORKERS`: events through the database, turns
+at writing), or PostgreSQL: `bash scripts/with-postgres.sh .venv/bin/python
+bench/bench_open311.py 1000000 2`. The POSTs come from a raw keep-alive load generator
+(`harness.hammer`), so that the client takes little of the two cores the server is measured on.
 """
 
 from __future__ import annotations
@@ -316,6 +317,7 @@ def main() -> None:
             "CITYOPS_LOG_LEVEL": "WARNING",
             "CITYOPS_BACKGROUND_JOBS": "false",
             "CITYOPS_CITIZEN_RATE_PER_MINUTE": "1000000",
+            "CITYOPS_WORKERS": str(WORKERS),
         }
         command = [
             sys.executable, "-m", "uvicorn", "--factory", "cityops.app:create_app",

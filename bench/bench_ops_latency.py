@@ -15,13 +15,13 @@ Prints p50/p95/p99/max, quiet and under the flood, and the server's CPU per attr
 under the flood (this process's CPU time: the flooders and the dashboard are other processes).
 Run: PYTHONPATH=src:bench .venv/bin/python bench/bench_ops_latency.py [PROBES]
 
-`--workers N` (PostgreSQL only: run under `bash scripts/with-postgres.sh`, which sets
-CITYOPS_TEST_DATABASE_URL) serves with `cityops serve --workers N` in a subprocess instead, with
+`--workers N` serves with `cityops serve --workers N` in a subprocess instead (SQLite, or
+PostgreSQL under `bash scripts/with-postgres.sh`, which sets CITYOPS_TEST_DATABASE_URL), with
 background jobs on (the leader evaluates the rules, events are fanned out between the workers
-with LISTEN/NOTIFY); the flood is then sent by 2 x N processes opening a new connection every
+through the database); the flood is then sent by 2 x N processes opening a new connection every
 few batches, so that it spreads over the workers (the kernel hands each connection to one). The
 server's CPU is then read from /proc for every worker process (the supervisor included), and
-the CPU of the PostgreSQL backends of the bench database is printed beside it.
+on PostgreSQL the CPU of the backends of the bench database is printed beside it.
 Run: bash scripts/with-postgres.sh env PYTHONPATH=src:bench .venv/bin/python \
     bench/bench_ops_latency.py 20 --workers 2
 """
@@ -391,7 +391,8 @@ def _serve_workers(settings: Any, workers: int) -> tuple[str, subprocess.Popen[b
     server = subprocess.Popen([*command, "--port", str(port), "--workers", str(workers)], env=env)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, server, timeout=120)
-    print(f"[postgresql, cityops serve --workers {workers}]")
+    dialect = settings.database_url.split(":", 1)[0].split("+", 1)[0]
+    print(f"[{dialect}, cityops serve --workers {workers}]")
     return base, server
 
 
@@ -407,8 +408,6 @@ def main() -> None:
         "--flooders", type=int, default=2, help="flood processes (x N with --workers N)"
     )
     args = parser.parse_args()
-    if args.workers and not os.environ.get("CITYOPS_TEST_DATABASE_URL"):
-        parser.error("--workers needs PostgreSQL: run under scripts/with-postgres.sh")
     with tempfile.TemporaryDirectory() as tmp:
         settings, setup, key = prepare(Path(tmp))
         reader = _dashboard_key(setup)
@@ -420,7 +419,8 @@ def main() -> None:
                 runtime=setup, session=session, text=_rule_yaml(random.Random(2026), units)
             )
         print(f"{len(result.created)} rules generated (beside the profile's rule pack)")
-        database = setup.engine.url.database if args.workers else None
+        postgres = setup.engine.dialect.name == "postgresql"
+        database = setup.engine.url.database if args.workers and postgres else None
         setup.engine.dispose()
         process: subprocess.Popen[bytes] | None = None
         if args.workers:

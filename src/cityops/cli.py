@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from cityops.core import migrate as migrations
@@ -123,7 +125,14 @@ def _require_migrated(runtime: Runtime) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes (PostgreSQL, or a SQLite file: they take turns writing it).",
+        ),
+    ] = 1,
     access_log: Annotated[
         bool,
         typer.Option(
@@ -136,8 +145,11 @@ def serve(
     import uvicorn
 
     settings = Settings()
-    if workers > 1 and settings.database_url.startswith("sqlite"):
-        _fail("several workers need PostgreSQL; SQLite serves one worker")
+    if workers > 1 and make_url(settings.database_url).database in (None, "", ":memory:"):
+        _fail("several workers need a database they can share: PostgreSQL or a SQLite file")
+    # The workers read their settings from the environment: tell them how many share the
+    # database (on SQLite they then send each other their events and take turns writing).
+    os.environ["CITYOPS_WORKERS"] = str(workers)
     uvicorn.run(
         "cityops.asgi:app",
         host=host,

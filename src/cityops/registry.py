@@ -26,6 +26,7 @@ MESSAGE_PACKAGES: list[str] = ["cityops.core", *CONTEXTS, "cityops.web"]
 def import_models() -> None:
     """Import every context's tables so the metadata is complete (migrations, create_all)."""
     importlib.import_module("cityops.core.outbox")
+    importlib.import_module("cityops.core.fanout")
     for package in CONTEXTS:
         importlib.import_module(f"{package}.models")
     # `web` is not a context (it sits above them all) but owns the live stream's log.

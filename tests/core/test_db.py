@@ -1,14 +1,17 @@
-"""SQLite writers of one process queue on the engine's write gate instead of SQLite's busy loop."""
+"""SQLite writers of one process queue on the engine's write gate instead of SQLite's busy loop;
+the server processes sharing a file take turns through a lock file beside it."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
-from cityops.core.db import create_db_engine
+from cityops.core.db import WRITE_LOCK_SUFFIX, create_db_engine
 
 
 @pytest.fixture
@@ -92,3 +95,67 @@ def test_readers_do_not_wait_for_a_writer(engine: Engine) -> None:
         writer.close()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM item")).scalar() == 1
+
+
+# --- several processes (`cityops serve --workers N` on a SQLite file) --------------------------
+
+
+def _file_free(path: str) -> bool:
+    # Another open file description, as another process would hold.
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_processes_sharing_a_file_take_turns_through_its_lock_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    # One engine per process: each has its own gate and its own open lock file.
+    first, second = create_db_engine(url, shared=True), create_db_engine(url, shared=True)
+    lock = f"{tmp_path / 'shared.db'}{WRITE_LOCK_SUFFIX}"
+    try:
+        with first.begin() as conn:
+            conn.execute(text("CREATE TABLE item (id INTEGER PRIMARY KEY, writer INTEGER)"))
+        writing = first.connect()
+        writing.execute(text("INSERT INTO item (writer) VALUES (0)"))
+        assert not _file_free(lock)  # held from the first write of the transaction
+        writing.commit()
+        writing.close()
+        assert _file_free(lock)  # and given back with the commit
+
+        failures: list[BaseException] = []
+
+        def write(engine: Engine, writer: int) -> None:
+            try:
+                for _ in range(25):
+                    with engine.begin() as conn:
+                        conn.execute(text("SELECT count(*) FROM item")).scalar()
+                        conn.execute(text("INSERT INTO item (writer) VALUES (:w)"), {"w": writer})
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                failures.append(exc)
+
+        threads = [
+            threading.Thread(target=write, args=(engine, n))
+            for n, engine in enumerate((first, second) * 4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not failures, failures
+        with second.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM item")).scalar() == 1 + 8 * 25
+        assert _file_free(lock)
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+def test_a_process_alone_takes_no_lock_file(engine: Engine, tmp_path: Path) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO item (writer, n) VALUES (1, 1)"))
+    assert not (tmp_path / f"gate.db{WRITE_LOCK_SUFFIX}").exists()

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # many messages, waiting at most this long after the first one for more to arrive.
     mqtt_batch_max: int = Field(default=2000, ge=1, le=100_000)
     mqtt_batch_wait_ms: int = Field(default=100, ge=0, le=60_000)
+    # Server processes sharing the database (set by `cityops serve --workers N`). On SQLite,
+    # more than one makes each process send its events to the others through the database and
+    # take turns writing (core/fanout.py, core/db.py); PostgreSQL always does the former.
+    workers: int = Field(default=1, ge=1, le=64)
     # Run background jobs (device health, notification delivery) inside the server process.
     background_jobs: bool = True
     # Evaluate alert rules in the thread that committed the observation, instead of the

@@ -5,10 +5,14 @@ The same schema runs on SQLite (embedded default) and PostgreSQL (production).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -95,8 +99,12 @@ def json_dumps(value: Any) -> str:
         return json.dumps(_finite(value), allow_nan=False)
 
 
-def create_db_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine with the settings each backend needs."""
+def create_db_engine(url: str, *, echo: bool = False, shared: bool = False) -> Engine:
+    """Create an engine with the settings each backend needs.
+
+    `shared`: other server processes write to the same SQLite file (`cityops serve --workers`);
+    the processes then take turns through a lock file beside it (see `_gate_writers`).
+    """
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_serializer": json_dumps}
     if parsed.get_backend_name() == "sqlite":
@@ -104,7 +112,10 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # Each engine's connections share one write gate (see `_gate_writers`).
-        gated = type("GatedConnection", (_GatedConnection,), {"gate": threading.Lock()})
+        gate: dict[str, Any] = {"gate": threading.Lock()}
+        if shared and database and database != ":memory:":
+            gate["shared_gate"] = FileGate(Path(f"{database}{WRITE_LOCK_SUFFIX}"))
+        gated = type("GatedConnection", (_GatedConnection,), gate)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30, "factory": gated}
         # Connections kept open for the requests served at once (the default keeps 5): past
         # that, every request opened a connection and ran the PRAGMAs below, ~6 % of a read
@@ -132,6 +143,49 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
 # Statements before which the SQLite driver opens a write transaction.
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")
 WRITE_WAIT_SECONDS = 30.0
+# The lock file beside a SQLite database that its server processes take turns on.
+WRITE_LOCK_SUFFIX = ".writer.lock"
+# How often a process waiting for another's write looks again: from the first to the last.
+_POLL_FIRST, _POLL_LAST = 0.00005, 0.0005
+
+
+class FileGate:
+    """An exclusive lock on a file, shared by the processes writing one SQLite database: the
+    one connection of each process that holds its own gate takes this one too, so the
+    processes write one after another.
+
+    SQLite's own busy handler would do it, but it sleeps 1, 2, 5 … 100 ms between tries, so a
+    process found the lock free up to tens of milliseconds late; this one looks again every
+    0.05–0.5 ms. `flock` locks belong to the open file, so the kernel frees a dead process's.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        weakref.finalize(self, os.close, self._fd)
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock; False after `timeout` seconds without it."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + timeout
+        delay = _POLL_FIRST
+        while True:
+            time.sleep(delay)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+            delay = min(delay * 2, _POLL_LAST)
+
+    def release(self) -> None:
+        """Let the other processes write."""
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 class _GatedConnection(sqlite3.Connection):
@@ -139,15 +193,25 @@ class _GatedConnection(sqlite3.Connection):
     of that transaction (see `_gate_writers`)."""
 
     gate: threading.Lock  # one per engine: set on the subclass `_gate_writers` makes
+    shared_gate: FileGate | None = None  # one per engine, when other processes write too
     holds_gate = False
+    holds_shared = False
 
     def take_gate(self, statement: str) -> None:
         """Wait for the gate before a transaction's first write."""
         if not self.holds_gate and statement.lstrip()[:6].upper() in _WRITES:
             # After the busy timeout, go ahead and let SQLite decide, as without the gate.
+            started = time.monotonic()
             self.holds_gate = self.gate.acquire(timeout=WRITE_WAIT_SECONDS)
+            if self.holds_gate and self.shared_gate is not None:
+                left = max(0.0, WRITE_WAIT_SECONDS - (time.monotonic() - started))
+                self.holds_shared = self.shared_gate.acquire(left)
 
     def _give_gate(self) -> None:
+        if self.holds_shared:
+            self.holds_shared = False
+            assert self.shared_gate is not None
+            self.shared_gate.release()
         if self.holds_gate:
             self.holds_gate = False
             self.gate.release()
@@ -183,8 +247,9 @@ def _gate_writers(engine: Engine) -> None:
     4 s at p95 with 8 writers). Threads of one process instead wait on a lock that wakes the
     next one as soon as the writer has committed or rolled back. The lock is taken just before
     a transaction's first write (the driver runs reads outside transactions until then) and
-    given back by the connection when the transaction ends, whichever thread ends it; other
-    processes (a second worker, the command line) still meet SQLite's busy handler.
+    given back by the connection when the transaction ends, whichever thread ends it. Server
+    processes sharing the database (`create_db_engine(shared=True)`) also take turns through a
+    `FileGate`; other processes (the command line) still meet SQLite's busy handler.
     """
 
     @event.listens_for(engine, "before_cursor_execute")

@@ -46,7 +46,7 @@ class Runtime:
     ) -> Runtime:
         """Open the database and load the message catalogues for the given packages."""
         settings.ensure_secret_key()
-        engine = create_db_engine(settings.database_url)
+        engine = create_db_engine(settings.database_url, shared=settings.workers > 1)
         session_factory = create_session_factory(engine)
         clock = clock or SystemClock()
         outbox = Dispatcher(session_factory=session_factory, clock=clock)
