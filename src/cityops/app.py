@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -111,6 +112,26 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def _start_bridge(bridge: MqttBridge, peers: fanout.Fanout | None) -> None:
+    """Run the MQTT bridge here, or, with several workers, on the leader only: the deployment
+    keeps one MQTT session (one client id, its persistent subscription and queued messages),
+    which moves to the next leader when this one stops."""
+    if peers is None:
+        bridge.start()
+        return
+    lock = threading.Lock()
+
+    def follow(leading: bool) -> None:
+        with lock:
+            if leading:
+                bridge.start()
+            else:
+                bridge.stop()
+
+    peers.on_leading(follow)
+    follow(peers.leading)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -141,16 +162,18 @@ def create_app(
         # Listen to the other workers and decide who leads before jobs and rules start.
         peers = fanout.fanout_of(runtime)
         if peers is not None:
-            # Only a worker running the rule engine and the jobs competes for the lead.
-            peers.start(compete=settings.background_jobs)
+            # Only a worker running the rule engine and the jobs, or the MQTT bridge, competes
+            # for the lead.
+            peers.start(compete=settings.background_jobs or settings.mqtt_bridge)
         if settings.background_jobs:
             runtime.jobs.start()
             # Alerts: rules are evaluated on their own thread, as observations arrive.
             alerts_engine.start()
         # Ingest: the MQTT bridge runs on its own threads inside the server when enabled.
         bridge = MqttBridge(runtime) if settings.mqtt_bridge else None
+        _app.state.mqtt_bridge = bridge
         if bridge is not None:
-            bridge.start()
+            _start_bridge(bridge, peers)
         try:
             yield
         finally:

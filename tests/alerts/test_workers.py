@@ -505,3 +505,26 @@ def test_messages_through_sqlite_are_kept_a_minute_then_pruned(workers: list[Wor
         left = session.scalars(select(table.id)).all()
     assert old not in left
     assert left  # the recent one stays
+
+
+def test_the_mqtt_bridge_runs_on_the_leader_only_and_moves_with_the_lead(
+    settings: Settings, clock: FrozenClock, mqtt_broker: Any
+) -> None:
+    # One MQTT session for the deployment: two bridges with one client id would take the
+    # session from each other, over and over.
+    bridged = settings.model_copy(update={"mqtt_bridge": True, "mqtt_url": mqtt_broker.url})
+    a = Worker(bridged, clock)
+    b = Worker(bridged, clock)
+    try:
+        first, second = a.app.state.mqtt_bridge, b.app.state.mqtt_bridge
+        assert a.fanout.leading
+        assert first.wait_connected(10)
+        assert not second.running
+        b.fanout.retry_seconds = 0.1
+        a.stop()
+        wait_for(lambda: b.fanout.leading)
+        assert second.wait_connected(10)
+        assert not first.running
+    finally:
+        b.stop()
+        a.stop()

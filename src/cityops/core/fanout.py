@@ -29,7 +29,8 @@ lock, on SQLite through a table and a lock file:
   `<database>.leader.lock`) is the leader: its rule engine evaluates every worker's
   observations (the engine keeps per-entity state in memory: hysteresis, minimum duration, rate
   of change, location), and the background jobs not marked `every_worker` run there only
-  (`JobRunner.gate`). The others try to take the lock every `retry_seconds`; the database or
+  (`JobRunner.gate`), as does the MQTT bridge (app.py). The others try to take the lock every
+  `retry_seconds`; the database or
   the kernel frees it when the leader's connection or process ends (shutdown, crash, network),
   so a dead leader is replaced within that delay and the new one reloads the engine's persisted
   state. What a failover misses: observations committed after the old leader stopped

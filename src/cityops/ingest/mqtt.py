@@ -235,6 +235,11 @@ class MqttBridge:
         return self._connected.wait(timeout)
 
     @property
+    def running(self) -> bool:
+        """Whether the bridge was started (and not stopped) in this process."""
+        return self._client is not None
+
+    @property
     def connected(self) -> bool:
         """Whether the bridge is connected to the broker now."""
         return self._connected.is_set()
