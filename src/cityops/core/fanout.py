@@ -32,11 +32,11 @@ lock, on SQLite through a table and a lock file:
   (`JobRunner.gate`), as does the MQTT bridge (app.py). The others try to take the lock every
   `retry_seconds`; the database or the kernel frees it when the leader's connection or process
   ends (shutdown, crash, network), so a dead leader is replaced within that delay and the new
-  one reloads the engine's persisted state. What a failover misses: observations committed after the old leader stopped
-  evaluating and before the new one holds the lock (at most `retry_seconds`, plus the
-  connection timeout on PostgreSQL) are not evaluated; the next observation of the same entity
-  attribute is, and thresholds whose value stays put are confirmed by the leader's
-  `alerts.confirm_pending` job.
+  one reloads the engine's persisted state. What a failover misses: observations committed
+  after the old leader stopped evaluating and before the new one holds the lock (at most
+  `retry_seconds`, plus the connection timeout on PostgreSQL) are not evaluated; the next
+  observation of the same entity attribute is, and thresholds whose value stays put are
+  confirmed by the leader's `alerts.confirm_pending` job.
 
 A fan-out is installed on PostgreSQL always, and on a SQLite file when the settings say several
 workers share it (`workers`, set by `cityops serve --workers`): a process alone on SQLite sends
