@@ -409,6 +409,21 @@ class Plan:
     request: Any = None  # the request it came with (audit rows, event correlation)
 
 
+# What a plan reads of the reports near a new one: codes and places for the notice and the
+# batch's own duplicates, the incident and deadline a linked report shares.
+PLANNED_COLUMNS = (
+    Report.id,
+    Report.tracking_code,
+    Report.service_code,
+    Report.lat,
+    Report.lon,
+    Report.duplicate_of,
+    Report.incident_id,
+    Report.incident_code,
+    Report.expected_at,
+)
+
+
 def plan_report(
     *,
     runtime: Runtime,
@@ -470,6 +485,7 @@ def plan_report(
             radius_m=DUPLICATE_RADIUS_M,
             # The answer names five; a report linked to another needs to find it among all.
             limit=None if sub.duplicate_of else NOTICE_DUPLICATES,
+            columns=PLANNED_COLUMNS,
         )
     original: Report | None = None
     if sub.duplicate_of:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, String, bindparam, case, delete, func, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from cityops.citizen.enums import Moderation, NoteKind, ReportStatus
 from cityops.citizen.models import CitizenService, Report, Reporter, ReportNote, ReportPhoto
@@ -336,9 +336,14 @@ def find_duplicates(
     since: datetime,
     radius_m: float,
     limit: int | None = None,
+    columns: Sequence[Any] = (),
 ) -> list[Report]:
     """Return open, public reports of a service within `radius_m` of a point since a time,
-    nearest first (only the `limit` nearest, when given)."""
+    nearest first (only the `limit` nearest, when given).
+
+    `columns`: load only these of each report (the others raise once the session is gone): a
+    new report's plan reads a few, and converting the rest (the attributes' JSON, the times)
+    cost a tenth of taking a report in."""
     # A bounding box on the indexed columns first, the exact distance after. No ORDER BY: with
     # one, SQLite walks the (status, requested_at) index through every open report of the week
     # (8-17 ms at a million reports) instead of the (service, status, lat) one (under 0.1 ms);
@@ -365,7 +370,10 @@ def find_duplicates(
     ids = [report_id for distance, _at, report_id in near if distance <= radius_m][:limit]
     if not ids:
         return []
-    found = {r.id: r for r in session.scalars(select(Report).where(Report.id.in_(ids)))}
+    query = select(Report).where(Report.id.in_(ids))
+    if columns:
+        query = query.options(load_only(*columns))
+    found = {r.id: r for r in session.scalars(query)}
     return [found[report_id] for report_id in ids if report_id in found]
 
 
