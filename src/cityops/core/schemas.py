@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -11,6 +12,10 @@ T = TypeVar("T")
 # One line of text without control characters: PostgreSQL refuses NUL bytes, and no name,
 # code or filter needs a newline or escape character.
 SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
+# The days a date parameter may name: a filter's day becomes a local midnight, then UTC, and a
+# day past these (0001-01-01, 9999-12-31) would not survive the move (422, not 500).
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2100, 12, 31)
 
 
 class Page(BaseModel, Generic[T]):

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from cityops.core import tables
 from cityops.core.deps import MAX_ID, LangDep, Limit, Offset, RuntimeDep, SessionDep
 from cityops.core.errors import Conflict, Forbidden, Invalid, NotFound
-from cityops.core.schemas import SINGLE_LINE
+from cityops.core.schemas import FIRST_DAY, LAST_DAY, SINGLE_LINE
 from cityops.core.security import Permission, Principal, Scope, require
 from cityops.core.tables import EXPORT_RESPONSES, Column, FormatQuery, Kind, LangQuery, Table, Tr
 from cityops.egov import flows, imports, service
@@ -377,9 +377,12 @@ def list_dossiers(
         bool | None, Query(description="Open past due, or completed after the due date.")
     ] = None,
     received_from: Annotated[
-        date | None, Query(description="Received on or after (local).")
+        date | None,
+        Query(description="Received on or after (local).", ge=FIRST_DAY, le=LAST_DAY),
     ] = None,
-    received_to: Annotated[date | None, Query(description="Received before (local).")] = None,
+    received_to: Annotated[
+        date | None, Query(description="Received before (local).", ge=FIRST_DAY, le=LAST_DAY)
+    ] = None,
     q: Annotated[str | None, Query(max_length=64, pattern=SINGLE_LINE)] = None,
     limit: Limit = 100,
     offset: Offset = 0,

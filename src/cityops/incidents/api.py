@@ -27,7 +27,7 @@ from cityops.core.deps import (
     runtime_of,
 )
 from cityops.core.errors import BadRequest, Invalid, NotFound
-from cityops.core.schemas import SINGLE_LINE
+from cityops.core.schemas import FIRST_DAY, LAST_DAY, SINGLE_LINE
 from cityops.core.security import Permission, Principal, require
 from cityops.incidents import files, flows, service
 from cityops.incidents.enums import IncidentSource, IncidentStatus, Severity
@@ -284,10 +284,17 @@ def sla_report(
     principal: Reader,
     group_by: Literal["department", "unit"] = "department",
     from_date: Annotated[
-        date | None, Query(alias="from", description="First day (default: 29 days ago).")
+        date | None,
+        Query(
+            alias="from",
+            description="First day (default: 29 days ago).",
+            ge=FIRST_DAY,
+            le=LAST_DAY,
+        ),
     ] = None,
     to_date: Annotated[
-        date | None, Query(alias="to", description="Last day (default: today).")
+        date | None,
+        Query(alias="to", description="Last day (default: today).", ge=FIRST_DAY, le=LAST_DAY),
     ] = None,
 ) -> SlaReport:
     """Return, for incidents created in the period and in scope, per main department or unit:
