@@ -243,6 +243,29 @@ def test_get_errors(client: TestClient, url: str, status: int, mentions: str) ->
         assert _xml(response).tag == "errors"
 
 
+def test_a_wrong_method_and_a_server_failure_keep_their_status_in_the_open311_shape(
+    app: Any, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not the client's fault: a 400 would tell an Open311 client never to send it again.
+    client = TestClient(app, raise_server_exceptions=False)
+    wrong = client.put(f"{OPEN311}/requests.json", data={"api_key": api_key})
+    assert [e["code"] for e in _errors_json(wrong, 405)] == [405]
+    assert "POST" in wrong.headers["allow"]
+
+    def broken(**_: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("cityops.citizen.flows.plan_report", broken)
+    body = {"api_key": api_key, "service_code": "MT-01", **TRAN_BIEN}
+    failed = client.post(f"{OPEN311}/requests.json", data=body)
+    (error,) = _errors_json(failed, 500)
+    assert error["code"] == 500
+    assert "database went away" not in error["description"]  # no internals shown
+    as_xml = client.post(f"{OPEN311}/requests.xml", data=body)
+    assert as_xml.status_code == 500
+    assert _xml(as_xml).tag == "errors"
+
+
 def test_key_without_the_submit_permission_is_refused(
     client: TestClient, admin: dict[str, str], submit: Submit
 ) -> None:

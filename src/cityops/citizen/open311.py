@@ -150,10 +150,13 @@ def _fmt(fmt: str) -> str:
 def render_error(
     request: Request, status: int, _slug: str, detail: str, errors: list[dict[str, Any]]
 ) -> Response:
-    """Render an error in the Open311 shape; statuses are 404, 403 (api_key) or 400."""
+    """Render an error in the Open311 shape: 404, 403 (api_key) or 400 for what the client
+    sent, as the specification has them; 429 (rate limit), 405 (method) and a server's own
+    failures (5xx) keep their status, so a client knows to wait, not to retry as is, or that
+    its request was not at fault."""
     if status == 401:
         status = 403
-    if status not in (403, 404, 429):
+    if status not in (403, 404, 405, 429) and status < 500:
         status = 400
     items = [
         {"code": status, "description": f"{e.get('field')}: {e.get('message', '')}"}
