@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
-from pydantic import AwareDatetime
 
 from cityops.alerts import flows, service
 from cityops.alerts.enums import AlertStatus, RuleKind, Severity
@@ -27,7 +26,7 @@ from cityops.alerts.schemas import (
 )
 from cityops.core.deps import MAX_ID, Limit, Offset, RuntimeDep, SessionDep
 from cityops.core.errors import DomainError, Invalid, NotFound
-from cityops.core.schemas import SINGLE_LINE
+from cityops.core.schemas import SINGLE_LINE, Instant
 from cityops.core.security import Permission, Principal, require
 from cityops.units import service as unit_service
 
@@ -238,8 +237,8 @@ def list_alerts(
     area: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9-]+$")] = None,
     entity: Annotated[str | None, Query(max_length=256, pattern=SINGLE_LINE)] = None,
     sector: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z0-9_]+$")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Opened at or after.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Opened before.")] = None,
+    since: Annotated[Instant | None, Query(description="Opened at or after.")] = None,
+    until: Annotated[Instant | None, Query(description="Opened before.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> AlertPage:

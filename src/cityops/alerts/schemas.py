@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 from cityops.alerts.enums import CompositeMode, Direction, GeoTrigger, Operator, RuleKind, Severity
-from cityops.core.schemas import SINGLE_LINE, Page, ReadModel, WriteModel
+from cityops.core.schemas import SINGLE_LINE, Instant, Page, ReadModel, WriteModel
 
 RuleCode = Annotated[
     str, StringConstraints(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
@@ -340,7 +340,7 @@ class SnoozeIn(WriteModel):
     """Snooze an alert for some minutes or until a time (at most 30 days ahead)."""
 
     minutes: Annotated[int, Field(ge=1, le=MAX_SNOOZE_MINUTES)] | None = None
-    until: AwareDatetime | None = None
+    until: Instant | None = None
     note: Note | None = None
 
     @model_validator(mode="after")

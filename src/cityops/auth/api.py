@@ -6,7 +6,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cityops.auth import flows, service
 from cityops.auth.enums import Role, SessionKind, role_permissions
@@ -32,7 +32,7 @@ from cityops.auth.schemas import (
 )
 from cityops.core.deps import MAX_ID, ClockDep, Limit, Offset, RuntimeDep, SessionDep, SettingsDep
 from cityops.core.errors import Forbidden, Invalid, NotFound
-from cityops.core.schemas import SINGLE_LINE
+from cityops.core.schemas import SINGLE_LINE, Instant
 from cityops.core.security import CurrentPrincipal, Permission, Principal, require
 from cityops.units import service as unit_service
 
@@ -495,8 +495,8 @@ def list_audit_entries(
     action: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=32)] = None,
     resource_type: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=64)] = None,
     resource_id: Annotated[str | None, Query(pattern=SINGLE_LINE, max_length=64)] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> AuditPage:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from cityops.auth.enums import Language, Role
-from cityops.core.schemas import SINGLE_LINE, Page, ReadModel, WriteModel
+from cityops.core.schemas import SINGLE_LINE, Instant, Page, ReadModel, WriteModel
 from cityops.core.security import Permission
 
 # Single-line text: no control characters (PostgreSQL refuses NUL; none belong in a name).
@@ -168,7 +168,7 @@ class ApiKeyCreate(WriteModel):
     tenant: (
         Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] | None
     ) = None
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
 
 
 class ApiKeyRead(ReadModel):

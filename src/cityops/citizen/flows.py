@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from importlib import resources
@@ -371,9 +371,13 @@ def parse_datetime(text: str) -> datetime | None:
     """Parse a W3C date-time with its time zone; None if it is not one."""
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
+        if value.tzinfo is None:
+            return None
+        # A time with no UTC equivalent (0001-01-01T00:00+07:00) is not one either.
+        value.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return value if value.tzinfo is not None else None
+    return value
 
 
 def _contacts(sub: Submission, errors: list[Any]) -> dict[str, str | None]:

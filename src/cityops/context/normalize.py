@@ -149,11 +149,13 @@ def _parse_datetime_text(value: str) -> datetime | None:
     # timestamps, and datetimes are immutable, so one parse serves them all.
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        # OverflowError: a time at the ends of the calendar with no UTC equivalent
+        # (0001-01-01T00:00+07:00) is not a date-time anything can store.
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def parse_datetime(value: Any, member: str = "observedAt") -> datetime:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any, Generic, TypeVar
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
 
@@ -16,6 +17,23 @@ SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
 # day past these (0001-01-01, 9999-12-31) would not survive the move (422, not 500).
 FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2100, 12, 31)
+
+
+def _with_utc(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_out_of_range",
+            "a date-time between {first} and {last} is required",
+            {"first": "0001-01-02", "last": "9999-12-30"},
+        ) from None
+    return value
+
+
+# A date-time with its time zone that has a UTC equivalent: 0001-01-01T00:00+07:00 has none,
+# and would fail where it is stored or compared instead of being refused.
+Instant = Annotated[AwareDatetime, AfterValidator(_with_utc)]
 
 
 class Page(BaseModel, Generic[T]):

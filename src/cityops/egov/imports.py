@@ -418,6 +418,14 @@ _DMY = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T](\d{1,2}):(\d{2})
 
 def parse_time(value: Any, zone: ZoneInfo, *, end_of_day: bool = False) -> datetime:
     """Read a time: ISO 8601, `dd/mm/yyyy [hh:mm[:ss]]`, or a spreadsheet date/datetime."""
+    try:
+        return _parse_time(value, zone, end_of_day=end_of_day)
+    except OverflowError:
+        # At the ends of the calendar (01/01/0001 local) a time has no UTC equivalent.
+        raise _Refused("egov.import.bad_time") from None
+
+
+def _parse_time(value: Any, zone: ZoneInfo, *, end_of_day: bool) -> datetime:
     if isinstance(value, datetime):
         if end_of_day and value.tzinfo is None and value.time() == time(0):
             # A spreadsheet date cell reads back as midnight: for a due date it means the day.

@@ -126,11 +126,10 @@ def _parse_time_text(value: str) -> datetime | None:
     # Cached by text: a device's readings, and a batch of devices, share few timestamps.
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        # OverflowError: no UTC equivalent at the ends of the calendar (0001-01-01T00:00+07:00).
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.astimezone(UTC)
 
 
 def parse_time(value: Any) -> datetime | None:
