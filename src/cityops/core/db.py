@@ -150,9 +150,9 @@ _POLL_FIRST, _POLL_LAST = 0.00005, 0.0005
 
 
 class FileGate:
-    """An exclusive lock on a file, shared by the processes writing one SQLite database: the
-    one connection of each process that holds its own gate takes this one too, so the
-    processes write one after another.
+    """An exclusive lock on a file, shared by the server processes of one SQLite database: the
+    writing connection of each process takes the one beside the database, so the processes
+    write one after another (core/fanout.py holds another as the leader's lock).
 
     SQLite's own busy handler would do it, but it sleeps 1, 2, 5 … 100 ms between tries, so a
     process found the lock free up to tens of milliseconds late; this one looks again every
@@ -162,30 +162,34 @@ class FileGate:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        weakref.finalize(self, os.close, self._fd)
+        self._closed = weakref.finalize(self, os.close, self._fd)
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free now."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def acquire(self, timeout: float) -> bool:
         """Take the lock; False after `timeout` seconds without it."""
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            pass
         deadline = time.monotonic() + timeout
         delay = _POLL_FIRST
-        while True:
+        while not self.try_acquire():
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(delay)
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    return False
             delay = min(delay * 2, _POLL_LAST)
+        return True
 
     def release(self) -> None:
-        """Let the other processes write."""
+        """Let the other processes have it."""
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the file (which frees the lock); the gate is of no use after."""
+        self._closed()
 
 
 class _GatedConnection(sqlite3.Connection):

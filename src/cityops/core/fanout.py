@@ -47,17 +47,18 @@ process leads alone; it still sends and receives events.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import logging
 import os
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -66,7 +67,7 @@ from prometheus_client import Counter
 from sqlalchemy import BigInteger, Index, Integer, String, Text, delete
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from cityops.core.db import Base, UTCDateTime
+from cityops.core.db import Base, FileGate, UTCDateTime
 from cityops.core.events import Event
 from cityops.core.jobs import Job
 from cityops.core.runtime import Runtime
@@ -131,7 +132,7 @@ def fanned(event_type: str) -> bool:
     return event_type.startswith(FANNED_PREFIXES)
 
 
-class Fanout:
+class Fanout(ABC):
     """Sends this process's events to the other workers and receives theirs; holds or waits
     for the leader lock. The transports (`PostgresFanout`, `SqliteFanout`) say how."""
 
@@ -223,9 +224,9 @@ class Fanout:
         self._send_payloads(session, self._chunks(records))
         self.sent.inc(len(records))
 
+    @abstractmethod
     def _send_payloads(self, session: Session, payloads: list[str]) -> None:
         """Write the messages into the session's transaction (the transport's part)."""
-        raise NotImplementedError
 
     def _chunks(self, records: list[bytes]) -> list[str]:
         # {"s": sender, "n": chunk number, "e": [records]}: the number keeps two equal chunks of
@@ -294,14 +295,10 @@ class Fanout:
         if self._thread is not None:
             return
         self._stop.clear()
-        self._starting()
         self._thread = threading.Thread(target=self._run, name="cityops-fanout", daemon=True)
         self._thread.start()
         if compete:
             self.compete(wait)
-
-    def _starting(self) -> None:
-        """Prepare to receive, before the thread starts (the transport's part)."""
 
     def compete(self, wait: float = 5.0) -> None:
         """Follow, and take the lead whenever it is free; wait for the first attempt."""
@@ -321,10 +318,6 @@ class Fanout:
         if self._compete:
             self._set_leading(False)
         self._compete = False
-        self._stopped()
-
-    def _stopped(self) -> None:
-        """Give the lock up, if the end of the thread did not (the transport's part)."""
 
     def _due_to_try(self) -> bool:
         return (
@@ -333,9 +326,9 @@ class Fanout:
             and time.monotonic() - self._last_try >= self.retry_seconds
         )
 
+    @abstractmethod
     def _run(self) -> None:
         """Receive until stopped, reconnecting with a growing delay (the transport's part)."""
-        raise NotImplementedError
 
 
 class PostgresFanout(Fanout):
@@ -429,8 +422,8 @@ class SqliteFanout(Fanout):
         database = runtime.engine.url.database
         assert database, "a SQLite fan-out needs a database file"
         self._path = database
-        self._lock_path = f"{database}{LEADER_LOCK_SUFFIX}"
-        self._lock_fd: int | None = None
+        self._lock_path = Path(f"{database}{LEADER_LOCK_SUFFIX}")
+        self._lock: FileGate | None = None
         self._last_id = 0
         self._last_prune = 0.0
 
@@ -445,14 +438,23 @@ class SqliteFanout(Fanout):
         # Reads only, outside transactions: WAL readers never wait for the writer.
         return sqlite3.connect(self._path, timeout=30, isolation_level=None)
 
-    def _starting(self) -> None:
-        # What was committed before the start is not this process's to receive.
-        conn = self._connect()
-        try:
-            row = conn.execute("SELECT MAX(id) FROM fanout_message").fetchone()
-        finally:
-            conn.close()
-        self._last_id = int(row[0] or 0)
+    def start(self, *, compete: bool = True, wait: float = 5.0) -> None:
+        if self._thread is None:
+            # What was committed before the start is not this process's to receive.
+            conn = self._connect()
+            try:
+                row = conn.execute("SELECT MAX(id) FROM fanout_message").fetchone()
+            finally:
+                conn.close()
+            self._last_id = int(row[0] or 0)
+        super().start(compete=compete, wait=wait)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        super().stop(timeout)
+        # Closing the file frees the lock for the next leader (as a dead process's is freed).
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def _run(self) -> None:
         backoff = 0.5
@@ -494,21 +496,11 @@ class SqliteFanout(Fanout):
 
     def _try_lead(self) -> None:
         self._last_try = time.monotonic()
-        if self._lock_fd is None:
-            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass
-        else:
+        if self._lock is None:
+            self._lock = FileGate(self._lock_path)
+        if self._lock.try_acquire():
             self._set_leading(True)
         self._tried.set()
-
-    def _stopped(self) -> None:
-        # Closing the file frees the lock for the next leader (as a dead process's is freed).
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
 
 
 def fanout_of(runtime: Runtime) -> Fanout | None:
