@@ -13,9 +13,10 @@ T = TypeVar("T")
 # One line of text without control characters: PostgreSQL refuses NUL bytes, and no name,
 # code or filter needs a newline or escape character.
 SINGLE_LINE = r"^[^\x00-\x1f\x7f]*$"
-# The days a date parameter may name: a filter's day becomes a local midnight, then UTC, and a
-# day past these (0001-01-01, 9999-12-31) would not survive the move (422, not 500).
-FIRST_DAY = date(1900, 1, 1)
+# The days any date a client gives may name (filters, periods, plans, imported dates): a day
+# becomes a local midnight, then UTC, and one past these (0001-01-01, 9999-12-31) would not
+# survive the move; nothing CityOps holds is older or further ahead (a 4xx, not a 500).
+FIRST_DAY = date(2000, 1, 1)
 LAST_DAY = date(2100, 12, 31)
 
 

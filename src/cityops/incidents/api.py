@@ -88,7 +88,7 @@ Sort = Literal[
 # Form fields besides the file, and the multipart framing, never need more than this.
 FORM_OVERHEAD = 64 * 1024
 # The first and last years a date filter or report may name.
-MIN_YEAR, MAX_YEAR = 2000, 2100
+MIN_YEAR, MAX_YEAR = FIRST_DAY.year, LAST_DAY.year
 NO_SNIFF = {"X-Content-Type-Options": "nosniff"}
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from cityops.core import tables
 from cityops.core.deps import ClockDep, Limit, Offset, RuntimeDep, SessionDep
 from cityops.core.i18n import format_number
+from cityops.core.schemas import FIRST_DAY, LAST_DAY
 from cityops.core.security import Permission, Principal, require
 from cityops.core.tables import EXPORT_RESPONSES, Column, FormatQuery, Kind, LangQuery, Table, Tr
 from cityops.kpi import flows, formula, inputs, service, statistics
@@ -53,7 +54,7 @@ Admin = Annotated[Principal, Depends(require(Permission.KPI_ADMIN))]
 CodePath = Annotated[str, Path(min_length=1, max_length=16, pattern=CODE_PATTERN)]
 CodeQuery = Annotated[str, Query(min_length=1, max_length=16, pattern=CODE_PATTERN)]
 PlaceCode = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.-]{1,64}$")]
-Day = Annotated[date, Query(ge=date(2000, 1, 1), le=date(2100, 12, 31))]
+Day = Annotated[date, Query(ge=FIRST_DAY, le=LAST_DAY)]
 KNOWN = list(inputs.INPUTS)
 
 VALUE_COLUMNS = [

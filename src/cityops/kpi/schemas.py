@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from cityops.core.schemas import SINGLE_LINE, Page, ReadModel, WriteModel
+from cityops.core.schemas import FIRST_DAY, LAST_DAY, SINGLE_LINE, Page, ReadModel, WriteModel
 from cityops.kpi.enums import Direction, Frequency, PlaceLevel, Sector, SpatialLevel
 
 CODE_PATTERN = r"^[A-Z][A-Z0-9]{0,15}$"
@@ -142,8 +142,8 @@ class ComputeRequest(WriteModel):
 
     period: Frequency = Frequency.MONTH
     day: date = Field(
-        ge=date(2000, 1, 1),
-        le=date(2100, 12, 31),
+        ge=FIRST_DAY,
+        le=LAST_DAY,
         description="Any day inside the period (its first day is used).",
     )
     indicators: list[Code] | None = Field(default=None, max_length=200)

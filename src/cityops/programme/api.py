@@ -30,6 +30,7 @@ from cityops.core.deps import (
     TranslatorDep,
 )
 from cityops.core.errors import Forbidden, Invalid
+from cityops.core.schemas import FIRST_DAY, LAST_DAY
 from cityops.core.security import Permission, Principal, require
 from cityops.core.tables import EXPORT_RESPONSES, Column, FormatQuery, Kind, LangQuery, Table, Tr
 from cityops.programme import flows, imports, service
@@ -87,8 +88,8 @@ DepartmentFilter = Annotated[
 AsOf = Annotated[
     date | None,
     Query(
-        ge=date(2000, 1, 1),
-        le=date(2100, 12, 31),
+        ge=FIRST_DAY,
+        le=LAST_DAY,
         description="Judge lateness on this date (default: today in the province).",
     ),
 ]

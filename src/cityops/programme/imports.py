@@ -40,6 +40,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from cityops.core.schemas import FIRST_DAY, LAST_DAY
 from cityops.core.text import fold
 from cityops.programme import service
 from cityops.programme.enums import BudgetSource, ItemStatus
@@ -555,7 +556,7 @@ def _date(value: Any) -> date | None:
                 day = date.fromisoformat(text[:10] if len(text) >= 10 else text)
         except ValueError:
             raise _CellError("programme.import.bad_date", value=text[:50]) from None
-    if not date(2000, 1, 1) <= day <= date(2100, 12, 31):
+    if not FIRST_DAY <= day <= LAST_DAY:
         raise _CellError("programme.import.bad_date", value=day.isoformat())
     return day
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
-from cityops.core.schemas import SINGLE_LINE, Page, ReadModel, WriteModel
+from cityops.core.schemas import FIRST_DAY, LAST_DAY, SINGLE_LINE, Page, ReadModel, WriteModel
 from cityops.programme.enums import BudgetSource, ItemStatus, Role
 
 # Codes travel in URLs and spreadsheets: letters, digits, dot, dash, underscore.
@@ -25,7 +25,7 @@ Percent = Annotated[int, Field(ge=0, le=100)]
 Amount = Annotated[int, Field(ge=0, le=10**15)]
 Weight = Annotated[int, Field(ge=1, le=100)]
 # Dates are bounded so no calendar arithmetic overflows.
-Day = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2100, 12, 31))]
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
 
 MAX_UNITS = 500
 MAX_DEPARTMENTS = 50

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from cityops.core.deps import LangDep, RuntimeDep, SessionDep, TranslatorDep
 from cityops.core.i18n import format_number
 from cityops.core.runtime import Runtime
+from cityops.core.schemas import FIRST_DAY, LAST_DAY
 from cityops.core.security import OptionalPrincipal, Permission, Principal
 from cityops.egov import service as egov_service
 from cityops.kpi import flows as kpi_flows
@@ -57,7 +58,7 @@ KPI_SECTORS = (
 PILOT_AREAS = kpi_flows.PILOT_AREAS
 
 PeriodQuery = Annotated[Frequency | None, Query()]
-DayQuery = Annotated[date | None, Query(ge=date(2000, 1, 1), le=date(2100, 12, 31))]
+DayQuery = Annotated[date | None, Query(ge=FIRST_DAY, le=LAST_DAY)]
 AreaQuery = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9-]*$")]
 UnitQuery = Annotated[str | None, Query(max_length=16, pattern=r"^[0-9A-Za-z_-]*$")]
 UnitPath = Annotated[str, Path(max_length=16, pattern=r"^[0-9A-Za-z_-]+$")]
