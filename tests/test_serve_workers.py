@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from cityops.core.runtime import Runtime
 from cityops.core.security import SYSTEM_PRINCIPAL, Permission
 from cityops.incidents.models import Incident
 
-from .web.live import SseClient
+from .web.live import SseClient, free_port
 
 REPORTS = 60
 ENTITIES = 20
@@ -82,13 +81,6 @@ def served(settings: Settings, runtime: Runtime, tmp_path: Path) -> Iterator[tup
         log.close()
     output = (tmp_path / "serve.log").read_text(errors="replace")
     assert "Traceback" not in output, output[-3000:]
-
-
-def free_port() -> int:
-    """A localhost TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 90) -> None:

@@ -3,15 +3,13 @@ the server processes sharing a file take turns through a lock file beside it."""
 
 from __future__ import annotations
 
-import fcntl
-import os
 import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 
-from cityops.core.db import WRITE_LOCK_SUFFIX, create_db_engine
+from cityops.core.db import WRITE_LOCK_SUFFIX, FileGate, create_db_engine
 
 
 @pytest.fixture
@@ -29,11 +27,12 @@ def _gate(engine: Engine) -> threading.Lock:
         return type(conn.connection.dbapi_connection).gate  # type: ignore[union-attr]
 
 
-def test_concurrent_writers_all_commit_and_nothing_is_lost(engine: Engine) -> None:
-    writers, rows = 12, 20
+def _write_at_once(engines: list[Engine], rows: int) -> list[BaseException]:
+    """One thread per engine given (writer = its position), each writing `rows` transactions
+    that read, insert and update; return what they raised."""
     failures: list[BaseException] = []
 
-    def write(writer: int) -> None:
+    def write(engine: Engine, writer: int) -> None:
         try:
             for n in range(rows):
                 with engine.begin() as conn:
@@ -43,14 +42,20 @@ def test_concurrent_writers_all_commit_and_nothing_is_lost(engine: Engine) -> No
                     )
                     # A transaction that does more than one statement while holding the lock.
                     conn.execute(text("UPDATE item SET n = n WHERE writer = :w"), {"w": writer})
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller's assertion
             failures.append(exc)
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    threads = [threading.Thread(target=write, args=(e, w)) for w, e in enumerate(engines)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
+    return failures
+
+
+def test_concurrent_writers_all_commit_and_nothing_is_lost(engine: Engine) -> None:
+    writers, rows = 12, 20
+    failures = _write_at_once([engine] * writers, rows)
     assert not failures, failures
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM item")).scalar() == writers * rows
@@ -101,15 +106,12 @@ def test_readers_do_not_wait_for_a_writer(engine: Engine) -> None:
 
 
 def _file_free(path: str) -> bool:
-    # Another open file description, as another process would hold.
-    fd = os.open(path, os.O_RDWR)
+    # Another open file, as another process would hold: closing it frees what it took.
+    other = FileGate(Path(path))
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
+        return other.try_acquire()
     finally:
-        os.close(fd)
-    return True
+        other.close()
 
 
 def test_processes_sharing_a_file_take_turns_through_its_lock_file(tmp_path: Path) -> None:
@@ -119,33 +121,18 @@ def test_processes_sharing_a_file_take_turns_through_its_lock_file(tmp_path: Pat
     lock = f"{tmp_path / 'shared.db'}{WRITE_LOCK_SUFFIX}"
     try:
         with first.begin() as conn:
-            conn.execute(text("CREATE TABLE item (id INTEGER PRIMARY KEY, writer INTEGER)"))
+            conn.execute(
+                text("CREATE TABLE item (id INTEGER PRIMARY KEY, writer INTEGER, n INTEGER)")
+            )
         writing = first.connect()
-        writing.execute(text("INSERT INTO item (writer) VALUES (0)"))
+        writing.execute(text("INSERT INTO item (writer, n) VALUES (0, 0)"))
         assert not _file_free(lock)  # held from the first write of the transaction
         writing.commit()
         writing.close()
         assert _file_free(lock)  # and given back with the commit
 
-        failures: list[BaseException] = []
-
-        def write(engine: Engine, writer: int) -> None:
-            try:
-                for _ in range(25):
-                    with engine.begin() as conn:
-                        conn.execute(text("SELECT count(*) FROM item")).scalar()
-                        conn.execute(text("INSERT INTO item (writer) VALUES (:w)"), {"w": writer})
-            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-                failures.append(exc)
-
-        threads = [
-            threading.Thread(target=write, args=(engine, n))
-            for n, engine in enumerate((first, second) * 4)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        # Four threads in each "process", all writing at once.
+        failures = _write_at_once([first, second] * 4, 25)
         assert not failures, failures
         with second.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM item")).scalar() == 1 + 8 * 25
